@@ -1,0 +1,166 @@
+"""The `sla-worker` command line: the one place that wires adapters to the core."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+import click
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
+
+from worker import __version__
+from worker.core.engine import Engine
+from worker.core.events import SlaEvent
+from worker.core.policy import Policy, PolicyError
+from worker.policy_file import load_policy
+from worker.presets import load_presets, presets_text
+from worker.replay import Rejection, Replay, UntilBeforeLastEvent
+from worker.schemas import export
+
+_instant = TypeAdapter(AwareDatetime)
+
+
+class _Instant(click.ParamType):
+    name = "TIMESTAMP"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return _instant.validate_strings(str(value))
+        except ValidationError:
+            self.fail(f"{value!r} is not an RFC 3339 timestamp with an offset", param, ctx)
+
+
+def _policy(path: Path | None) -> Policy:
+    try:
+        return load_presets() if path is None else load_policy(path)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sla-worker")
+def main() -> None:
+    """SLA timers for help desks: business-hour deadlines, warnings and breaches."""
+
+
+@main.command()
+@click.argument("events", type=click.File("rb"))
+@click.option(
+    "--policies",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Policy file (YAML). Default: the built-in presets.",
+)
+@click.option(
+    "--until",
+    type=_Instant(),
+    help="Advance the clock to this instant after the last event (default: its time).",
+)
+@click.option(
+    "--output",
+    type=click.File("w"),
+    default="-",
+    help="Where to write warnings and breaches, as JSON Lines (default: stdout).",
+)
+@click.option(
+    "--rejects",
+    type=click.File("w"),
+    help="Write rejected lines here as JSON Lines instead of to stderr.",
+)
+@click.option("--strict", is_flag=True, help="Exit 1 if any line was rejected.")
+def replay(
+    events: IO[bytes],
+    policies: Path | None,
+    until: datetime | None,
+    output: IO[str],
+    rejects: IO[str] | None,
+    strict: bool,
+) -> None:
+    """Replay EVENTS (JSON Lines, '-' for stdin) and print the warnings and breaches.
+
+    Deadlines come from each event's occurred_at, so the same file always gives the
+    same output, ids included.
+    """
+
+    def on_event(event: SlaEvent) -> None:
+        output.write(event.model_dump_json())
+        output.write("\n")
+
+    def on_reject(rejection: Rejection) -> None:
+        if rejects is not None:
+            rejects.write(json.dumps(_rejection_record(rejection)) + "\n")
+        else:
+            click.echo(
+                f"line {rejection.line}: rejected ({rejection.reason}): {rejection.detail}",
+                err=True,
+            )
+
+    run = Replay(Engine(_policy(policies)), on_event, on_reject)
+    run.feed(events)
+    try:
+        summary = run.finish(until)
+    except UntilBeforeLastEvent as exc:
+        raise click.UsageError(str(exc)) from None
+    output.flush()
+    click.echo(str(summary), err=True)
+    if strict and summary.rejected:
+        sys.exit(1)
+
+
+def _rejection_record(rejection: Rejection) -> dict[str, object]:
+    return {
+        "line": rejection.line,
+        "reason": rejection.reason,
+        "detail": rejection.detail,
+        "event_id": rejection.event_id,
+        "ticket_id": rejection.ticket_id,
+    }
+
+
+@main.group()
+def policies() -> None:
+    """Check and show SLA policy files."""
+
+
+@policies.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def policies_validate(file: Path) -> None:
+    """Check FILE; print every problem with its path, exit 1 if there is any."""
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    plans = ", ".join(sorted(policy.plans))
+    click.echo(f"{file}: ok (version {policy.version}; plans: {plans})")
+
+
+@policies.command("show")
+def policies_show() -> None:
+    """Print the built-in presets (a starting point for your own file)."""
+    click.echo(presets_text(), nl=False)
+
+
+@main.group()
+def schemas() -> None:
+    """JSON Schemas of the events sla-worker reads and writes."""
+
+
+@schemas.command("export")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
+)
+def schemas_export(directory: Path) -> None:
+    """Write one JSON Schema per event type."""
+    for path in export(directory):
+        click.echo(str(path))

@@ -1,0 +1,410 @@
+"""The ticket timer state machine: events in, warnings and breaches out.
+
+Pure and deterministic. `Engine.apply(ticket, event)` folds one event into a ticket's
+state; `Engine.advance(ticket, now)` fires what has come due by `now`; `Engine.next_due`
+says when to call `advance` next. Replay and the Kafka worker drive these same three
+functions, so they agree by construction. See docs/semantics.md for every rule.
+
+The model, in one paragraph: each metric has a *clock* (when it started, which cycle,
+which warnings and breach it has already emitted). Which *target* applies is not stored:
+it is looked up from the ticket's current plan and priority every time, so a priority
+change needs no bookkeeping, and every deadline is recomputed from the clock's original
+start and the ticket's pause history. A clock whose current priority has no target for
+its metric is dormant: it emits nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from worker.core.events import (
+    InboundEvent,
+    Metric,
+    PriorityChanged,
+    ReplySent,
+    SlaBreach,
+    SlaEvent,
+    SlaWarning,
+    Status,
+    StatusChanged,
+    TicketCreated,
+    emission_id,
+)
+from worker.core.policy import Plan, Policy, Target
+
+_STOP_STATUSES: frozenset[Status] = frozenset({"solved", "closed"})
+
+
+class Rejected(ValueError):
+    """An event that is well-formed but cannot be applied to the ticket it names.
+
+    `reason` is a short, stable code (safe as a metric label); `str(exc)` explains.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Clock:
+    """How long one metric has been waiting, independent of the target that applies."""
+
+    metric: Metric
+    cycle: int
+    started_at: datetime
+    warned: list[float] = field(default_factory=list)
+    breached: bool = False
+
+
+@dataclass(slots=True)
+class Pause:
+    """A stretch of time in a pausing status; `end` is None while it lasts."""
+
+    start: datetime
+    end: datetime | None = None
+
+
+@dataclass(slots=True)
+class Ticket:
+    """Everything the engine remembers about one ticket."""
+
+    ticket_id: str
+    plan: str
+    priority: int
+    exempt: bool
+    last_event_at: datetime
+    status: Status = "open"
+    responded: bool = False
+    finished: bool = False
+    follow_up_cycles: int = 0
+    first_response: Clock | None = None
+    follow_up: Clock | None = None
+    pauses: list[Pause] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.pauses) and self.pauses[-1].end is None
+
+    def clocks(self) -> list[Clock]:
+        return [c for c in (self.first_response, self.follow_up) if c is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class TimerMet:
+    """A running timer stopped before its deadline (not published; feeds compliance)."""
+
+    ticket_id: str
+    plan: str
+    priority: int
+    metric: Metric
+    cycle: int
+    at: datetime
+    by: str  # "reply" or the stopping status
+
+
+Emission = SlaWarning | SlaBreach | TimerMet
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    ticket: Ticket
+    emissions: list[Emission]
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TimerView:
+    """A running timer as the HTTP API and the replay summary report it."""
+
+    metric: Metric
+    cycle: int
+    started_at: datetime
+    target: Target
+    deadline: datetime | None
+    elapsed: timedelta
+    paused: bool
+    breached: bool
+
+
+class Engine:
+    """Applies a `Policy` to tickets. Holds no ticket state of its own."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    # --- the three entry points ---------------------------------------------------------
+
+    def apply(self, ticket: Ticket | None, event: InboundEvent) -> Applied:
+        """Fold `event` into `ticket` (None when the ticket is unknown).
+
+        Everything the ticket had due strictly before the event fires first, so a reply
+        exactly at the deadline meets it while a reply one microsecond later does not.
+        Points that the event itself puts in the past (a priority raised after its new
+        target already elapsed) fire at once. Raises `Rejected`.
+        """
+        at = event.occurred_at.astimezone(UTC)
+        if ticket is None:
+            if not isinstance(event, TicketCreated):
+                raise Rejected(
+                    "unknown-ticket", f"ticket {event.ticket_id!r} has no ticket-created event"
+                )
+            return Applied(self._create(event, at), [])
+        if event.event_id in ticket.seen:
+            return Applied(ticket, [], duplicate=True)
+        if isinstance(event, TicketCreated):
+            raise Rejected("duplicate-ticket", f"ticket {event.ticket_id!r} already exists")
+        if at < ticket.last_event_at:
+            raise Rejected(
+                "out-of-order",
+                f"occurred_at {at.isoformat()} precedes this ticket's last event at "
+                f"{ticket.last_event_at.isoformat()}",
+            )
+        plan = self._plan(ticket)
+        if isinstance(event, PriorityChanged) and event.priority not in plan.targets:
+            raise Rejected(
+                "unknown-priority",
+                f"plan {plan.name!r} has no priority {event.priority} (has {sorted(plan.targets)})",
+            )
+
+        emissions = self._fire(ticket, at, inclusive=False)
+        ticket.seen.add(event.event_id)
+        ticket.last_event_at = at
+        if not ticket.finished and not ticket.exempt:
+            if isinstance(event, ReplySent):
+                emissions += self._reply(ticket, event, at)
+            elif isinstance(event, StatusChanged):
+                emissions += self._status(ticket, event.status, at)
+            elif isinstance(event, PriorityChanged):
+                ticket.priority = event.priority
+                emissions += self._fire(ticket, at, inclusive=False)
+        elif isinstance(event, PriorityChanged):
+            ticket.priority = event.priority
+        return Applied(ticket, emissions)
+
+    def advance(self, ticket: Ticket, now: datetime) -> list[Emission]:
+        """Fire every warning and breach of `ticket` due at or before `now`."""
+        return self._fire(ticket, now.astimezone(UTC), inclusive=True)
+
+    def next_due(self, ticket: Ticket) -> datetime | None:
+        """The next instant at which `advance` would emit something, if any."""
+        due: datetime | None = None
+        for clock in ticket.clocks():
+            for _, amount, target in self._pending(ticket, clock)[:1]:
+                instant = self._instant_at(ticket, clock, target, amount)
+                if instant is not None and (due is None or instant < due):
+                    due = instant
+        return due
+
+    def timers(self, ticket: Ticket, now: datetime) -> list[TimerView]:
+        """The ticket's measured timers as of `now` (for the API and summaries)."""
+        views = []
+        for clock in ticket.clocks():
+            target = self._target(ticket, clock.metric)
+            if target is None:
+                continue
+            views.append(
+                TimerView(
+                    clock.metric,
+                    clock.cycle,
+                    clock.started_at,
+                    target,
+                    self._instant_at(ticket, clock, target, target.duration),
+                    self._elapsed(ticket, clock, target, now.astimezone(UTC)),
+                    ticket.paused,
+                    clock.breached,
+                )
+            )
+        return views
+
+    # --- event handlers -----------------------------------------------------------------
+
+    def _create(self, event: TicketCreated, at: datetime) -> Ticket:
+        plan = self.policy.plans.get(event.plan)
+        if plan is None:
+            raise Rejected(
+                "unknown-plan", f"unknown plan {event.plan!r} (known: {sorted(self.policy.plans)})"
+            )
+        priority = plan.default_priority if event.priority is None else event.priority
+        if priority not in plan.targets:
+            raise Rejected(
+                "unknown-priority",
+                f"plan {plan.name!r} has no priority {priority} (has {sorted(plan.targets)})",
+            )
+        ticket = Ticket(
+            ticket_id=event.ticket_id,
+            plan=plan.name,
+            priority=priority,
+            exempt=event.product_stage in plan.exempt_stages,
+            last_event_at=at,
+            seen={event.event_id},
+        )
+        if not ticket.exempt:
+            ticket.first_response = Clock("first_response", 1, at)
+        return ticket
+
+    def _reply(self, ticket: Ticket, event: ReplySent, at: datetime) -> list[Emission]:
+        if not event.public:
+            return []  # an internal note: the customer saw nothing
+        if event.author == "customer":
+            # A customer message after the first response starts a follow-up cycle,
+            # unless the customer is already waiting for an answer.
+            if ticket.responded and ticket.follow_up is None:
+                ticket.follow_up_cycles += 1
+                ticket.follow_up = Clock("follow_up", ticket.follow_up_cycles, at)
+            return []
+        ticket.responded = True
+        emissions = []
+        for clock in ticket.clocks():
+            emissions += self._stop(ticket, clock, at, by="reply")
+        ticket.first_response = ticket.follow_up = None
+        self._forget_old_pauses(ticket)
+        return emissions
+
+    def _status(self, ticket: Ticket, status: Status, at: datetime) -> list[Emission]:
+        ticket.status = status
+        emissions: list[Emission] = []
+        if status in _STOP_STATUSES:
+            for clock in ticket.clocks():
+                emissions += self._stop(ticket, clock, at, by=status)
+            ticket.first_response = ticket.follow_up = None
+            ticket.finished = True
+            ticket.pauses.clear()
+        elif status in self.policy.pause_statuses:
+            if not ticket.paused:
+                ticket.pauses.append(Pause(at))
+        elif ticket.paused:
+            ticket.pauses[-1].end = at
+        return emissions
+
+    def _stop(self, ticket: Ticket, clock: Clock, at: datetime, by: str) -> list[Emission]:
+        if clock.breached or self._target(ticket, clock.metric) is None:
+            return []
+        met = TimerMet(
+            ticket.ticket_id, ticket.plan, ticket.priority, clock.metric, clock.cycle, at, by
+        )
+        return [met]
+
+    def _forget_old_pauses(self, ticket: Ticket) -> None:
+        """Drop pauses that ended before every remaining clock started (bounds memory)."""
+        starts = [clock.started_at for clock in ticket.clocks()]
+        horizon = min(starts) if starts else None
+        ticket.pauses = [
+            p for p in ticket.pauses if p.end is None or (horizon is not None and p.end > horizon)
+        ]
+
+    # --- timer arithmetic ---------------------------------------------------------------
+
+    def _plan(self, ticket: Ticket) -> Plan:
+        return self.policy.plans[ticket.plan]
+
+    def _target(self, ticket: Ticket, metric: Metric) -> Target | None:
+        if ticket.exempt:
+            return None
+        return self._plan(ticket).target(ticket.priority, metric)
+
+    def _pending(
+        self, ticket: Ticket, clock: Clock
+    ) -> list[tuple[float | None, timedelta, Target]]:
+        """The clock's points not yet emitted, in order: (threshold or None for breach,
+        amount of calendar time, target)."""
+        target = self._target(ticket, clock.metric)
+        if target is None or clock.breached:
+            return []
+        points: list[tuple[float | None, timedelta, Target]] = [
+            (fraction, target.duration * fraction, target)
+            for fraction in target.warnings
+            if fraction not in clock.warned
+        ]
+        points.append((None, target.duration, target))
+        return points
+
+    def _fire(self, ticket: Ticket, now: datetime, *, inclusive: bool) -> list[Emission]:
+        emissions: list[Emission] = []
+        for clock in ticket.clocks():
+            for threshold, amount, target in self._pending(ticket, clock):
+                instant = self._instant_at(ticket, clock, target, amount)
+                if instant is None or instant > now or (instant == now and not inclusive):
+                    break  # points are in time order: nothing later is due either
+                emissions.append(self._emit(ticket, clock, target, threshold, instant))
+        return emissions
+
+    def _emit(
+        self,
+        ticket: Ticket,
+        clock: Clock,
+        target: Target,
+        threshold: float | None,
+        due_at: datetime,
+    ) -> SlaEvent:
+        common: dict[str, Any] = {
+            "ticket_id": ticket.ticket_id,
+            "plan": ticket.plan,
+            "priority": ticket.priority,
+            "metric": clock.metric,
+            "cycle": clock.cycle,
+            "started_at": clock.started_at,
+            "due_at": due_at,
+            "deadline": self._instant_at(ticket, clock, target, target.duration),
+            "target": target.duration,
+            "calendar": target.calendar.name,
+            "policy_version": self.policy.version,
+        }
+        if threshold is None:
+            clock.breached = True
+            return SlaBreach.model_construct(
+                event_id=emission_id(ticket.ticket_id, clock.metric, clock.cycle, "breach"),
+                type="sla-breach",
+                **common,
+            )
+        clock.warned.append(threshold)
+        return SlaWarning.model_construct(
+            event_id=emission_id(
+                ticket.ticket_id, clock.metric, clock.cycle, f"warning@{threshold}"
+            ),
+            type="sla-warning",
+            threshold=threshold,
+            **common,
+        )
+
+    def _instant_at(
+        self, ticket: Ticket, clock: Clock, target: Target, amount: timedelta
+    ) -> datetime | None:
+        """The instant at which `amount` of calendar time had run on `clock`, skipping
+        paused stretches; None when the clock is paused before reaching it."""
+        calendar = target.calendar
+        start = clock.started_at
+        for pause in ticket.pauses:
+            if pause.end is not None and pause.end <= start:
+                continue
+            if pause.start > start:
+                running = calendar.elapsed(start, pause.start)
+                if amount <= running:
+                    return calendar.add(start, amount)
+                amount -= running
+            if pause.end is None:
+                return None
+            start = pause.end
+        return calendar.add(start, amount)
+
+    def _elapsed(self, ticket: Ticket, clock: Clock, target: Target, now: datetime) -> timedelta:
+        """Calendar time run on `clock` up to `now`, excluding paused stretches."""
+        calendar = target.calendar
+        total = timedelta(0)
+        start = clock.started_at
+        for pause in ticket.pauses:
+            if start >= now:
+                break
+            if pause.end is not None and pause.end <= start:
+                continue
+            if pause.start > start:
+                total += calendar.elapsed(start, min(pause.start, now))
+            if pause.end is None:
+                return total
+            start = max(start, pause.end)
+        if start < now:
+            total += calendar.elapsed(start, now)
+        return total

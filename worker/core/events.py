@@ -1,0 +1,204 @@
+"""The events sla-worker reads and writes, as pydantic models.
+
+Inbound events describe what happened to a ticket; outbound events are the warnings and
+breaches the engine derives from them. `schemas/` holds the JSON Schemas generated from
+these models (`sla-worker schemas export`); `tests/unit/test_schemas.py` fails when they
+are stale.
+
+Timestamps must be RFC 3339 with an offset: a naive timestamp says nothing about *when*
+something happened, so it is rejected rather than guessed. Unknown extra fields on inbound
+events are ignored, so producers can add fields without breaking the worker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+)
+from pydantic_core import ErrorDetails
+
+from worker.core.durations import format_duration
+
+Metric = Literal["first_response", "follow_up"]
+METRICS: tuple[Metric, ...] = ("first_response", "follow_up")
+
+Status = Literal["open", "pending", "on-hold", "solved", "closed"]
+ProductStage = Literal["ga", "beta", "preview"]
+
+_Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Inbound(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    event_id: _Identifier = Field(description="Unique id of this event; redeliveries repeat it.")
+    ticket_id: _Identifier = Field(description="The ticket; also the Kafka message key.")
+    occurred_at: AwareDatetime = Field(
+        description="When it happened (RFC 3339 with an offset). All SLA math uses this time."
+    )
+
+
+class TicketCreated(_Inbound):
+    """A ticket was opened: starts its first-response timer."""
+
+    type: Literal["ticket-created"]
+    plan: _Identifier = Field(description="Support plan name, e.g. 'professional'.")
+    priority: int | None = Field(
+        default=None, ge=1, description="Priority; the plan's default priority when absent."
+    )
+    product_stage: ProductStage = Field(
+        default="ga", description="Stage of the product asked about; some plans exempt beta."
+    )
+
+
+class ReplySent(_Inbound):
+    """A public reply (or, with `public: false`, an internal note that changes no timer)."""
+
+    type: Literal["reply-sent"]
+    author: Literal["agent", "customer"]
+    public: bool = True
+
+
+class PriorityChanged(_Inbound):
+    """The ticket was reclassified; running timers switch to the new priority's targets."""
+
+    type: Literal["priority-changed"]
+    priority: int = Field(ge=1)
+
+
+class StatusChanged(_Inbound):
+    """Pending/on-hold pause timers, open resumes them, solved/closed stop them for good."""
+
+    type: Literal["status-changed"]
+    status: Status
+
+
+InboundEvent = Annotated[
+    TicketCreated | ReplySent | PriorityChanged | StatusChanged,
+    Field(discriminator="type"),
+]
+INBOUND_TYPES: tuple[str, ...] = (
+    "ticket-created",
+    "reply-sent",
+    "priority-changed",
+    "status-changed",
+)
+
+_inbound_adapter: TypeAdapter[InboundEvent] = TypeAdapter(InboundEvent)
+
+
+class InvalidEvent(ValueError):
+    """An inbound message that cannot be decoded into an event.
+
+    `reason` is a short, stable code (safe as a metric label); `str(exc)` is the detail
+    a human needs to fix the producer.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def parse_event(raw: bytes | str) -> InboundEvent:
+    """Decode and validate one JSON-encoded inbound event, or raise `InvalidEvent`."""
+    try:
+        return _inbound_adapter.validate_json(raw)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> InvalidEvent:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return InvalidEvent("invalid-json", f"not valid JSON: {first['msg']}")
+    not_an_object = first["type"] == "dict_type" and not first["loc"]
+    if not_an_object or first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return InvalidEvent("unknown-type", _describe(errors))
+    if any(e["type"] == "timezone_aware" for e in errors):
+        return InvalidEvent("naive-timestamp", _describe(errors))
+    return InvalidEvent("invalid-field", _describe(errors))
+
+
+def _describe(errors: list[ErrorDetails]) -> str:
+    parts = []
+    for error in errors:
+        # The first location element of a tagged union is the tag itself: drop it.
+        loc = [str(p) for p in error["loc"] if str(p) not in INBOUND_TYPES]
+        where = ".".join(loc) or "event"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+# --- outbound ---------------------------------------------------------------------------
+
+# Fixed namespace for the deterministic ids of warnings and breaches. Never change it:
+# consumers deduplicate on these ids across releases.
+EVENT_ID_NAMESPACE = uuid.UUID("6b1f7a1e-57a0-4c52-9d43-7b7a3f0c2e11")
+
+
+def emission_id(ticket_id: str, metric: str, cycle: int, kind: str) -> str:
+    """The deterministic id of a warning or breach: the same timer point, the same id.
+
+    `kind` is `breach` or `warning@<threshold>`. The id deliberately ignores the
+    priority, target and policy version: a timer breaches at most once, whatever was
+    reconfigured in between, so a redelivered breach always carries the same id.
+    """
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{ticket_id}\x1f{metric}\x1f{cycle}\x1f{kind}"))
+
+
+class _Outbound(BaseModel):
+    # Every field is always present in the JSON we write, defaults included.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
+
+    event_id: str = Field(description="Deterministic (UUIDv5): deduplicate on it.")
+    type: str
+    ticket_id: str
+    plan: str
+    priority: int
+    metric: Metric
+    cycle: int = Field(ge=1, description="1 for first_response; follow-up cycles count from 1.")
+    started_at: datetime = Field(description="When the timer started (UTC).")
+    due_at: datetime = Field(
+        description="The instant the warning point or deadline was reached (UTC), even when "
+        "published later."
+    )
+    deadline: datetime | None = Field(
+        description="The timer's deadline when this was emitted (UTC); null while paused "
+        "before the deadline could be known."
+    )
+    target: timedelta = Field(description="Target duration, ISO 8601 (e.g. PT2H).")
+    calendar: str = Field(description="Name of the business calendar the target runs on.")
+    policy_version: str
+
+    @field_serializer("target")
+    def _iso_target(self, target: timedelta) -> str:
+        return format_duration(target)
+
+
+class SlaWarning(_Outbound):
+    """A configured fraction of the target has elapsed on a running timer."""
+
+    type: Literal["sla-warning"] = "sla-warning"
+    threshold: float = Field(gt=0, lt=1)
+
+
+class SlaBreach(_Outbound):
+    """The timer's deadline passed while it was still running. At most one per timer."""
+
+    type: Literal["sla-breach"] = "sla-breach"
+
+
+SlaEvent = SlaWarning | SlaBreach

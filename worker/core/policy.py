@@ -1,0 +1,182 @@
+"""SLA policies: which target applies to a ticket, on which calendar.
+
+A policy file names business calendars and, per plan and priority, the target of each
+metric. `PolicySpec` is the validated shape of the file; `Policy` is what the engine uses,
+with calendars built and every cross-reference resolved. Errors name the file, the path
+inside it and the problem, e.g.
+`policies.yaml: plans.professional.priorities.2.first_response.target: invalid duration 'PT'`.
+Reading the file is the adapter's job (`worker.policy_file`); this module only validates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from worker.core.calendar import Calendar, CalendarError, CalendarSpec
+from worker.core.durations import parse_duration
+from worker.core.events import METRICS, Metric, ProductStage, Status
+
+Duration = Annotated[
+    timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)
+]
+PauseStatus = Literal["pending", "on-hold"]
+DEFAULT_WARNINGS = (0.75,)
+_DEFAULT_PAUSE: tuple[PauseStatus, ...] = ("pending", "on-hold")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetSpec(_Spec):
+    target: Duration = Field(description="ISO 8601 duration in H/M/S, e.g. PT2H.")
+    calendar: str = Field(description="Name of a calendar under `calendars`.")
+
+
+class PrioritySpec(_Spec):
+    first_response: TargetSpec | None = None
+    follow_up: TargetSpec | None = None
+
+
+class PlanSpec(_Spec):
+    default_priority: int = Field(ge=1)
+    priorities: dict[int, PrioritySpec] = Field(min_length=1)
+    exempt_stages: list[Literal["beta", "preview"]] = Field(default_factory=list)
+    warnings: list[float] | None = Field(
+        default=None, description="Warning fractions for this plan; the policy's when absent."
+    )
+
+    @field_validator("warnings")
+    @classmethod
+    def _valid_warnings(cls, value: list[float] | None) -> list[float] | None:
+        return None if value is None else _thresholds(value)
+
+
+class PolicySpec(_Spec):
+    version: str = Field(min_length=1, description="Copied into every emitted event.")
+    calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
+    warnings: list[float] = Field(default_factory=lambda: list(DEFAULT_WARNINGS))
+    pause_statuses: list[PauseStatus] = Field(default_factory=lambda: list(_DEFAULT_PAUSE))
+    plans: dict[str, PlanSpec] = Field(min_length=1)
+
+    @field_validator("warnings")
+    @classmethod
+    def _valid_warnings(cls, value: list[float]) -> list[float]:
+        return _thresholds(value)
+
+
+def _thresholds(values: list[float]) -> list[float]:
+    for value in values:
+        if not 0 < value < 1:
+            raise ValueError(f"warning fraction {value} must be between 0 and 1 (exclusive)")
+    if len(set(values)) != len(values):
+        raise ValueError("warning fractions must not repeat")
+    return sorted(values)
+
+
+# --- what the engine uses ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One metric's promise: `duration` of `calendar` time, with warning fractions."""
+
+    duration: timedelta
+    calendar: Calendar
+    warnings: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str
+    default_priority: int
+    targets: Mapping[int, Mapping[Metric, Target]]
+    exempt_stages: frozenset[ProductStage]
+
+    def target(self, priority: int, metric: Metric) -> Target | None:
+        return self.targets[priority].get(metric)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    version: str
+    plans: Mapping[str, Plan]
+    pause_statuses: frozenset[Status]
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:
+        """Validate a parsed policy document and build it, or raise `PolicyError`."""
+        try:
+            spec = PolicySpec.model_validate(data)
+        except ValidationError as exc:
+            raise PolicyError(source, _pydantic_issues(exc)) from None
+        return _build(spec, source)
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; lists every problem as `path: message`."""
+
+    def __init__(self, source: str, issues: list[str]) -> None:
+        self.source = source
+        self.issues = issues
+        super().__init__("\n".join(f"{source}: {issue}" for issue in issues))
+
+
+def _pydantic_issues(exc: ValidationError) -> list[str]:
+    issues = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "required"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown field"
+        issues.append(f"{path}: {message}")
+    return issues
+
+
+def _build(spec: PolicySpec, source: str) -> Policy:
+    issues: list[str] = []
+    calendars: dict[str, Calendar] = {}
+    for name, calendar_spec in spec.calendars.items():
+        try:
+            calendars[name] = calendar_spec.build(name)
+        except CalendarError as exc:
+            issues.append(f"calendars.{name}: {exc}")
+
+    plans: dict[str, Plan] = {}
+    for plan_name, plan in spec.plans.items():
+        where = f"plans.{plan_name}"
+        if plan.default_priority not in plan.priorities:
+            issues.append(
+                f"{where}.default_priority: {plan.default_priority} is not one of the "
+                f"plan's priorities {sorted(plan.priorities)}"
+            )
+        warnings = tuple(plan.warnings if plan.warnings is not None else spec.warnings)
+        targets: dict[int, dict[Metric, Target]] = {}
+        for priority, priority_spec in plan.priorities.items():
+            targets[priority] = {}
+            for metric in METRICS:
+                target_spec: TargetSpec | None = getattr(priority_spec, metric)
+                if target_spec is None:
+                    continue
+                calendar = calendars.get(target_spec.calendar)
+                if calendar is None:
+                    if target_spec.calendar not in spec.calendars:
+                        issues.append(
+                            f"{where}.priorities.{priority}.{metric}.calendar: unknown calendar "
+                            f"{target_spec.calendar!r} (defined: {sorted(spec.calendars)})"
+                        )
+                    continue
+                targets[priority][metric] = Target(target_spec.target, calendar, warnings)
+        plans[plan_name] = Plan(
+            plan_name, plan.default_priority, targets, frozenset(plan.exempt_stages)
+        )
+    if issues:
+        raise PolicyError(source, issues)
+    return Policy(spec.version, plans, frozenset(spec.pause_statuses))
