@@ -92,7 +92,9 @@ class Replay:
             self._reject(Rejection(number, exc.reason, str(exc)))
             return
         at = event.occurred_at
-        self._fire_due(at, inclusive=False)
+        first_due = self._due.peek()
+        if first_due is not None and first_due < at:
+            self._fire_due(at, inclusive=False)
         if self._clock is None or at > self._clock:
             self._clock = at
         try:
@@ -135,9 +137,9 @@ class Replay:
             if isinstance(emission, TimerMet):
                 self.summary.met += 1
                 continue
-            if isinstance(emission, SlaBreach):
+            if type(emission) is SlaBreach:
                 self.summary.breaches += 1
-            elif isinstance(emission, SlaWarning):
+            elif type(emission) is SlaWarning:
                 self.summary.warnings += 1
             self._on_event(emission)
 

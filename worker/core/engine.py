@@ -37,6 +37,22 @@ from worker.core.policy import Plan, Policy, Target
 _STOP_STATUSES: frozenset[Status] = frozenset({"solved", "closed"})
 
 
+def _before(due: datetime | None, at: datetime) -> bool:
+    return due is not None and due < at
+
+
+def _timer_shape(ticket: Ticket) -> tuple[object, ...]:
+    """Everything `Ticket.due` depends on besides emitted points: when none of it
+    changed, neither did the due instant (clocks compare by identity first)."""
+    return (
+        ticket.priority,
+        ticket.first_response,
+        ticket.follow_up,
+        len(ticket.pauses),
+        ticket.paused,
+    )
+
+
 class Rejected(ValueError):
     """An event that is well-formed but cannot be applied to the ticket it names.
 
@@ -84,13 +100,22 @@ class Ticket:
     follow_up: Clock | None = None
     pauses: list[Pause] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    # The next instant something is due: a cache the engine refreshes after every
+    # change, so that most events need no calendar arithmetic to know nothing is due.
+    due: datetime | None = None
 
     @property
     def paused(self) -> bool:
         return bool(self.pauses) and self.pauses[-1].end is None
 
     def clocks(self) -> list[Clock]:
-        return [c for c in (self.first_response, self.follow_up) if c is not None]
+        if self.follow_up is None:
+            return [] if self.first_response is None else [self.first_response]
+        return (
+            [self.follow_up]
+            if self.first_response is None
+            else [self.first_response, self.follow_up]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +134,7 @@ class TimerMet:
 Emission = SlaWarning | SlaBreach | TimerMet
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Applied:
     ticket: Ticket
     emissions: list[Emission]
@@ -146,16 +171,18 @@ class Engine:
         Points that the event itself puts in the past (a priority raised after its new
         target already elapsed) fire at once. Raises `Rejected`.
         """
-        at = event.occurred_at.astimezone(UTC)
+        at = event.occurred_at  # UTC: events normalise it
         if ticket is None:
-            if not isinstance(event, TicketCreated):
+            if type(event) is not TicketCreated:
                 raise Rejected(
                     "unknown-ticket", f"ticket {event.ticket_id!r} has no ticket-created event"
                 )
-            return Applied(self._create(event, at), [])
+            ticket = self._create(event, at)
+            ticket.due = self._next_due(ticket)
+            return Applied(ticket, [])
         if event.event_id in ticket.seen:
             return Applied(ticket, [], duplicate=True)
-        if isinstance(event, TicketCreated):
+        if type(event) is TicketCreated:
             raise Rejected("duplicate-ticket", f"ticket {event.ticket_id!r} already exists")
         if at < ticket.last_event_at:
             raise Rejected(
@@ -164,33 +191,44 @@ class Engine:
                 f"{ticket.last_event_at.isoformat()}",
             )
         plan = self._plan(ticket)
-        if isinstance(event, PriorityChanged) and event.priority not in plan.targets:
+        if type(event) is PriorityChanged and event.priority not in plan.targets:
             raise Rejected(
                 "unknown-priority",
                 f"plan {plan.name!r} has no priority {event.priority} (has {sorted(plan.targets)})",
             )
 
-        emissions = self._fire(ticket, at, inclusive=False)
+        emissions = self._fire(ticket, at, inclusive=False) if _before(ticket.due, at) else []
+        shape = _timer_shape(ticket)
         ticket.seen.add(event.event_id)
         ticket.last_event_at = at
         if not ticket.finished and not ticket.exempt:
-            if isinstance(event, ReplySent):
+            if type(event) is ReplySent:
                 emissions += self._reply(ticket, event, at)
-            elif isinstance(event, StatusChanged):
+            elif type(event) is StatusChanged:
                 emissions += self._status(ticket, event.status, at)
-            elif isinstance(event, PriorityChanged):
+            elif type(event) is PriorityChanged:
                 ticket.priority = event.priority
                 emissions += self._fire(ticket, at, inclusive=False)
-        elif isinstance(event, PriorityChanged):
+        elif type(event) is PriorityChanged:
             ticket.priority = event.priority
+        if emissions or _timer_shape(ticket) != shape:
+            ticket.due = self._next_due(ticket)
         return Applied(ticket, emissions)
 
     def advance(self, ticket: Ticket, now: datetime) -> list[Emission]:
         """Fire every warning and breach of `ticket` due at or before `now`."""
-        return self._fire(ticket, now.astimezone(UTC), inclusive=True)
+        now = now.astimezone(UTC)
+        if ticket.due is None or ticket.due > now:
+            return []
+        emissions = self._fire(ticket, now, inclusive=True)
+        ticket.due = self._next_due(ticket)
+        return emissions
 
     def next_due(self, ticket: Ticket) -> datetime | None:
         """The next instant at which `advance` would emit something, if any."""
+        return ticket.due
+
+    def _next_due(self, ticket: Ticket) -> datetime | None:
         due: datetime | None = None
         for clock in ticket.clocks():
             for _, amount, target in self._pending(ticket, clock)[:1]:

@@ -13,10 +13,11 @@ events are ignored, so producers can add fields without breaking the worker.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -36,6 +37,9 @@ Status = Literal["open", "pending", "on-hold", "solved", "closed"]
 ProductStage = Literal["ga", "beta", "preview"]
 
 _Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+# Normalised to UTC on the way in: the engine compares instants constantly, and
+# datetimes that share one tzinfo compare without calling utcoffset().
+_Instant = Annotated[AwareDatetime, AfterValidator(lambda t: t.astimezone(UTC))]
 
 
 class _Inbound(BaseModel):
@@ -43,7 +47,7 @@ class _Inbound(BaseModel):
 
     event_id: _Identifier = Field(description="Unique id of this event; redeliveries repeat it.")
     ticket_id: _Identifier = Field(description="The ticket; also the Kafka message key.")
-    occurred_at: AwareDatetime = Field(
+    occurred_at: _Instant = Field(
         description="When it happened (RFC 3339 with an offset). All SLA math uses this time."
     )
 
