@@ -16,8 +16,8 @@ run: $(BIN)/.installed
 	$(BIN)/sla-worker replay examples/tickets.jsonl --until 2026-12-05T00:00:00Z
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check worker tests bench
-	$(BIN)/ruff format --check worker tests bench
+	$(BIN)/ruff check worker tests bench scripts
+	$(BIN)/ruff format --check worker tests bench scripts
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy

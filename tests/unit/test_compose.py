@@ -1,0 +1,148 @@
+"""docker-compose.yml and the Dockerfile hang together (no Docker needed: only parsing)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as a dict, whichever of the two compose forms it uses."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    """'NAME://host:port,...' -> {NAME: (host, port)} (an empty host means all interfaces)."""
+    result = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        parts = urlsplit(item)
+        assert parts.scheme and parts.port, f"bad listener {item!r}"
+        result[parts.scheme.upper()] = (parts.hostname or "", parts.port)
+    return result
+
+
+def _published(port_spec: str | int | dict[str, Any]) -> tuple[int, int]:
+    """A compose port mapping -> (host port, container port)."""
+    if isinstance(port_spec, dict):
+        return int(port_spec["published"]), int(port_spec["target"])
+    fields = str(port_spec).split(":")
+    assert len(fields) >= 2, f"port {port_spec!r} is not published on the host"
+    return int(fields[-2]), int(fields[-1].split("/")[0])
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+def test_services_are_kafka_and_worker(services: dict[str, dict[str, Any]]) -> None:
+    assert {"kafka", "worker"} <= set(services)
+
+
+def test_kafka_image_is_the_version_scripts_kafka_local_runs(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    pom = (ROOT / "scripts" / "kafka" / "pom.xml").read_text()
+    match = re.search(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", pom)
+    assert match, "scripts/kafka/pom.xml pins <kafka.version>"
+    assert services["kafka"]["image"] == f"apache/kafka:{match.group(1)}"
+
+
+def test_kafka_is_a_single_kraft_node(services: dict[str, dict[str, Any]]) -> None:
+    env = _environment(services["kafka"])
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    node_id = env["KAFKA_NODE_ID"]
+    controller_host, controller_port = (
+        env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split("@")[1].split(":")
+    )
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{node_id}@")
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert listeners[controller][1] == int(controller_port)
+    assert controller_host in {"kafka", services["kafka"].get("hostname")}
+    for setting in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
+        assert env[setting] == "1", setting
+    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+    assert "healthcheck" in services["kafka"]
+
+
+def test_worker_bootstrap_is_the_kafka_service_listener(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    kafka_env = _environment(services["kafka"])
+    bootstrap = _environment(services["worker"])["KAFKA_BOOTSTRAP_SERVERS"]
+    host, port = bootstrap.rsplit(":", 1)
+
+    assert host in {"kafka", services["kafka"].get("hostname")}
+    # The address the worker bootstraps from is one the broker advertises back to it ...
+    advertised = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+    names = [name for name, address in advertised.items() if address == (host, int(port))]
+    assert names, f"{bootstrap} is not among the advertised listeners {advertised}"
+    # ... and the broker really listens on that port, for that listener, in plaintext.
+    (name,) = names
+    assert _listeners(kafka_env["KAFKA_LISTENERS"])[name][1] == int(port)
+    protocols = dict(
+        pair.split(":") for pair in kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert protocols[name] == "PLAINTEXT"
+    assert name != kafka_env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+
+
+def test_worker_waits_for_a_healthy_kafka(services: dict[str, dict[str, Any]]) -> None:
+    depends_on = services["worker"]["depends_on"]
+    assert depends_on["kafka"]["condition"] == "service_healthy"
+
+
+def test_ports(services: dict[str, dict[str, Any]]) -> None:
+    worker_ports = [_published(spec) for spec in services["worker"]["ports"]]
+    assert (6066, 6066) in worker_ports
+    kafka_env = _environment(services["kafka"])
+    host_ports = {port for _, port in _listeners(kafka_env["KAFKA_LISTENERS"]).values()}
+    for published, target in (_published(spec) for spec in services["kafka"].get("ports", [])):
+        assert target in host_ports, f"kafka publishes {target}, on which nothing listens"
+        assert published == target, "the advertised HOST listener must keep its port"
+
+
+def test_worker_is_built_from_the_dockerfile(services: dict[str, dict[str, Any]]) -> None:
+    build = services["worker"]["build"]
+    context = build if isinstance(build, str) else build.get("context", ".")
+    dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+    assert (ROOT / context).resolve() == ROOT
+    text = (ROOT / dockerfile).read_text()
+    instructions = [
+        line.split(None, 1)
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and line[0].isupper()
+    ]
+    by_name: dict[str, list[str]] = {}
+    for name, *rest in instructions:
+        by_name.setdefault(name, []).append(rest[0] if rest else "")
+    assert by_name["FROM"] == ["python:3.11-slim"]
+    assert any(re.search(r"pip install \.(\s|$)", run) for run in by_name["RUN"])
+    assert by_name["ENTRYPOINT"] == ['["sla-worker"]']
+    assert by_name["CMD"] == ['["worker"]']
+    assert "6066" in by_name["EXPOSE"]
+    assert services["worker"].get("command") in (None, ["worker"], "worker")
