@@ -18,75 +18,14 @@ from __future__ import annotations
 import argparse
 import gc
 import io
-import json
-import random
 import resource
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 
 from worker.core.engine import Engine
 from worker.presets import load_presets
 from worker.replay import Replay
-
-PLANS = {"vip": (1, 2, 3, 4, 5), "professional": (1, 2, 3), "advanced": (1, 2, 3), "basic": (1,)}
-START = datetime(2026, 11, 2, tzinfo=UTC)
-
-
-def synthetic_stream(events: int, tickets: int, seed: int) -> tuple[list[bytes], int]:
-    """Return (JSON lines in time order, peak number of open tickets)."""
-    rng = random.Random(seed)
-    per_ticket = events // tickets
-    timeline: list[tuple[datetime, int, dict[str, object]]] = []
-    seq = 0
-    for n in range(tickets):
-        ticket_id = f"T-{n:07d}"
-        plan = rng.choice(list(PLANS))
-        at = START + timedelta(seconds=rng.randrange(30 * 24 * 3600))
-        created: dict[str, object] = {"type": "ticket-created", "plan": plan}
-        if rng.random() < 0.8:
-            created["priority"] = rng.choice(PLANS[plan])
-        if rng.random() < 0.05:
-            created["product_stage"] = "beta"
-        history = [created]
-        paused = False
-        for _ in range(per_ticket - 2):
-            roll = rng.random()
-            if roll < 0.35:
-                history.append({"type": "reply-sent", "author": "customer"})
-            elif roll < 0.65:
-                history.append(
-                    {"type": "reply-sent", "author": "agent", "public": rng.random() < 0.9}
-                )
-            elif roll < 0.85:
-                paused = not paused
-                status = rng.choice(["pending", "on-hold"]) if paused else "open"
-                history.append({"type": "status-changed", "status": status})
-            else:
-                history.append({"type": "priority-changed", "priority": rng.choice(PLANS[plan])})
-        history.append({"type": "status-changed", "status": "solved"})
-        for event in history:
-            at += timedelta(seconds=rng.randrange(60, 6 * 3600))
-            seq += 1
-            body = {
-                "event_id": f"ev-{seq}",
-                "ticket_id": ticket_id,
-                "occurred_at": at.isoformat(),
-                **event,
-            }
-            timeline.append((at, seq, body))
-    timeline.sort(key=lambda item: (item[0], item[1]))
-
-    open_now = peak = 0
-    lines = []
-    for _, _, body in timeline:
-        if body["type"] == "ticket-created":
-            open_now += 1
-            peak = max(peak, open_now)
-        elif body.get("status") == "solved":
-            open_now -= 1
-        lines.append(json.dumps(body).encode())
-    return lines, peak
+from worker.traffic import synthetic_stream
 
 
 def peak_rss_bytes() -> int:
@@ -102,8 +41,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     lines, peak_open = synthetic_stream(args.events, args.tickets, args.seed)
-    print(f"stream: {len(lines):,} events, {args.tickets:,} tickets, "
-          f"peak open tickets {peak_open:,} (built in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"stream: {len(lines):,} events, {args.tickets:,} tickets, "
+        f"peak open tickets {peak_open:,} (built in {time.perf_counter() - t0:.1f} s)"
+    )
 
     out = io.StringIO()
     emitted = 0
@@ -129,8 +70,10 @@ def main() -> None:
     rate = len(lines) / elapsed
     print(summary)
     print(f"replayed in {elapsed:.2f} s; {emitted:,} warnings and breaches written")
-    print(f"peak RSS growth {rss_growth / 2**20:.0f} MiB = "
-          f"{rss_growth / peak_open:,.0f} bytes per open ticket (peak {peak_open:,} open)")
+    print(
+        f"peak RSS growth {rss_growth / 2**20:.0f} MiB = "
+        f"{rss_growth / peak_open:,.0f} bytes per open ticket (peak {peak_open:,} open)"
+    )
     print(f"python {sys.version.split()[0]}")
     print(f"replay events/s: {rate:,.0f}")
 

@@ -123,6 +123,23 @@ def _rejection_record(rejection: Rejection) -> dict[str, object]:
     }
 
 
+@main.command(
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def worker(args: tuple[str, ...]) -> None:
+    """Run the live worker on Kafka (`sla-worker worker --help` lists every setting).
+
+    Every setting is a flag or an SLA_* environment variable; flags win.
+    """
+    # Imported here: the live worker pulls in faust, which replay and the other
+    # commands do not need.
+    from worker.kafka.run import run_worker
+
+    sys.exit(run_worker(list(args)))
+
+
 @main.group()
 def policies() -> None:
     """Check and show SLA policy files."""

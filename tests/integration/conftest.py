@@ -26,7 +26,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +35,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from tests.integration.workers import WorkerProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LOCAL = REPO_ROOT / "scripts" / "kafka-local"
@@ -283,3 +285,81 @@ def consume_json(kafka_bootstrap: str) -> ConsumeJson:
         return records
 
     return consume
+
+
+# --- the live worker -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker_factory(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `sla-worker worker` subprocesses; all are killed at teardown."""
+    started: list[WorkerProcess] = []
+    app_id = _unique_name("sla", request)
+
+    def make(**options: Any) -> WorkerProcess:
+        options.setdefault("app_id", app_id)
+        worker = WorkerProcess(kafka_bootstrap, directory=tmp_path, **options)
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop_quietly()
+
+
+@pytest.fixture
+def drain(kafka_bootstrap: str) -> Callable[..., Any]:
+    """Read a topic from the beginning until it has been quiet for `settle` seconds."""
+
+    async def read(
+        topic: str, settle: float = 3.0, timeout: float = 120.0, at_least: int = 0
+    ) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=f"drain-{uuid.uuid4().hex}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            quiet_since = loop.time()
+            while loop.time() < deadline:
+                batch = await consumer.getmany(timeout_ms=250)
+                for messages in batch.values():
+                    for m in messages:
+                        records.append((m.key, m.value or b"", list(m.headers or [])))
+                if batch:
+                    quiet_since = loop.time()
+                elif len(records) >= at_least and loop.time() - quiet_since >= settle:
+                    break
+        finally:
+            await consumer.stop()
+        return records
+
+    return read
+
+
+@pytest.fixture
+def produce_lines(kafka_bootstrap: str) -> Callable[..., Any]:
+    """Produce raw event lines keyed by their ticket id (or an explicit key)."""
+
+    async def produce(
+        topic: str, lines: list[bytes], keys: list[bytes | None] | None = None
+    ) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for n, line in enumerate(lines):
+                key = keys[n] if keys is not None else json.loads(line)["ticket_id"].encode()
+                await producer.send(topic, key=key, value=line)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    return produce

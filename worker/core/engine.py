@@ -32,7 +32,7 @@ from worker.core.events import (
     TicketCreated,
     emission_id,
 )
-from worker.core.policy import Plan, Policy, Target
+from worker.core.policy import Policy, Target
 
 _STOP_STATUSES: frozenset[Status] = frozenset({"solved", "closed"})
 
@@ -190,7 +190,11 @@ class Engine:
                 f"occurred_at {at.isoformat()} precedes this ticket's last event at "
                 f"{ticket.last_event_at.isoformat()}",
             )
-        plan = self._plan(ticket)
+        plan = self.policy.plans.get(ticket.plan)
+        if plan is None:
+            raise Rejected(
+                "unknown-plan", f"ticket's plan {ticket.plan!r} is no longer in the policy"
+            )
         if type(event) is PriorityChanged and event.priority not in plan.targets:
             raise Rejected(
                 "unknown-priority",
@@ -227,6 +231,12 @@ class Engine:
     def next_due(self, ticket: Ticket) -> datetime | None:
         """The next instant at which `advance` would emit something, if any."""
         return ticket.due
+
+    def refresh(self, ticket: Ticket) -> Ticket:
+        """Recompute the cached due instant of a ticket loaded from storage (the policy
+        may have changed since it was stored)."""
+        ticket.due = self._next_due(ticket)
+        return ticket
 
     def _next_due(self, ticket: Ticket) -> datetime | None:
         due: datetime | None = None
@@ -336,13 +346,11 @@ class Engine:
 
     # --- timer arithmetic ---------------------------------------------------------------
 
-    def _plan(self, ticket: Ticket) -> Plan:
-        return self.policy.plans[ticket.plan]
-
     def _target(self, ticket: Ticket, metric: Metric) -> Target | None:
-        if ticket.exempt:
-            return None
-        return self._plan(ticket).target(ticket.priority, metric)
+        plan = self.policy.plans.get(ticket.plan)
+        if ticket.exempt or plan is None or ticket.priority not in plan.targets:
+            return None  # no SLA, or a stored ticket whose plan/priority left the policy
+        return plan.target(ticket.priority, metric)
 
     def _pending(
         self, ticket: Ticket, clock: Clock

@@ -1,0 +1,136 @@
+"""Run `sla-worker worker` as a real subprocess, the way an operator does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).parent.parent.parent
+FAST_POLICY = ROOT / "tests" / "data" / "fast-policy.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WorkerProcess:
+    bootstrap: str
+    app_id: str
+    directory: Path
+    partitions: int = 3
+    input_topics: tuple[str, ...] = ("tickets",)
+    policy: Path | None = FAST_POLICY
+    extra: tuple[str, ...] = ()
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    _log: Any = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / f"worker-{self.port}.log"
+
+    def args(self) -> list[str]:
+        args = [
+            sys.executable,
+            "-m",
+            "worker",
+            "worker",
+            "--bootstrap-servers",
+            self.bootstrap,
+            "--app-id",
+            self.app_id,
+            "--partitions",
+            str(self.partitions),
+            "--input-topics",
+            ",".join(self.input_topics),
+            "--data-dir",
+            str(self.directory / f"data-{self.port}"),
+            "--web-host",
+            "127.0.0.1",
+            "--web-port",
+            str(self.port),
+            "--timer-interval-seconds",
+            "0.1",
+            *self.extra,
+        ]
+        if self.policy is not None:
+            args += ["--policies", str(self.policy)]
+        return args
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._close_log()
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.args(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.directory
+        )
+        self.starts += 1
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def get(self, path: str) -> tuple[int, Any]:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    async def ready(self, timeout: float = 120) -> float:
+        """Wait for /readyz to answer 200; return the seconds it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited {self.process.returncode}:\n{self.tail()}")
+            try:
+                status, _ = await asyncio.to_thread(self.get, "/readyz")
+                if status == 200:
+                    return time.monotonic() - started
+            except (OSError, ValueError):
+                pass
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"worker not ready after {timeout} s:\n{self.tail()}")
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop_quietly(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._close_log()
+
+
+def environment() -> dict[str, str]:
+    return dict(os.environ)

@@ -1,0 +1,5 @@
+"""`python -m worker` is `sla-worker`."""
+
+from worker.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""Ticket state <-> compact JSON-ready dicts, for tables, changelogs and snapshots.
+
+The format is versioned (`"v": 1`) because it outlives releases: a worker reads state
+that an older worker wrote to its changelog. Instants are stored as integer microseconds
+since the epoch (UTC): exact, compact, and free of time zone parsing on recovery. The
+cached `due` instant is not stored; it is recomputed on load (`Engine.refresh`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from worker.core.engine import Clock, Pause, Ticket
+
+FORMAT_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+class StateFormatError(ValueError):
+    """Stored state this version cannot read."""
+
+
+def _us(t: datetime) -> int:
+    return (t - _EPOCH) // _US
+
+
+def _at(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _clock(clock: Clock | None) -> list[Any] | None:
+    if clock is None:
+        return None
+    return [clock.metric, clock.cycle, _us(clock.started_at), clock.warned, clock.breached]
+
+
+def _load_clock(data: list[Any] | None) -> Clock | None:
+    if data is None:
+        return None
+    metric, cycle, started, warned, breached = data
+    return Clock(metric, cycle, _at(started), list(warned), breached)
+
+
+def dump_ticket(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "v": FORMAT_VERSION,
+        "id": ticket.ticket_id,
+        "plan": ticket.plan,
+        "priority": ticket.priority,
+        "exempt": ticket.exempt,
+        "last": _us(ticket.last_event_at),
+        "status": ticket.status,
+        "responded": ticket.responded,
+        "finished": ticket.finished,
+        "cycles": ticket.follow_up_cycles,
+        "fr": _clock(ticket.first_response),
+        "fu": _clock(ticket.follow_up),
+        "pauses": [[_us(p.start), None if p.end is None else _us(p.end)] for p in ticket.pauses],
+        "seen": sorted(ticket.seen),
+    }
+
+
+def load_ticket(data: dict[str, Any]) -> Ticket:
+    """Rebuild a ticket; its `due` cache is left empty for the engine to refresh."""
+    if data.get("v") != FORMAT_VERSION:
+        raise StateFormatError(f"unsupported ticket state format {data.get('v')!r}")
+    return Ticket(
+        ticket_id=data["id"],
+        plan=data["plan"],
+        priority=data["priority"],
+        exempt=data["exempt"],
+        last_event_at=_at(data["last"]),
+        status=data["status"],
+        responded=data["responded"],
+        finished=data["finished"],
+        follow_up_cycles=data["cycles"],
+        first_response=_load_clock(data["fr"]),
+        follow_up=_load_clock(data["fu"]),
+        pauses=[Pause(_at(s), None if e is None else _at(e)) for s, e in data["pauses"]],
+        seen=set(data["seen"]),
+    )

@@ -1,0 +1,291 @@
+"""One message in, one decision out: decode, run the core, say what to store and send.
+
+No faust and no I/O here: `worker.kafka.app` reads the stored state, calls this, and
+carries out the `Outcome` (table write, publications, dead letters, reschedule) inside
+stream processing. Every input ends as applied, duplicate, held, or dead-lettered with a
+reason; nothing is dropped silently.
+
+Stored values are JSON objects: a ticket's state (`worker.core.state_codec`) plus the
+partition it lives on (`"p"`), or, before its `ticket-created` has arrived, a record of
+held events (`{"held": [...], "p": ...}`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from worker.core.durations import format_duration
+from worker.core.engine import Engine, Rejected, Ticket, TimerMet
+from worker.core.events import InboundEvent, InvalidEvent, SlaEvent, parse_event
+from worker.core.state_codec import StateFormatError, dump_ticket, load_ticket
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from, carried into dead letters."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source: Source
+    reason: str
+    detail: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Original headers first, then ours (prefixed, so they never collide)."""
+        return [
+            *self.source.headers,
+            ("sla-dlq-reason", self.reason.encode()),
+            ("sla-dlq-detail", self.detail.encode()[:4096]),
+            ("sla-dlq-source-topic", self.source.topic.encode()),
+            ("sla-dlq-source-partition", str(self.source.partition).encode()),
+            ("sla-dlq-source-offset", str(self.source.offset).encode()),
+        ]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What to do after one message. `state` None means: leave the stored value."""
+
+    state: dict[str, Any] | None = None
+    publish: list[SlaEvent] = field(default_factory=list)
+    met: list[TimerMet] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    due: datetime | None = None
+    hold_until: datetime | None = None
+    event_type: str | None = None  # for metrics; None when undecodable
+    applied: bool = False
+    duplicate: bool = False
+    held: bool = False
+    occurred_at: datetime | None = None
+
+
+class TicketProcessor:
+    def __init__(self, engine: Engine, hold_unknown: timedelta | None) -> None:
+        """`hold_unknown`: how long to hold events for tickets not yet created (several
+        input topics); None dead-letters them at once (one topic keeps them in order)."""
+        self.engine = engine
+        self.hold_unknown = hold_unknown
+
+    # --- inbound events -------------------------------------------------------------------
+
+    def on_event(self, source: Source, stored: dict[str, Any] | None, now: datetime) -> Outcome:
+        try:
+            event = parse_event(source.value)
+        except InvalidEvent as exc:
+            return Outcome(dead_letters=[DeadLetter(source, exc.reason, str(exc))])
+        if source.key is not None and source.key != event.ticket_id.encode():
+            detail = f"message key {source.key!r} is not the ticket_id {event.ticket_id!r}"
+            return Outcome(
+                dead_letters=[DeadLetter(source, "key-mismatch", detail)], event_type=event.type
+            )
+
+        held = stored.get("held") if stored is not None else None
+        try:
+            ticket = self._ticket(stored) if held is None else None
+        except StateFormatError as exc:
+            return Outcome(
+                dead_letters=[DeadLetter(source, "unreadable-state", str(exc))],
+                event_type=event.type,
+            )
+        if ticket is None and event.type != "ticket-created" and self.hold_unknown is not None:
+            return self._hold(source, event, list(held or []), now)
+
+        outcome = Outcome(occurred_at=event.occurred_at, event_type=event.type)
+        ticket = self._apply(ticket, event, source, outcome)
+        if held and ticket is not None:
+            ticket = self._release(ticket, held, outcome)
+        if ticket is not None:
+            outcome.state = self._store(ticket, source.partition)
+            outcome.due = ticket.due
+        return outcome
+
+    def _apply(
+        self, ticket: Ticket | None, event: InboundEvent, source: Source, outcome: Outcome
+    ) -> Ticket | None:
+        try:
+            result = self.engine.apply(ticket, event)
+        except Rejected as exc:
+            outcome.dead_letters.append(DeadLetter(source, exc.reason, str(exc)))
+            return ticket
+        if result.duplicate:
+            outcome.duplicate = True
+        else:
+            outcome.applied = True
+            self._sort(result.emissions, outcome)
+        return result.ticket
+
+    # --- holding events that arrive before their ticket ----------------------------------
+
+    def _hold(
+        self, source: Source, event: InboundEvent, held: list[dict[str, Any]], now: datetime
+    ) -> Outcome:
+        assert self.hold_unknown is not None
+        held.append(
+            {
+                "topic": source.topic,
+                "partition": source.partition,
+                "offset": source.offset,
+                "key": None if source.key is None else source.key.decode(),
+                "value": source.value.decode(),
+                "until": (now + self.hold_unknown).isoformat(),
+            }
+        )
+        first_expiry = min(datetime.fromisoformat(h["until"]) for h in held)
+        return Outcome(
+            state={"held": held, "p": source.partition},
+            hold_until=first_expiry,
+            held=True,
+            occurred_at=event.occurred_at,
+            event_type=event.type,
+        )
+
+    def _release(self, ticket: Ticket, held: list[dict[str, Any]], outcome: Outcome) -> Ticket:
+        """Apply held events once their ticket exists, in event-time order."""
+        events = []
+        for record in held:
+            source = _held_source(record)
+            event = parse_event(source.value)  # it parsed when it was held
+            events.append((event.occurred_at, source, event))
+        for _, source, event in sorted(events, key=lambda item: item[0]):
+            ticket = self._apply(ticket, event, source, outcome) or ticket
+        return ticket
+
+    def expire_held(self, stored: dict[str, Any] | None, partition: int, now: datetime) -> Outcome:
+        """Dead-letter held events whose ticket did not arrive in time."""
+        held = stored.get("held") if stored is not None else None
+        if not held:
+            return Outcome()
+        keep = [h for h in held if datetime.fromisoformat(h["until"]) > now]
+        outcome = Outcome(
+            dead_letters=[
+                DeadLetter(
+                    _held_source(h),
+                    "unknown-ticket",
+                    "no ticket-created arrived for this ticket within the hold time",
+                )
+                for h in held
+                if h not in keep
+            ]
+        )
+        outcome.state = {"held": keep, "p": partition} if keep else {}
+        if keep:
+            outcome.hold_until = min(datetime.fromisoformat(h["until"]) for h in keep)
+        return outcome
+
+    # --- timer commands -------------------------------------------------------------------
+
+    def on_due(self, stored: dict[str, Any] | None, partition: int, until: datetime) -> Outcome:
+        """Fire what a ticket has due at or before `until` (sent by the timer)."""
+        try:
+            ticket = self._ticket(stored)
+        except StateFormatError:
+            return Outcome()
+        if ticket is None:
+            return Outcome()
+        outcome = Outcome()
+        self._sort(self.engine.advance(ticket, until), outcome)
+        if outcome.publish or outcome.met:
+            outcome.state = self._store(ticket, partition)
+        outcome.due = ticket.due
+        return outcome
+
+    # --- the HTTP API ---------------------------------------------------------------------
+
+    def describe(self, ticket_id: str, stored: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """A ticket's SLA state as `GET /tickets/{id}` returns it."""
+        if "held" in stored:
+            return {"ticket_id": ticket_id, "held_events": len(stored["held"]), "timers": []}
+        ticket = self._ticket(stored)
+        assert ticket is not None
+        timers = []
+        for view in self.engine.timers(ticket, now):
+            remaining = max(view.target.duration - view.elapsed, timedelta(0))
+            timers.append(
+                {
+                    "metric": view.metric,
+                    "cycle": view.cycle,
+                    "started_at": _iso(view.started_at),
+                    "target": format_duration(view.target.duration),
+                    "calendar": view.target.calendar.name,
+                    "deadline": None if view.deadline is None else _iso(view.deadline),
+                    "elapsed": format_duration(view.elapsed),
+                    "remaining": format_duration(remaining),
+                    "paused": view.paused,
+                    "breached": view.breached,
+                }
+            )
+        return {
+            "ticket_id": ticket.ticket_id,
+            "plan": ticket.plan,
+            "priority": ticket.priority,
+            "status": ticket.status,
+            "finished": ticket.finished,
+            "as_of": _iso(now),
+            "timers": timers,
+        }
+
+    # --- state ----------------------------------------------------------------------------
+
+    def restore(self, stored: dict[str, Any]) -> tuple[int, Ticket | None, datetime | None]:
+        """(partition, ticket, hold expiry) of a stored value, for rebuilding indexes."""
+        partition = int(stored.get("p", -1))
+        if "held" in stored:
+            held = stored["held"]
+            expiry = min((datetime.fromisoformat(h["until"]) for h in held), default=None)
+            return partition, None, expiry
+        return partition, self._ticket(stored), None
+
+    def _ticket(self, stored: dict[str, Any] | None) -> Ticket | None:
+        if not stored or "held" in stored:
+            return None
+        return self.engine.refresh(load_ticket(stored))
+
+    @staticmethod
+    def _store(ticket: Ticket, partition: int) -> dict[str, Any]:
+        return {**dump_ticket(ticket), "p": partition}
+
+    @staticmethod
+    def _sort(emissions: list[Any], outcome: Outcome) -> None:
+        for emission in emissions:
+            if isinstance(emission, TimerMet):
+                outcome.met.append(emission)
+            else:
+                outcome.publish.append(emission)
+
+
+def _held_source(record: dict[str, Any]) -> Source:
+    return Source(
+        record["topic"],
+        record["partition"],
+        record["offset"],
+        None if record["key"] is None else record["key"].encode(),
+        record["value"].encode(),
+    )
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def encode_event(event: SlaEvent) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def encode_command(kind: str, ticket_id: str, until: datetime) -> bytes:
+    return json.dumps({"kind": kind, "ticket_id": ticket_id, "until": until.isoformat()}).encode()
+
+
+def decode_command(value: bytes) -> tuple[str, str, datetime]:
+    data = json.loads(value)
+    return data["kind"], data["ticket_id"], datetime.fromisoformat(data["until"]).astimezone(UTC)

@@ -1,0 +1,82 @@
+"""Create the worker's topics if missing; refuse to start on a partition mismatch.
+
+Faust creates only its internal topics (the table changelog). The inputs, outputs, dead
+letters and timer commands are created here, with the configured partition count.
+Co-partitioning is what keeps a ticket's events, its timer commands and its state on one
+worker, so a topic that exists with another partition count stops the worker with a
+message that says what to change, instead of failing later in a rebalance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from worker.kafka.app import commands_topic_name
+from worker.settings import WorkerSettings
+
+
+class TopicMismatch(RuntimeError):
+    pass
+
+
+def client_options(settings: WorkerSettings) -> dict[str, Any]:
+    """aiokafka connection options for these settings (admin, producers, consumers)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    context = settings.ssl_context()
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.security_protocol.startswith("SASL"):
+        assert settings.sasl_password is not None
+        options.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password.get_secret_value(),
+        )
+    return options
+
+
+def changelog_topic_name(settings: WorkerSettings) -> str:
+    return f"{settings.app_id}-tickets-changelog"
+
+
+async def ensure_topics(settings: WorkerSettings) -> list[str]:
+    """Create missing topics; return their names. Raise `TopicMismatch` on a mismatch."""
+    co_partitioned = [
+        *settings.input_topics,
+        commands_topic_name(settings),
+        changelog_topic_name(settings),
+    ]
+    wanted = [
+        *co_partitioned[:-1],  # faust creates the changelog (compacted) itself
+        settings.warnings_topic,
+        settings.breaches_topic,
+        settings.dead_letter_topic,
+    ]
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        present = [t for t in co_partitioned if t in existing]
+        if present:
+            for description in await admin.describe_topics(present):
+                count = len(description["partitions"])
+                if count != settings.partitions:
+                    raise TopicMismatch(
+                        f"topic {description['topic']!r} has {count} partitions but the "
+                        f"worker is configured for {settings.partitions} (SLA_PARTITIONS / "
+                        "--partitions). Inputs, timer commands and the state changelog must "
+                        "have the same count: set --partitions to match, or repartition."
+                    )
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
+            )
+        return missing
+    finally:
+        await admin.close()

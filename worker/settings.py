@@ -1,0 +1,137 @@
+"""Worker settings, from environment variables (prefix `SLA_`) and command-line flags.
+
+Every setting is one field here, documented by its description; `sla-worker worker
+--help` is generated from these fields, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SLA_",
+        extra="forbid",
+        frozen=True,
+        cli_prog_name="sla-worker worker",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+    )
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "SLA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers"
+        ),
+        description="Kafka bootstrap servers, comma-separated host:port "
+        "(also read from KAFKA_BOOTSTRAP_SERVERS).",
+    )
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="How to talk to the brokers."
+    )
+    sasl_mechanism: SaslMechanism = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism (with SASL_SSL/SASL_PLAINTEXT)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        default=None,
+        description="SASL password (prefer the SLA_SASL_PASSWORD variable); never logged.",
+    )
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL/SASL_SSL.")
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
+
+    app_id: str = Field(
+        default="sla-worker",
+        description="Consumer group id; prefix of internal topics and of the state tables.",
+    )
+    input_topics: list[str] = Field(
+        default_factory=lambda: ["tickets"],
+        description="Topics of inbound events keyed by ticket id: one topic carrying every "
+        "type, or one per event type (comma-separated).",
+    )
+    warnings_topic: str = Field(default="sla-warnings", description="Where warnings go.")
+    breaches_topic: str = Field(default="sla-breaches", description="Where breaches go.")
+    dead_letter_topic: str = Field(
+        default="sla-dead-letter",
+        description="Inputs that cannot be applied, with the reason in headers.",
+    )
+    partitions: int = Field(
+        default=6, ge=1, description="Partitions of every topic; input topics must match."
+    )
+    replication_factor: int = Field(default=1, ge=1, description="For topics the worker creates.")
+    policies: Path | None = Field(
+        default=None, description="Policy file (YAML); the built-in presets when unset."
+    )
+    data_dir: Path = Field(
+        default=Path("data"), description="Where RocksDB keeps table state (one DB per partition)."
+    )
+    web_host: str = Field(default="0.0.0.0", description="Address of the HTTP server.")
+    web_port: int = Field(default=6066, description="HTTP API, /metrics, /healthz and /readyz.")
+    allowed_lateness_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Once caught up, wait this long past a deadline (wall clock) before "
+        "firing, for events produced late.",
+    )
+    hold_unknown_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="With several input topics: how long an event for a ticket whose "
+        "ticket-created has not arrived is held before it is dead-lettered.",
+    )
+    timer_interval_seconds: float = Field(
+        default=0.2, gt=0, description="How often due timers are checked."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Logs are JSON lines on stderr."
+    )
+
+    @field_validator("input_topics", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return (
+            [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
+        )
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkerSettings:
+        if not self.input_topics:
+            raise ValueError("input_topics: at least one topic is needed")
+        if self.security_protocol.startswith("SASL") and (
+            not self.sasl_username or self.sasl_password is None
+        ):
+            raise ValueError("sasl_username and sasl_password are required for SASL")
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return ";".join(f"kafka://{s.strip()}" for s in self.bootstrap_servers.split(","))
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.security_protocol:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+        )
+        if self.ssl_certfile:
+            context.load_cert_chain(
+                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+            )
+        return context
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as logged at start: secrets masked."""
+        data = self.model_dump(mode="json")
+        if data.get("sasl_password") is not None:
+            data["sasl_password"] = "**********"
+        return data
