@@ -6,6 +6,7 @@ Every setting is one field here, documented by its description; `sla-worker work
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +78,11 @@ class WorkerSettings(BaseSettings):
     )
     web_host: str = Field(default="0.0.0.0", description="Address of the HTTP server.")
     web_port: int = Field(default=6066, description="HTTP API, /metrics, /healthz and /readyz.")
+    advertised_url: str | None = Field(
+        default=None,
+        description="URL other workers use to reach this one's HTTP API (requests for a "
+        "ticket are routed to its owner). Default: http://<web host or hostname>:<web port>.",
+    )
     allowed_lateness_seconds: float = Field(
         default=0.0,
         ge=0,
@@ -88,6 +94,12 @@ class WorkerSettings(BaseSettings):
         ge=0,
         description="With several input topics: how long an event for a ticket whose "
         "ticket-created has not arrived is held before it is dead-lettered.",
+    )
+    session_timeout_seconds: float = Field(
+        default=30.0,
+        ge=6,
+        description="How long the group waits for a silent worker before giving its "
+        "partitions to the others (Kafka session.timeout.ms).",
     )
     timer_interval_seconds: float = Field(
         default=0.2, gt=0, description="How often due timers are checked."
@@ -116,6 +128,13 @@ class WorkerSettings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return ";".join(f"kafka://{s.strip()}" for s in self.bootstrap_servers.split(","))
+
+    @property
+    def canonical_url(self) -> str:
+        if self.advertised_url:
+            return self.advertised_url
+        host = socket.gethostname() if self.web_host in ("0.0.0.0", "::") else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if "SSL" not in self.security_protocol:

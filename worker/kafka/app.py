@@ -97,8 +97,11 @@ def build_app(
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.session_timeout_seconds / 10,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        canonical_url=settings.canonical_url,
         web_in_thread=False,
         stream_buffer_maxsize=4096,
         table_standby_replicas=0,
@@ -112,10 +115,13 @@ def build_app(
     warnings = app.topic(settings.warnings_topic, **RAW)
     breaches = app.topic(settings.breaches_topic, **RAW)
     dead_letters = app.topic(settings.dead_letter_topic, **RAW)
+    # Keys are the raw ticket id bytes, exactly the input messages' keys: faust's router
+    # hashes the serialized key to find a ticket's owner, and a `str` key type would
+    # JSON-quote it and route requests to the wrong worker.
     table = app.Table(
         "tickets",
         partitions=settings.partitions,
-        key_type=str,
+        key_type=bytes,
         help="SLA state per ticket id",
     )
 
@@ -141,9 +147,9 @@ def build_app(
         if outcome.state is None:
             return
         if outcome.state:
-            table[ticket_id] = outcome.state
-        elif ticket_id in table:
-            del table[ticket_id]
+            table[ticket_id.encode()] = outcome.state
+        elif ticket_id.encode() in table:
+            del table[ticket_id.encode()]
         runtime.metrics.state(ticket_id, outcome.state)
 
     async def on_input(event: EventT[Any]) -> None:
@@ -159,7 +165,7 @@ def build_app(
         )
         ticket_id = _ticket_key(message.key, source_info)
         now = datetime.now(UTC)
-        stored = table.get(ticket_id) if ticket_id is not None else None
+        stored = table.get(ticket_id.encode()) if ticket_id is not None else None
         outcome = runtime.processor.on_event(source_info, stored, now)
         await deliver(outcome, message.key)
         if ticket_id is not None:
@@ -177,7 +183,7 @@ def build_app(
         started = time.perf_counter()
         message = event.message
         kind, ticket_id, until = decode_command(bytes(message.value or b""))
-        stored = table.get(ticket_id)
+        stored = table.get(ticket_id.encode())
         if kind == "expire":
             outcome = runtime.processor.expire_held(stored, message.partition, until)
         else:
@@ -226,7 +232,8 @@ def build_app(
         for partition in assigned:
             runtime.clocks.assign(partition)
         count = 0
-        for ticket_id, stored in table.items():
+        for key, stored in table.items():
+            ticket_id = key.decode() if isinstance(key, bytes) else str(key)
             partition, ticket, hold_until = runtime.processor.restore(stored)
             if ticket is not None:
                 runtime.clocks.schedule(partition, ticket_id, ticket.due)
@@ -270,7 +277,7 @@ def build_app(
     class TicketView(View):
         @app.table_route(table=table, match_info="ticket_id")  # type: ignore[arg-type]
         async def get(self, request: Request, ticket_id: str) -> Response:
-            stored = table.get(ticket_id)
+            stored = table.get(ticket_id.encode())
             if stored is None:
                 return self.json({"error": f"unknown ticket {ticket_id!r}"}, status=404)
             body = runtime.processor.describe(ticket_id, stored, datetime.now(UTC))

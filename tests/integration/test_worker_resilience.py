@@ -1,0 +1,160 @@
+"""Crashes, scale-out and shutdown: nothing lost, duplicates only as repeated ids."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.integration.test_worker_equivalence import FAST, expected, outputs
+
+
+def created(n: int, ticket: str, priority: int = 2) -> bytes:
+    return json.dumps(
+        {
+            "event_id": f"c-{n}",
+            "type": "ticket-created",
+            "ticket_id": ticket,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "plan": "fast",
+            "priority": priority,
+        }
+    ).encode()
+
+
+def replied(n: int, ticket: str) -> bytes:
+    return json.dumps(
+        {
+            "event_id": f"r-{n}",
+            "type": "reply-sent",
+            "ticket_id": ticket,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "author": "agent",
+        }
+    ).encode()
+
+
+async def eventually_found(worker: Any, path: str, timeout: float = 20) -> Any:
+    """GET until 200 (a rebalance may still be settling)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        status, body = await asyncio.to_thread(worker.get, path)
+        if status == 200 or loop.time() > deadline:
+            assert status == 200, (path, status, body, worker.tail(15))
+            return body
+        await asyncio.sleep(0.5)
+
+
+async def published(drain: Any, warnings: str, breaches: str, n: int) -> list[Any]:
+    return [*await drain(warnings, settle=1), *await drain(breaches, settle=1, at_least=0)]
+
+
+async def test_sigkill_with_running_timers_loses_nothing(
+    create_topic: Any,
+    produce_lines: Any,
+    drain: Any,
+    worker_factory: Any,
+    record_property: Any,
+) -> None:
+    tickets = await create_topic(partitions=3)
+    warnings, breaches = await create_topic(partitions=3), await create_topic(partitions=3)
+    worker = worker_factory(
+        input_topics=(tickets,), extra=("--warnings-topic", warnings, "--breaches-topic", breaches)
+    )
+    worker.start()
+    await worker.ready()
+
+    # 30 tickets with a 12-second target; every third answered; then SIGKILL while their
+    # timers run, more traffic while the worker is down, and a restart.
+    lines = [created(n, f"K-{n}") for n in range(30)]
+    await produce_lines(tickets, lines)
+    await asyncio.sleep(2)
+    answers = [replied(n, f"K-{n}") for n in range(0, 30, 3)]
+    await produce_lines(tickets, answers)
+    lines += answers
+    await asyncio.sleep(2)
+    worker.kill()
+    while_down = [created(n, f"K-{n}") for n in range(30, 40)]
+    await produce_lines(tickets, while_down)
+    lines += while_down
+    await asyncio.sleep(1)
+    worker.start()
+    recovery = await worker.ready()
+    await asyncio.sleep(16)  # past every deadline
+
+    want = expected(lines, FAST, datetime.now(UTC))
+    records = [*await drain(warnings, settle=1), *await drain(breaches, settle=1)]
+    got = outputs(records)
+    assert got == want
+    duplicates = len(records) - len(got)
+    record_property("published", len(records))
+    record_property("duplicates", duplicates)
+    record_property("restart_to_ready_seconds", round(recovery, 2))
+    print(
+        f"\ncrash test: {len(records)} published, {len(got)} distinct, {duplicates} duplicates;"
+        f" restart to ready {recovery:.1f} s"
+    )
+
+
+async def test_a_survivor_takes_over_a_killed_workers_partitions(
+    create_topic: Any, produce_lines: Any, drain: Any, worker_factory: Any
+) -> None:
+    tickets = await create_topic(partitions=6)
+    warnings, breaches = await create_topic(partitions=6), await create_topic(partitions=6)
+    options = {
+        "input_topics": (tickets,),
+        "partitions": 6,
+        "extra": (
+            "--warnings-topic",
+            warnings,
+            "--breaches-topic",
+            breaches,
+            "--session-timeout-seconds",
+            "8",
+        ),
+    }
+    first, second = worker_factory(**options), worker_factory(**options)
+    first.start()
+    await first.ready()
+    second.start()
+    await second.ready()
+    await first.ready()  # after the rebalance that gave `second` its share
+
+    lines = [created(n, f"S-{n}") for n in range(60)]
+    await produce_lines(tickets, lines)
+    await asyncio.sleep(2)
+
+    # Each worker answers for every ticket: faust routes the request to the owner.
+    for worker in (first, second):
+        for ticket in ("S-7", "S-8", "S-9"):
+            body = await eventually_found(worker, f"/tickets/{ticket}")
+            assert body["ticket_id"] == ticket and body["timers"][0]["target"] == "PT12S"
+    status, _ = await asyncio.to_thread(first.get, "/tickets/NOPE")
+    assert status == 404
+
+    second.kill()
+    await asyncio.sleep(25)  # session timeout, rebalance, recovery, and every deadline
+
+    want = expected(lines, FAST, datetime.now(UTC))
+    got = outputs([*await drain(warnings, settle=1), *await drain(breaches, settle=1)])
+    assert got == want
+    assert {e["ticket_id"] for e in want.values() if e["type"] == "sla-breach"} == {
+        f"S-{n}" for n in range(60)
+    }
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM"])
+async def test_sigterm_finishes_and_exits_zero(
+    create_topic: Any, produce_lines: Any, worker_factory: Any, signal_name: str
+) -> None:
+    tickets = await create_topic(partitions=3)
+    worker = worker_factory(input_topics=(tickets,))
+    worker.start()
+    await worker.ready()
+    await produce_lines(tickets, [created(n, f"G-{n}") for n in range(20)])
+    await asyncio.sleep(1)
+    assert await asyncio.to_thread(worker.terminate) == 0, worker.tail()
