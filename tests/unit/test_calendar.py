@@ -694,3 +694,31 @@ def test_negative_duration_is_rejected() -> None:
 def test_out_of_range_instants(instant: str) -> None:
     with pytest.raises(CalendarError, match="supported UTC years"):
         VIP.is_open(t(instant))
+
+
+@pytest.mark.parametrize(
+    ("hours", "never_closes"),
+    [
+        ({d: ["00:00-24:00"] for d in ALL_DAYS}, True),
+        ({d: ["12:00-08:00", "08:00-12:00"] for d in ALL_DAYS}, True),  # via midnight crossing
+        ({**{d: ["00:00-24:00"] for d in ALL_DAYS}, "sun": ["00:00-23:59"]}, False),
+        ({d: ["00:00-24:00"] for d in WORKWEEK}, False),
+    ],
+)
+def test_never_closing_week_is_detected(hours: dict[str, list[str]], never_closes: bool) -> None:
+    cal = make({"timezone": BA, "hours": hours})
+    s = t("2026-03-25T12:00Z")
+    assert (cal.next_close(s) is None) is never_closes
+    assert (cal.elapsed(s, s + timedelta(days=30)) == timedelta(days=30)) is never_closes
+
+
+def test_never_closes_after_the_last_closed_date() -> None:
+    cal = make(
+        {"timezone": BA, "hours": {d: ["00:00-24:00"] for d in ALL_DAYS}, "closed": ["2026-12-24"]}
+    )
+    assert cal.next_close(t("2026-12-20T12:00Z")) == t("2026-12-24T00:00+01:00")
+    assert cal.next_open(t("2026-12-24T12:00Z")) == t("2026-12-25T00:00+01:00")
+    assert cal.next_close(t("2026-12-24T12:00Z")) is None
+    a, b = t("2026-12-01T00:00+01:00"), t("2027-12-01T00:00+01:00")
+    assert cal.elapsed(a, b) == b - a - h(24)
+    assert cal.add(a, b - a - h(24)) == b

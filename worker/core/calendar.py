@@ -309,7 +309,8 @@ def _compile(spec: CalendarSpec) -> _Compiled:
     # Past the last dated fact (plus margin for zone offsets and midnight-crossing
     # intervals) the last version repeats weekly: detect "never opens"/"never closes".
     dated = [*starts, *closed, *exceptions, *extra]
-    after = _day_start_us(max(dated) + timedelta(days=3)) if dated else _YEAR_START_US[0]
+    last_dated = min(max(dated), date(MAX_YEAR, 12, 31)) if dated else None
+    after = _day_start_us(last_dated + timedelta(days=3)) if last_dated else _YEAR_START_US[0]
     last = rules[-1]
     closed_after = after if not any(last.week) else None
     open_after = after if last.holidays is None and _covers_week(last.week) else None
@@ -366,19 +367,23 @@ class _Table:
         self.total = total
 
 
+def _input_error(*values: object) -> Exception:
+    """The error for an input that is not an aware datetime (after a TypeError)."""
+    for t in values:
+        if isinstance(t, datetime) and t.utcoffset() is None:
+            return ValueError(f"naive datetime {t.isoformat()}: an aware instant is required")
+    return TypeError(f"expected aware datetimes, got {', '.join(type(v).__name__ for v in values)}")
+
+
 def _to_us(t: datetime) -> int:
     try:
         return (t - _EPOCH) // _ONE_US
     except TypeError:
-        if isinstance(t, datetime):
-            raise ValueError(
-                f"naive datetime {t.isoformat()}: an aware instant is required"
-            ) from None
-        raise
+        raise _input_error(t) from None
 
 
 def _from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+    return _EPOCH + _ONE_US * us  # exact integer arithmetic, faster than timedelta(...)
 
 
 def _year_index(us: int) -> int:
@@ -490,24 +495,32 @@ class Calendar:
 
     def elapsed(self, a: datetime, b: datetime) -> timedelta:
         """Business time in [a, b); negative (= -elapsed(b, a)) when a > b."""
-        ua, ub = _to_us(a), _to_us(b)
+        try:
+            ua, ub = (a - _EPOCH) // _ONE_US, (b - _EPOCH) // _ONE_US
+        except TypeError:
+            raise _input_error(a, b) from None
         if ua > ub:
-            return -timedelta(microseconds=self._offset_between(ub, ua))
-        return timedelta(microseconds=self._offset_between(ua, ub))
+            return -_ONE_US * self._offset_between(ub, ua)
+        return _ONE_US * self._offset_between(ua, ub)
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The earliest instant (in UTC) at which `duration` of business time has elapsed
         since `start`. `add(start, 0) == start`; a negative duration raises ValueError."""
-        us = _to_us(start)
+        # The hot path: helpers are inlined (see docs/calendar.md, performance).
+        try:
+            us = (start - _EPOCH) // _ONE_US
+        except TypeError:
+            raise _input_error(start) from None
         remaining = duration // _ONE_US
         if remaining <= 0:
             if remaining == 0:
-                return _from_us(us)
+                return _EPOCH + _ONE_US * us
             raise ValueError(f"negative duration {duration}")
-        k = _year_index(us)
+        k = bisect_right(_YEAR_START_US, us) - 1
         tbl = self._tables.get(k) or self._table(k)
-        i = bisect_right(tbl.ends, us)
-        if i < len(tbl.ends):
+        ends = tbl.ends
+        i = bisect_right(ends, us)
+        if i < len(ends):
             s = tbl.starts[i]
             target = tbl.cum[i] + (us - s if us > s else 0) + remaining
         else:
@@ -517,16 +530,17 @@ class Calendar:
             k += 1
             tbl = self._next_table(k, "opens")
         j = bisect_left(tbl.cumend, target)
-        return _from_us(tbl.starts[j] + target - tbl.cum[j])
+        return _EPOCH + _ONE_US * (tbl.starts[j] + target - tbl.cum[j])
 
     # -------------------------------------------------------------- internals
 
     def _offset_between(self, ua: int, ub: int) -> int:
         """Business microseconds in [ua, ub), ua <= ub."""
-        ka, kb = _year_index(ua), _year_index(ub)
-        ta = self._table(ka)
-        if ka == kb:
+        ka = bisect_right(_YEAR_START_US, ua) - 1
+        ta = self._tables.get(ka) or self._table(ka)
+        if ub < ta.hi:
             return _offset(ta, ub) - _offset(ta, ua)
+        kb = _year_index(ub)
         total = ta.total - _offset(ta, ua)
         for k in range(ka + 1, kb):
             total += self._total(k)
