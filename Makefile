@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run replay test lint typecheck unit clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The demo: a local Kafka broker, the worker with a minute-scale demo policy, and live
+# ticket traffic; warnings and breaches print as they fire. Ctrl-C stops it.
 run: $(BIN)/.installed
+	@addr=$$(scripts/kafka-local start | tail -n 1) && \
+	  $(BIN)/sla-worker demo --bootstrap-servers "$$addr" $(DEMO_ARGS)
+
+# The same engine with no Kafka at all: replay a recorded stream.
+replay: $(BIN)/.installed
 	$(BIN)/sla-worker replay examples/tickets.jsonl --until 2026-12-05T00:00:00Z
 
 lint: $(BIN)/.installed

@@ -140,6 +140,25 @@ def worker(args: tuple[str, ...]) -> None:
     sys.exit(run_worker(list(args)))
 
 
+@main.command()
+@click.option(
+    "--bootstrap-servers",
+    envvar="KAFKA_BOOTSTRAP_SERVERS",
+    required=True,
+    help="Kafka bootstrap servers (make run starts a local broker and passes it).",
+)
+@click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl-C).")
+@click.option("--web-port", type=int, default=6066, show_default=True)
+def demo(bootstrap_servers: str, duration: float | None, web_port: int) -> None:
+    """Run the worker on live demo traffic and print warnings and breaches as they fire.
+
+    Uses a minute-scale demo policy and topics of its own, so each run starts clean.
+    """
+    from worker.demo import run_demo
+
+    run_demo(bootstrap_servers, duration, web_port)
+
+
 @main.group()
 def policies() -> None:
     """Check and show SLA policy files."""

@@ -76,3 +76,57 @@ def synthetic_stream(
             open_now -= 1
         lines.append(json.dumps(body).encode())
     return lines, peak
+
+
+class LiveTraffic:
+    """Ticket events as they happen now: a new ticket every few seconds, then replies,
+    pauses and reclassifications at human-ish intervals (seconds, not hours)."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._rng = random.Random(seed)
+        self._open: dict[str, tuple[str, bool]] = {}  # ticket -> (plan, paused)
+        self._count = 0
+        self._seq = 0
+
+    def next_events(self, now: datetime) -> list[dict[str, object]]:
+        """Zero or more events occurring at `now` (call about once a second)."""
+        rng = self._rng
+        events: list[dict[str, object]] = []
+        if rng.random() < 0.35 or not self._count:
+            self._count += 1
+            ticket = f"HD-{1000 + self._count}"
+            # The first ticket is urgent and left unanswered, so the demo shows a warning
+            # and a breach within a minute.
+            first = self._count == 1
+            plan = "vip" if first else rng.choice(list(PLANS))
+            priority = 1 if first else rng.choice(PLANS[plan])
+            self._open[ticket] = (plan, False)
+            events.append(
+                {"type": "ticket-created", "ticket_id": ticket, "plan": plan, "priority": priority}
+            )
+        for ticket, (plan, paused) in list(self._open.items()):
+            roll = rng.random() if ticket != "HD-1001" else 1.0  # left to breach
+            if roll < 0.04:
+                events.append({"type": "reply-sent", "ticket_id": ticket, "author": "agent"})
+            elif roll < 0.07:
+                events.append({"type": "reply-sent", "ticket_id": ticket, "author": "customer"})
+            elif roll < 0.085:
+                self._open[ticket] = (plan, not paused)
+                status = "open" if paused else "pending"
+                events.append({"type": "status-changed", "ticket_id": ticket, "status": status})
+            elif roll < 0.095:
+                events.append(
+                    {
+                        "type": "priority-changed",
+                        "ticket_id": ticket,
+                        "priority": rng.choice(PLANS[plan]),
+                    }
+                )
+            elif roll < 0.105:
+                del self._open[ticket]
+                events.append({"type": "status-changed", "ticket_id": ticket, "status": "solved"})
+        for body in events:
+            self._seq += 1
+            body["event_id"] = f"demo-{self._seq}"
+            body["occurred_at"] = now.isoformat()
+        return events

@@ -62,9 +62,10 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     await produce_lines(tickets, values, keys=keys)
 
     letters = await drain(dead, at_least=len(bad), settle=2)
-    by_value = {value: dict(headers) for _, value, headers in letters}
+    by_value = {value: (key, dict(headers)) for key, value, headers in letters}
     for key, value, reason in bad:
-        headers = by_value[value]  # the original bytes, untouched
+        dead_key, headers = by_value[value]  # the original bytes, untouched
+        assert dead_key == key
         assert headers["sla-dlq-reason"] == reason.encode(), (reason, headers)
         assert headers["sla-dlq-source-topic"] == tickets.encode()
         assert int(headers["sla-dlq-source-offset"]) >= 0

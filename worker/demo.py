@@ -1,0 +1,156 @@
+"""`sla-worker demo`: the worker, live traffic, and warnings and breaches as they fire.
+
+It starts `sla-worker worker` as a child process with a minute-scale demo policy, on
+topics and state of its own (so a second run starts clean), produces realistic ticket
+traffic in real time, and prints every warning and breach the worker publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from worker.traffic import LiveTraffic
+
+DEMO_POLICY = Path(__file__).parent / "presets" / "demo.yaml"
+
+
+def _line(event: dict[str, object]) -> str:
+    kind = "BREACH " if event["type"] == "sla-breach" else "warning"
+    threshold = f" {int(float(event['threshold']) * 100)}%" if "threshold" in event else ""  # type: ignore[arg-type]
+    colour = "red" if kind == "BREACH " else "yellow"
+    return (
+        click.style(f"{kind}{threshold:>4}", fg=colour, bold=kind == "BREACH ")
+        + f"  {event['ticket_id']}  {event['plan']} P{event['priority']}  {event['metric']}"
+        f" #{event['cycle']}  target {event['target']}  due {event['due_at']}"
+    )
+
+
+async def _print_outputs(bootstrap: str, topics: list[str], stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=f"demo-printer-{os.getpid()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    click.echo(_line(json.loads(message.value or b"{}")))
+    finally:
+        await consumer.stop()
+
+
+async def _produce_traffic(bootstrap: str, topic: str, stop: asyncio.Event) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    traffic = LiveTraffic()
+    try:
+        while not stop.is_set():
+            for event in traffic.next_events(datetime.now(UTC)):
+                key = str(event["ticket_id"]).encode()
+                await producer.send(topic, key=key, value=json.dumps(event).encode())
+                if event["type"] == "ticket-created":
+                    what = f"{event['ticket_id']} ({event['plan']} P{event['priority']})"
+                    click.echo(click.style(f"new ticket {what}", dim=True))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        await producer.stop()
+
+
+async def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+    import urllib.request
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise click.ClickException(f"the worker exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        await asyncio.sleep(0.5)
+    raise click.ClickException("the worker did not become ready")
+
+
+def run_demo(bootstrap: str, duration: float | None, port: int) -> None:
+    run = f"demo-{int(time.time())}"
+    topics = {name: f"{run}-{name}" for name in ("tickets", "warnings", "breaches", "dead")}
+    workdir = Path(tempfile.mkdtemp(prefix="sla-demo-"))
+    log = (workdir / "worker.log").open("wb")
+    args = [
+        sys.executable,
+        "-m",
+        "worker",
+        "worker",
+        "--bootstrap-servers",
+        bootstrap,
+        "--app-id",
+        f"sla-{run}",
+        "--input-topics",
+        topics["tickets"],
+        "--warnings-topic",
+        topics["warnings"],
+        "--breaches-topic",
+        topics["breaches"],
+        "--dead-letter-topic",
+        topics["dead"],
+        "--partitions",
+        "3",
+        "--policies",
+        str(DEMO_POLICY),
+        "--data-dir",
+        str(workdir),
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        str(port),
+    ]
+    click.echo(f"starting the worker (log: {workdir / 'worker.log'}) ...")
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+    async def main() -> None:
+        await _wait_ready(port, process, 120)
+        click.echo(
+            f"worker ready: http://127.0.0.1:{port}/metrics, "
+            f"http://127.0.0.1:{port}/tickets/HD-1001; producing traffic (Ctrl-C stops)"
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        await asyncio.gather(
+            _produce_traffic(bootstrap, topics["tickets"], stop),
+            _print_outputs(bootstrap, [topics["warnings"], topics["breaches"]], stop),
+        )
+
+    try:
+        asyncio.run(main())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        click.echo(f"worker stopped (exit {process.returncode})")
