@@ -141,6 +141,30 @@ def build_app(
             )
         for future in pending:
             await future
+        for event in outcome.publish:
+            log.info(
+                "published %s",
+                event.type,
+                extra={
+                    "ticket_id": event.ticket_id,
+                    "metric": event.metric,
+                    "cycle": event.cycle,
+                    "due_at": event.due_at.isoformat(),
+                    "event_id": event.event_id,
+                },
+            )
+        for letter in outcome.dead_letters:
+            log.warning(
+                "dead-lettered: %s",
+                letter.detail,
+                extra={
+                    "reason": letter.reason,
+                    "ticket_key": None if letter.source.key is None else repr(letter.source.key),
+                    "topic": letter.source.topic,
+                    "partition": letter.source.partition,
+                    "offset": letter.source.offset,
+                },
+            )
 
     def store(ticket_id: str, outcome: Outcome) -> None:
         """Step 3: write state; `{}` deletes it."""
