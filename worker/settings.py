@@ -9,10 +9,10 @@ from __future__ import annotations
 import socket
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -55,7 +55,8 @@ class WorkerSettings(BaseSettings):
         default="sla-worker",
         description="Consumer group id; prefix of internal topics and of the state tables.",
     )
-    input_topics: list[str] = Field(
+    # NoDecode: the environment gives "a,b", not JSON; the validator below splits it.
+    input_topics: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["tickets"],
         description="Topics of inbound events keyed by ticket id: one topic carrying every "
         "type, or one per event type (comma-separated).",
@@ -111,9 +112,8 @@ class WorkerSettings(BaseSettings):
     @field_validator("input_topics", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        return (
-            [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
-        )
+        items = value.split(",") if isinstance(value, str) else value
+        return [str(t).strip() for t in items if str(t).strip()]
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:

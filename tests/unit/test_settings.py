@@ -1,0 +1,95 @@
+"""Worker settings: environment, flags, validation, and secrets that never leak."""
+
+from __future__ import annotations
+
+import json
+
+import faust
+import pytest
+from pydantic import ValidationError
+from pydantic_settings import CliApp
+
+from worker.kafka.app import _credentials
+from worker.kafka.topics import client_options
+from worker.settings import WorkerSettings
+
+
+def settings(args: list[str]) -> WorkerSettings:
+    return CliApp.run(WorkerSettings, cli_args=args)
+
+
+def test_defaults() -> None:
+    s = settings([])
+    assert s.input_topics == ["tickets"] and s.partitions == 6
+    assert (s.warnings_topic, s.breaches_topic, s.dead_letter_topic) == (
+        "sla-warnings",
+        "sla-breaches",
+        "sla-dead-letter",
+    )
+    assert _credentials(s) is None
+
+
+def test_environment_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "a:9092,b:9092")
+    monkeypatch.setenv("SLA_PARTITIONS", "12")
+    monkeypatch.setenv("SLA_INPUT_TOPICS", "created,replies")
+    s = settings(["--partitions", "3"])
+    assert s.bootstrap_servers == "a:9092,b:9092"
+    assert s.broker_url == "kafka://a:9092;kafka://b:9092"
+    assert s.partitions == 3  # flags win over the environment
+    assert s.input_topics == ["created", "replies"]
+
+
+def test_sasl_needs_credentials_and_never_shows_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValidationError, match="sasl_username and sasl_password are required"):
+        WorkerSettings(security_protocol="SASL_PLAINTEXT")
+    monkeypatch.setenv("SLA_SASL_PASSWORD", "s3cret")
+    s = settings(
+        [
+            "--security-protocol",
+            "SASL_PLAINTEXT",
+            "--sasl-username",
+            "sla",
+            "--sasl-mechanism",
+            "SCRAM-SHA-256",
+        ]
+    )
+    assert "s3cret" not in json.dumps(s.redacted()) and "s3cret" not in repr(s)
+    credentials = _credentials(s)
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert credentials.username == "sla" and credentials.mechanism.value == "SCRAM-SHA-256"
+    options = client_options(s)
+    assert options["sasl_plain_password"] == "s3cret"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+
+
+def test_ssl_uses_a_verifying_context() -> None:
+    s = WorkerSettings(security_protocol="SSL")
+    context = s.ssl_context()
+    assert context is not None and context.check_hostname
+    assert isinstance(_credentials(s), faust.SSLCredentials)
+    assert client_options(s)["ssl_context"] is not None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--partitions", "0"],
+        ["--security-protocol", "TLS"],
+        ["--input-topics", ","],
+        ["--session-timeout-seconds", "1"],
+        ["--no-such-setting", "x"],
+    ],
+)
+def test_invalid_settings_are_refused(args: list[str]) -> None:
+    with pytest.raises((ValidationError, SystemExit)):
+        settings(args)
+
+
+def test_advertised_url() -> None:
+    assert settings(["--web-host", "127.0.0.1", "--web-port", "7000"]).canonical_url == (
+        "http://127.0.0.1:7000"
+    )
+    assert settings(["--advertised-url", "http://w1:6066"]).canonical_url == "http://w1:6066"
