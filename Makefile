@@ -31,8 +31,11 @@ typecheck: $(BIN)/.installed
 
 # The whole suite: lint, types, unit and property tests, and integration tests against
 # a real Kafka broker that tests/integration/conftest.py starts with scripts/kafka-local.
+# scripts/ensure-prometheus first provides promtool and prometheus (alert rule tests and
+# the observability test run them).
 # pytest exits 5 when it collects no test, and make fails on any non-zero exit.
 test: lint typecheck
+	scripts/ensure-prometheus
 	$(BIN)/pytest
 
 unit: $(BIN)/.installed

@@ -1,15 +1,23 @@
 """Prometheus metrics and health endpoints of the worker.
 
-Names follow Prometheus conventions (base units, `_total`, `_seconds`); labels are
-bounded: plan, priority, metric, event type, outcome, reason, topic, partition — never a
-ticket id. The SLA compliance ratio of a plan is
-`sla_timers_met_total / (sla_timers_met_total + sla_timers_breached_total)`.
-See docs/operations.md for every metric and alert.
+Names follow Prometheus conventions (base units, `_total` for counters, `_seconds`);
+labels are bounded: plan, priority, metric (from the policy), event type, outcome and
+reason (fixed code lists), topic and partition (from the deployment) — never a ticket id.
+Every label combination the policy and the code can produce up front is exported at 0
+from the start, so `increase()` and `rate()` see the first event of each series too.
+
+The SLA compliance ratio of a plan over a window is
+`increase(sla_timers_met_total[w]) / (increase(sla_timers_met_total[w])
++ increase(sla_timers_breached_total[w]))`, summed by plan (and priority).
+docs/operations.md documents every metric and alert.
 """
 
 from __future__ import annotations
 
+import enum
+import json
 import time
+from collections import Counter as Tally
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +27,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -26,17 +35,41 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from worker import __version__
-from worker.core.events import Metric
+from worker.core.events import INBOUND_TYPES, METRICS, Metric
 from worker.core.policy import Policy
 
 if TYPE_CHECKING:
     import faust
 
     from worker.kafka.app import Runtime
-    from worker.kafka.processor import Outcome
+    from worker.kafka.processor import DeadLetter, Outcome
 
 # `*_created` series double the scrape size and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+CONTENT_TYPE = "text/plain; version=0.0.4"
+"""The text exposition format `generate_latest` writes (charset is UTF-8 by definition)."""
+
+DEAD_LETTER_REASONS: tuple[str, ...] = (
+    # docs/semantics.md: rejections by the decoder and the engine
+    "invalid-json",
+    "unknown-type",
+    "naive-timestamp",
+    "invalid-field",
+    "unknown-plan",
+    "unknown-priority",
+    "unknown-ticket",
+    "duplicate-ticket",
+    "out-of-order",
+    # docs/worker.md: rejections by the worker
+    "key-mismatch",
+    "unreadable-state",
+    "internal-error",
+)
+"""Every reason a dead letter can carry; each is exported (at 0) from the start."""
+
+UNKNOWN_TYPE = "unknown"
+"""`type` label of a message that is not one of the inbound event types."""
 
 _CLOCKS: tuple[tuple[str, Metric], ...] = (("fr", "first_response"), ("fu", "follow_up"))
 LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400)
@@ -44,32 +77,80 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1
 LAG_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600, 21600, 86400)
 
 
+class Unknown(enum.Enum):
+    """`Metrics.state(previous=...)` not given (None means: there was no value)."""
+
+    VALUE = 0
+
+
+_TimerKey = tuple[str, str, bool, bool]
+"""(plan, metric, paused, past its deadline)"""
+
+
+class TimerTable:
+    """The measured timers of the tickets in this worker's state, and their counts.
+
+    Counts are kept up to date on every write, so a scrape costs O(label combinations),
+    not O(tickets), on the event loop that also processes messages.
+    """
+
+    def __init__(self) -> None:
+        self._by_ticket: dict[str, tuple[_TimerKey, ...]] = {}
+        self.counts: Tally[_TimerKey] = Tally()
+
+    def put(self, ticket_id: str, timers: tuple[_TimerKey, ...]) -> None:
+        """Record a ticket's timers (an empty tuple forgets the ticket)."""
+        self.counts.subtract(self._by_ticket.pop(ticket_id, ()))
+        if timers:
+            self._by_ticket[ticket_id] = timers
+            self.counts.update(timers)
+
+    def clear(self) -> None:
+        self._by_ticket.clear()
+        self.counts.clear()
+
+    def __len__(self) -> int:
+        return len(self._by_ticket)
+
+    def __contains__(self, ticket_id: object) -> bool:
+        return ticket_id in self._by_ticket
+
+
 class _TimerCollector(Collector):
-    """Running and paused timers by plan and metric, computed at scrape time."""
+    """Running, paused and overdue timers by plan and metric, from the `TimerTable`."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["plan", "metric"]
         running = GaugeMetricFamily(
             "sla_running_timers",
-            "Timers measuring now, by plan and metric",
-            labels=["plan", "metric"],
+            "Timers measuring now (not paused), including those past their deadline",
+            labels=labels,
         )
         paused = GaugeMetricFamily(
             "sla_paused_timers",
-            "Timers paused (pending/on-hold), by plan and metric",
-            labels=["plan", "metric"],
+            "Timers paused by a pausing status (pending, on-hold)",
+            labels=labels,
         )
-        counts: dict[tuple[str, str, bool], int] = {}
-        for plan, metrics, is_paused in self.metrics.timers.values():
-            for metric in metrics:
-                key = (plan, metric, is_paused)
-                counts[key] = counts.get(key, 0) + 1
-        for (plan, metric, is_paused), n in sorted(counts.items()):
-            (paused if is_paused else running).add_metric([plan, metric], n)
+        overdue = GaugeMetricFamily(
+            "sla_overdue_timers",
+            "Running or paused timers already breached: customers waiting past the SLA",
+            labels=labels,
+        )
+        totals: dict[tuple[str, str], list[int]] = {pair: [0, 0, 0] for pair in self.metrics.pairs}
+        for (plan, metric, is_paused, is_overdue), n in self.metrics.timers.counts.items():
+            row = totals.setdefault((plan, metric), [0, 0, 0])
+            row[1 if is_paused else 0] += n
+            row[2] += n if is_overdue else 0
+        for (plan, metric), (n_running, n_paused, n_overdue) in sorted(totals.items()):
+            running.add_metric([plan, metric], n_running)
+            paused.add_metric([plan, metric], n_paused)
+            overdue.add_metric([plan, metric], n_overdue)
         yield running
         yield paused
+        yield overdue
 
 
 class Metrics:
@@ -79,63 +160,72 @@ class Metrics:
         self.policy = policy
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        sla_labels = ["plan", "priority", "metric"]
         self.consumed = Counter(
             "sla_events_consumed",
-            "Inbound events by type and outcome",
+            "Inbound messages consumed, each counted once by what happened to it: applied, "
+            "duplicate, held (waiting for its ticket-created) or dead_lettered (with reason)",
             ["type", "outcome", "reason"],
             registry=r,
         )
-        self.warnings = Counter(
-            "sla_warnings_published",
-            "Warnings published",
-            ["plan", "priority", "metric"],
+        self.dead_letters = Counter(
+            "sla_dead_letters",
+            "Messages written to the dead-letter topic, by reason (including held events "
+            "that expired and internal errors)",
+            ["reason"],
             registry=r,
         )
+        self.warnings = Counter(
+            "sla_warnings_published", "Warnings published", sla_labels, registry=r
+        )
         self.breaches = Counter(
-            "sla_breaches_published",
-            "Breaches published",
-            ["plan", "priority", "metric"],
-            registry=r,
+            "sla_breaches_published", "Breaches published", sla_labels, registry=r
         )
         self.met = Counter(
             "sla_timers_met",
-            "Timers stopped before their deadline",
-            ["plan", "priority", "metric"],
+            "Timers stopped (reply, solved, closed) before their deadline",
+            sla_labels,
             registry=r,
         )
         self.breached = Counter(
             "sla_timers_breached",
-            "Timers whose deadline passed while running",
-            ["plan", "priority", "metric"],
+            "Timers whose deadline passed while they were running",
+            sla_labels,
             registry=r,
         )
         self.lateness = Histogram(
             "sla_breach_publication_lateness_seconds",
-            "Breach publication time minus its deadline",
+            "Time a breach was published (acknowledged by Kafka) minus its deadline",
             buckets=LATENESS_BUCKETS,
             registry=r,
         )
         self.processing = Histogram(
             "sla_event_processing_seconds",
-            "Time to process one message",
+            "Time to process one message (inbound event or timer command), publishing included",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.lag = Histogram(
             "sla_event_lag_seconds",
-            "Processing time minus the event's occurred_at",
+            "End-to-end lag: time an inbound event was applied minus its occurred_at",
             buckets=LAG_BUCKETS,
             registry=r,
         )
         self.consumer_lag = Gauge(
             "sla_consumer_lag_messages",
-            "Messages not yet processed, per input partition",
+            "Messages not yet processed, per assigned input partition",
             ["topic", "partition"],
             registry=r,
         )
         self.recovery = Gauge(
             "sla_table_recovery_seconds",
-            "Duration of the last state recovery",
+            "Duration of the last state recovery: from the start of the rebalance (or of the "
+            "process) until the state was restored and the timers rebuilt",
+            registry=r,
+        )
+        self.recovery_started = Gauge(
+            "sla_table_recovery_started_timestamp_seconds",
+            "Unix time the current (or last) state recovery started",
             registry=r,
         )
         self.recoveries = Counter(
@@ -150,34 +240,57 @@ class Metrics:
         )
         self.ready = Gauge(
             "sla_worker_ready",
-            "1 when assigned, recovered and consuming",
+            "1 when partitions are assigned, state is recovered and the worker is consuming",
             registry=r,
         )
         info = Gauge(
             "sla_build_info",
-            "Version of the worker and of its policy",
+            "Always 1; labels: version of the worker and of its policy",
             ["version", "policy_version"],
             registry=r,
         )
         info.labels(__version__, policy.version).set(1)
-        # ticket id -> (plan, metrics with a running timer, paused); for the timer gauges.
-        self.timers: dict[str, tuple[str, tuple[str, ...], bool]] = {}
+        ProcessCollector(registry=r)  # process_* (memory, CPU, open files, start time)
+
+        # Every (plan, priority, metric) with a target, and every (plan, metric).
+        self.triples = sorted(
+            (plan.name, str(priority), metric)
+            for plan in policy.plans.values()
+            for priority, targets in plan.targets.items()
+            for metric in METRICS
+            if targets.get(metric) is not None
+        )
+        self.pairs = sorted({(plan, metric) for plan, _, metric in self.triples})
+        for labels in self.triples:
+            for counter in (self.warnings, self.breaches, self.met, self.breached):
+                counter.labels(*labels)
+        for event_type in INBOUND_TYPES:
+            for outcome in ("applied", "duplicate", "held"):
+                self.consumed.labels(event_type, outcome, "")
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+
+        self.timers = TimerTable()
         r.register(_TimerCollector(self))
+        # monotonic start of the recovery under way (the first one: process start).
+        self._recovery_started: float | None = time.monotonic()
+        self.recovery_started.set(time.time())
 
     # --- hooks the worker calls -----------------------------------------------------------
 
-    def outcome(self, outcome: Outcome, started: float) -> None:
+    def outcome(self, outcome: Outcome, started: float, *, command: bool | None = None) -> None:
+        """After each message: `command` is True for the worker's own timer commands
+        (which are not inbound events and are not counted as consumed)."""
         self.processing.observe(time.perf_counter() - started)
         now = datetime.now(UTC)
-        event_type = outcome.event_type or "unknown"
+        if command is None:
+            # Without the flag: only an expiry of held events (a timer command) produces
+            # dead letters with state to write and no event type.
+            command = outcome.event_type is None and outcome.state is not None
+        if not command:
+            self._consumed(outcome)
         for letter in outcome.dead_letters:
-            self.consumed.labels(event_type, "dead_lettered", letter.reason).inc()
-        if outcome.duplicate:
-            self.consumed.labels(event_type, "duplicate", "").inc()
-        elif outcome.held:
-            self.consumed.labels(event_type, "held", "").inc()
-        elif outcome.applied:
-            self.consumed.labels(event_type, "applied", "").inc()
+            self.dead_letters.labels(letter.reason).inc()
         if outcome.occurred_at is not None and outcome.applied:
             self.lag.observe(max((now - outcome.occurred_at).total_seconds(), 0.0))
         for event in outcome.publish:
@@ -191,36 +304,71 @@ class Metrics:
         for met in outcome.met:
             self.met.labels(met.plan, str(met.priority), met.metric).inc()
 
-    def state(self, ticket_id: str, stored: dict[str, Any] | None) -> None:
-        """Track a ticket's timers for the gauges (None or {}: forget it)."""
-        if not stored or "held" in stored:
-            self.timers.pop(ticket_id, None)
-            return
-        plan = self.policy.plans.get(stored["plan"])
-        targets = plan.targets.get(stored["priority"]) if plan and not stored["exempt"] else None
-        measured = tuple(
-            metric
-            for key, metric in _CLOCKS
-            if targets and stored.get(key) is not None and targets.get(metric) is not None
-        )
-        if measured:
-            pauses = stored["pauses"]
-            self.timers[ticket_id] = (
-                stored["plan"],
-                measured,
-                bool(pauses) and pauses[-1][1] is None,
-            )
-        else:
-            self.timers.pop(ticket_id, None)
+    def _consumed(self, outcome: Outcome) -> None:
+        """Count the consumed message once, by its own outcome. Dead letters next to an
+        applied event belong to held events it released, not to the message."""
+        event_type = outcome.event_type or UNKNOWN_TYPE
+        if outcome.duplicate:
+            self.consumed.labels(event_type, "duplicate", "").inc()
+        elif outcome.held:
+            self.consumed.labels(event_type, "held", "").inc()
+        elif outcome.applied:
+            self.consumed.labels(event_type, "applied", "").inc()
+        elif outcome.dead_letters:
+            reason = outcome.dead_letters[0].reason
+            self.consumed.labels(event_type, "dead_lettered", reason).inc()
 
-    def forget_partition(self, ticket_ids: list[str]) -> None:
-        for ticket_id in ticket_ids:
-            self.timers.pop(ticket_id, None)
+    def failed(self, letter: DeadLetter, *, command: bool = False) -> None:
+        """A message dead-lettered because processing it raised (`internal-error`)."""
+        self.dead_letters.labels(letter.reason).inc()
+        if not command:
+            event_type = _event_type(letter.source.value)
+            self.consumed.labels(event_type, "dead_lettered", letter.reason).inc()
+
+    def state(
+        self,
+        ticket_id: str,
+        stored: dict[str, Any] | None,
+        previous: dict[str, Any] | Unknown | None = Unknown.VALUE,
+    ) -> None:
+        """After a state write (`stored` None or {}: deleted), and for every ticket while
+        rebuilding after recovery. Keeps the timer gauges current; given `previous` (the
+        stored value before this write, None for a new ticket), `sla_state_tickets` follows
+        inserts and deletes too (otherwise it changes only at recovery)."""
+        if not isinstance(previous, Unknown):
+            self.state_tickets.inc(bool(stored) - bool(previous))
+        self.timers.put(ticket_id, self._timers_of(stored))
+
+    def _timers_of(self, stored: dict[str, Any] | None) -> tuple[_TimerKey, ...]:
+        if not stored or "held" in stored or stored.get("exempt"):
+            return ()
+        plan = self.policy.plans.get(stored["plan"])
+        targets = plan.targets.get(stored["priority"]) if plan is not None else None
+        if plan is None or not targets:
+            return ()
+        pauses = stored.get("pauses") or []
+        is_paused = bool(pauses) and pauses[-1][1] is None
+        timers = []
+        for key, metric in _CLOCKS:
+            clock = stored.get(key)
+            if clock is not None and targets.get(metric) is not None:
+                timers.append((plan.name, metric, is_paused, bool(clock[4])))
+        return tuple(timers)
 
     def recovered(self, tickets: int, seconds: float) -> None:
+        """After state recovery and the rebuild of the due-indexes (`seconds`: the rebuild)."""
+        if self._recovery_started is not None:
+            seconds = max(seconds, time.monotonic() - self._recovery_started)
+            self._recovery_started = None
         self.recovery.set(seconds)
         self.recoveries.inc()
         self.state_tickets.set(tickets)
+
+    def rebalance_started(self) -> None:
+        """Partitions are being revoked: a recovery starts; lag of old partitions goes."""
+        self._recovery_started = time.monotonic()
+        self.recovery_started.set(time.time())
+        self.consumer_lag.clear()
 
     def consumer_lag_of(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(lag)
@@ -229,14 +377,25 @@ class Metrics:
         return generate_latest(self.registry)
 
     def install(self, app: faust.App, runtime: Runtime) -> None:
-        """Serve /metrics, /healthz and /readyz on the worker's web port."""
+        """Serve /metrics, /healthz and /readyz on the worker's web port; follow rebalances."""
         from faust.web import Request, Response, View
 
         metrics = self
 
+        def is_ready() -> bool:
+            return runtime.recovered and not app.rebalancing
+
+        # Computed at every scrape: a rebalance shows as 0 without anyone asking /readyz.
+        self.ready.set_function(lambda: 1.0 if is_ready() else 0.0)
+
+        async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+            metrics.rebalance_started()
+
+        app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+
         class MetricsView(View):
             async def get(self, request: Request) -> Response:
-                return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+                return self.bytes(metrics.render(), content_type=CONTENT_TYPE)
 
         class HealthView(View):
             async def get(self, request: Request) -> Response:
@@ -244,10 +403,19 @@ class Metrics:
 
         class ReadyView(View):
             async def get(self, request: Request) -> Response:
-                ready = runtime.recovered and not app.rebalancing
-                metrics.ready.set(1 if ready else 0)
+                ready = is_ready()
                 return self.json({"ready": ready}, status=200 if ready else 503)
 
         app.page("/metrics")(MetricsView)
         app.page("/healthz")(HealthView)
         app.page("/readyz")(ReadyView)
+
+
+def _event_type(value: bytes) -> str:
+    """The inbound type named by raw message bytes, or "unknown" (a bounded label)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return UNKNOWN_TYPE
+    event_type = data.get("type") if isinstance(data, dict) else None
+    return event_type if event_type in INBOUND_TYPES else UNKNOWN_TYPE

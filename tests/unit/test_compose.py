@@ -1,8 +1,10 @@
-"""docker-compose.yml and the Dockerfile hang together (no Docker needed: only parsing)."""
+"""docker-compose.yml, the Dockerfile and deploy/ hang together (no Docker needed: only parsing)."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,8 +56,10 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return services
 
 
-def test_services_are_kafka_and_worker(services: dict[str, dict[str, Any]]) -> None:
-    assert {"kafka", "worker"} <= set(services)
+def test_services_are_kafka_worker_prometheus_and_grafana(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert {"kafka", "worker", "prometheus", "grafana"} <= set(services)
 
 
 def test_kafka_image_is_the_version_scripts_kafka_local_runs(
@@ -146,3 +150,129 @@ def test_worker_is_built_from_the_dockerfile(services: dict[str, dict[str, Any]]
     assert by_name["CMD"] == ['["worker"]']
     assert "6066" in by_name["EXPOSE"]
     assert services["worker"].get("command") in (None, ["worker"], "worker")
+
+
+# --- Prometheus and Grafana ------------------------------------------------------------------
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """A service's bind mounts of repository paths: {container path: host path}."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            source, target = volume.get("source", ""), volume["target"]
+        else:
+            source, target = str(volume).split(":")[:2]
+        if source.startswith("."):
+            mounts[target.rstrip("/")] = (ROOT / source).resolve()
+    return mounts
+
+
+def _host_path(service: dict[str, Any], container_path: str) -> Path:
+    """The repository file a service sees at `container_path` (through its bind mounts)."""
+    for target, source in sorted(_mounts(service).items(), key=lambda m: -len(m[0])):
+        if container_path == target or container_path.startswith(target + "/"):
+            return source / container_path[len(target) :].lstrip("/")
+    raise AssertionError(f"{container_path} is not mounted from the repository")
+
+
+def _flag(command: list[str], name: str, default: str) -> str:
+    for item in command:
+        if item.startswith(f"{name}="):
+            return item.split("=", 1)[1]
+    return default
+
+
+def test_services_include_prometheus_and_grafana_from_official_images(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, image in (("prometheus", "prom/prometheus"), ("grafana", "grafana/grafana")):
+        repository, _, tag = services[name]["image"].partition(":")
+        assert repository == image
+        assert tag and tag != "latest", f"{name}: pin an image version"
+        # Each UI is published on the host, on loopback only (like Kafka).
+        assert all(str(spec).startswith("127.0.0.1:") for spec in services[name]["ports"])
+
+
+def test_prometheus_loads_the_repository_config_and_rules(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    prometheus = services["prometheus"]
+    config_path = _flag(prometheus["command"], "--config.file", "/etc/prometheus/prometheus.yml")
+    config_file = _host_path(prometheus, config_path)
+    assert config_file == ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    config = yaml.safe_load(config_file.read_text())
+    for rule_file in config["rule_files"]:
+        container_rule = str(Path(config_path).parent / rule_file)
+        assert _host_path(prometheus, container_rule).is_file(), rule_file
+    assert (9090, 9090) in [_published(spec) for spec in prometheus["ports"]]
+
+
+def test_prometheus_scrapes_the_worker_service_on_its_web_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from worker.settings import WorkerSettings
+
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "sla-worker"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for static in job["static_configs"] for t in static["targets"]]
+    web_port = _environment(services["worker"]).get(
+        "SLA_WEB_PORT", str(WorkerSettings.model_fields["web_port"].default)
+    )
+    assert targets == [f"worker:{web_port}"]
+    # Alert rules and the dashboard select the worker by this job name.
+    alerts = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    assert 'up{job="sla-worker"}' in alerts
+
+
+def test_grafana_provisions_the_prometheus_datasource_and_the_dashboards(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    provisioning = _host_path(grafana, "/etc/grafana/provisioning")
+    assert provisioning == ROOT / "deploy" / "grafana" / "provisioning"
+
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert datasource["type"] == "prometheus"
+    url = urlsplit(datasource["url"])
+    assert url.hostname == "prometheus" and url.hostname in services
+    assert url.port == 9090  # where the prometheus service listens (its default)
+
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "sla-worker.yml").read_text())[
+        "providers"
+    ]
+    dashboards_dir = _host_path(grafana, provider["options"]["path"])
+    assert dashboards_dir == ROOT / "deploy" / "grafana" / "dashboards"
+    dashboards = sorted(dashboards_dir.glob("*.json"))
+    assert [d.name for d in dashboards] == ["sla-worker.json"]
+    home = _environment(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    assert home is None or _host_path(grafana, home) == dashboards[0]
+
+    # Every query of the dashboard goes to the provisioned datasource.
+    def datasource_uids(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            if isinstance(node.get("datasource"), dict):
+                yield node["datasource"]["uid"]
+            for value in node.values():
+                yield from datasource_uids(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from datasource_uids(value)
+
+    dashboard = json.loads(dashboards[0].read_text())
+    assert set(datasource_uids(dashboard)) == {datasource["uid"]}
+    assert (3000, 3000) in [_published(spec) for spec in grafana["ports"]]
+
+
+def test_grafana_and_prometheus_start_after_what_they_read(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    def depends(name: str) -> set[str]:
+        value = services[name].get("depends_on", [])
+        return set(value)
+
+    assert "worker" in depends("prometheus")
+    assert "prometheus" in depends("grafana")

@@ -1,0 +1,470 @@
+"""The worker's Prometheus metrics: each hook, with real outcomes, events and states."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from worker import __version__
+from worker.core.engine import Engine, TimerMet
+from worker.core.events import SlaBreach, SlaWarning
+from worker.core.policy import Policy
+from worker.kafka.processor import DeadLetter, Outcome, Source, TicketProcessor
+from worker.metrics import DEAD_LETTER_REASONS, Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ROOT / "tests" / "data" / "fast-policy.yaml"
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return Policy.from_mapping(yaml.safe_load(FAST.read_text()))
+
+
+@pytest.fixture
+def metrics(policy: Policy) -> Metrics:
+    return Metrics(policy)
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    sample = metrics.registry.get_sample_value(name, labels)
+    assert sample is not None, f"no sample {name}{labels}"
+    return sample
+
+
+def source(body: dict[str, Any] | bytes, key: bytes | None = b"T-1") -> Source:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Source("tickets", 0, 7, key, raw)
+
+
+def sla_fields(**overrides: Any) -> dict[str, Any]:
+    due = datetime.now(UTC) - timedelta(seconds=3)
+    fields: dict[str, Any] = {
+        "event_id": "e-1",
+        "ticket_id": "T-1",
+        "plan": "fast",
+        "priority": 1,
+        "metric": "first_response",
+        "cycle": 1,
+        "started_at": due - timedelta(seconds=6),
+        "due_at": due,
+        "deadline": due,
+        "target": timedelta(seconds=6),
+        "calendar": "clock",
+        "policy_version": "fast-test-1",
+    }
+    return {**fields, **overrides}
+
+
+def met(plan: str = "fast", priority: int = 2, metric: Any = "first_response") -> TimerMet:
+    return TimerMet("T-1", plan, priority, metric, 1, datetime.now(UTC), "reply")
+
+
+# --- consumed messages and dead letters ------------------------------------------------------
+
+
+def test_every_known_series_is_exported_at_zero_from_the_start(metrics: Metrics) -> None:
+    for plan, priority, metric in [
+        ("fast", "1", "first_response"),
+        ("fast", "1", "follow_up"),
+        ("fast", "2", "first_response"),
+    ]:
+        for name in (
+            "sla_warnings_published_total",
+            "sla_breaches_published_total",
+            "sla_timers_met_total",
+            "sla_timers_breached_total",
+        ):
+            assert value(metrics, name, plan=plan, priority=priority, metric=metric) == 0
+    # Priority 2 has no follow-up target, priority 3 no target at all: no series.
+    labels = {"plan": "fast", "priority": "2", "metric": "follow_up"}
+    assert metrics.registry.get_sample_value("sla_timers_met_total", labels) is None
+    for reason in DEAD_LETTER_REASONS:
+        assert value(metrics, "sla_dead_letters_total", reason=reason) == 0
+    assert (
+        value(metrics, "sla_events_consumed_total", type="reply-sent", outcome="applied", reason="")
+        == 0
+    )
+    assert value(metrics, "sla_running_timers", plan="fast", metric="follow_up") == 0
+    assert value(metrics, "sla_build_info", version=__version__, policy_version="fast-test-1") == 1
+
+
+def test_an_applied_event_is_counted_with_its_end_to_end_lag(metrics: Metrics) -> None:
+    occurred = datetime.now(UTC) - timedelta(seconds=10)
+    outcome = Outcome(event_type="ticket-created", applied=True, occurred_at=occurred)
+    metrics.outcome(outcome, time.perf_counter() - 0.002)
+
+    labels = {"type": "ticket-created", "outcome": "applied", "reason": ""}
+    assert value(metrics, "sla_events_consumed_total", **labels) == 1
+    assert value(metrics, "sla_event_lag_seconds_count") == 1
+    assert 10 <= value(metrics, "sla_event_lag_seconds_sum") < 12
+    assert value(metrics, "sla_event_lag_seconds_bucket", le="5.0") == 0
+    assert value(metrics, "sla_event_lag_seconds_bucket", le="15.0") == 1
+    assert value(metrics, "sla_event_processing_seconds_count") == 1
+    assert value(metrics, "sla_event_processing_seconds_sum") >= 0.002
+
+
+def test_duplicates_and_held_events_are_counted_but_not_lagged(metrics: Metrics) -> None:
+    now = datetime.now(UTC)
+    metrics.outcome(
+        Outcome(event_type="reply-sent", duplicate=True, occurred_at=now), time.perf_counter()
+    )
+    metrics.outcome(
+        Outcome(event_type="status-changed", held=True, occurred_at=now, state={"held": []}),
+        time.perf_counter(),
+    )
+    consumed = "sla_events_consumed_total"
+    assert value(metrics, consumed, type="reply-sent", outcome="duplicate", reason="") == 1
+    assert value(metrics, consumed, type="status-changed", outcome="held", reason="") == 1
+    assert value(metrics, "sla_event_lag_seconds_count") == 0
+
+
+def test_a_dead_lettered_message_is_counted_once_with_its_reason(metrics: Metrics) -> None:
+    undecodable = Outcome(dead_letters=[DeadLetter(source(b"{not json"), "invalid-json", "x")])
+    metrics.outcome(undecodable, time.perf_counter())
+    rejected = Outcome(
+        event_type="reply-sent",
+        occurred_at=datetime.now(UTC),
+        dead_letters=[DeadLetter(source({"type": "reply-sent"}), "out-of-order", "x")],
+        state={"v": 1},  # the ticket's state is stored again
+    )
+    metrics.outcome(rejected, time.perf_counter())
+
+    consumed = "sla_events_consumed_total"
+    assert (
+        value(metrics, consumed, type="unknown", outcome="dead_lettered", reason="invalid-json")
+        == 1
+    )
+    assert (
+        value(metrics, consumed, type="reply-sent", outcome="dead_lettered", reason="out-of-order")
+        == 1
+    )
+    assert value(metrics, "sla_dead_letters_total", reason="invalid-json") == 1
+    assert value(metrics, "sla_dead_letters_total", reason="out-of-order") == 1
+    assert value(metrics, "sla_event_lag_seconds_count") == 0  # nothing was applied
+
+
+def test_held_events_released_and_rejected_count_as_dead_letters_not_as_the_message(
+    metrics: Metrics,
+) -> None:
+    """A ticket-created applies and releases held events, one of which is rejected."""
+    letter = DeadLetter(source({"type": "priority-changed"}), "unknown-priority", "x")
+    outcome = Outcome(
+        event_type="ticket-created",
+        applied=True,
+        occurred_at=datetime.now(UTC),
+        dead_letters=[letter],
+        state={"v": 1},
+    )
+    metrics.outcome(outcome, time.perf_counter())
+    consumed = "sla_events_consumed_total"
+    assert value(metrics, consumed, type="ticket-created", outcome="applied", reason="") == 1
+    assert (
+        metrics.registry.get_sample_value(
+            consumed,
+            {"type": "ticket-created", "outcome": "dead_lettered", "reason": "unknown-priority"},
+        )
+        is None
+    )
+    assert value(metrics, "sla_dead_letters_total", reason="unknown-priority") == 1
+
+
+@pytest.mark.parametrize("command", [True, None])
+def test_expired_held_events_are_dead_letters_but_no_consumed_message(
+    metrics: Metrics, command: bool | None
+) -> None:
+    """The timer command that expires held events is not an inbound message (None: the
+    hook infers it from the outcome)."""
+    letters = [
+        DeadLetter(source({"type": "reply-sent"}), "unknown-ticket", "never created"),
+        DeadLetter(source({"type": "status-changed"}), "unknown-ticket", "never created"),
+    ]
+    metrics.outcome(Outcome(dead_letters=letters, state={}), time.perf_counter(), command=command)
+    assert value(metrics, "sla_dead_letters_total", reason="unknown-ticket") == 2
+    families = {f.name: f for f in metrics.registry.collect()}
+    assert all(
+        sample.labels["outcome"] != "dead_lettered"
+        for sample in families["sla_events_consumed"].samples
+    )
+
+
+def test_an_internal_error_is_a_dead_letter_with_the_type_of_the_message(
+    metrics: Metrics,
+) -> None:
+    body = {"type": "reply-sent", "ticket_id": "T-1"}
+    metrics.failed(DeadLetter(source(body), "internal-error", "KeyError: 'x'"))
+    metrics.failed(DeadLetter(source(b"\xff"), "internal-error", "x"))
+    metrics.failed(
+        DeadLetter(source({"type": "ticket-deleted"}), "internal-error", "x")
+    )  # not an inbound type: "unknown", a bounded label
+    metrics.failed(DeadLetter(source(b"{}"), "internal-error", "x"), command=True)
+
+    consumed = "sla_events_consumed_total"
+    labels = {"outcome": "dead_lettered", "reason": "internal-error"}
+    assert value(metrics, consumed, type="reply-sent", **labels) == 1
+    assert value(metrics, consumed, type="unknown", **labels) == 2
+    assert value(metrics, "sla_dead_letters_total", reason="internal-error") == 4
+
+
+def test_the_dead_letter_reasons_are_every_reason_the_code_gives() -> None:
+    """Each reason is exported at 0 from the start: the list must follow the code."""
+    reasons = set()
+    for path in (ROOT / "worker").rglob("*.py"):
+        text = path.read_text()
+        reasons.update(re.findall(r'(?:Rejected|InvalidEvent)\(\s*"([a-z-]+)"', text))
+        for call in re.finditer(r"DeadLetter\(", text):
+            literal = re.search(r'"([a-z]+(?:-[a-z]+)+)"', text[call.end() : call.end() + 300])
+            if literal:
+                reasons.add(literal.group(1))
+    assert reasons == set(DEAD_LETTER_REASONS)
+
+
+# --- warnings, breaches, met timers -----------------------------------------------------------
+
+
+def test_warnings_breaches_and_met_timers_by_plan_priority_and_metric(metrics: Metrics) -> None:
+    warning = SlaWarning(**sla_fields(threshold=0.5))
+    breach = SlaBreach(**sla_fields(event_id="e-2"))
+    outcome = Outcome(publish=[warning, breach], met=[met(priority=2)])
+    metrics.outcome(outcome, time.perf_counter(), command=True)
+
+    labels = {"plan": "fast", "priority": "1", "metric": "first_response"}
+    assert value(metrics, "sla_warnings_published_total", **labels) == 1
+    assert value(metrics, "sla_breaches_published_total", **labels) == 1
+    assert value(metrics, "sla_timers_breached_total", **labels) == 1
+    assert value(metrics, "sla_timers_met_total", **labels) == 0
+    assert (
+        value(metrics, "sla_timers_met_total", plan="fast", priority="2", metric="first_response")
+        == 1
+    )
+    # Lateness: now minus the deadline (3 s ago), once per breach, not per warning.
+    assert value(metrics, "sla_breach_publication_lateness_seconds_count") == 1
+    assert 3 <= value(metrics, "sla_breach_publication_lateness_seconds_sum") < 5
+    assert value(metrics, "sla_breach_publication_lateness_seconds_bucket", le="2.0") == 0
+    assert value(metrics, "sla_breach_publication_lateness_seconds_bucket", le="5.0") == 1
+
+
+def test_a_breach_published_before_its_deadline_counts_zero_lateness(metrics: Metrics) -> None:
+    future = datetime.now(UTC) + timedelta(seconds=30)
+    breach = SlaBreach(**sla_fields(due_at=future, deadline=future))
+    metrics.outcome(Outcome(publish=[breach]), time.perf_counter(), command=True)
+    assert value(metrics, "sla_breach_publication_lateness_seconds_sum") == 0
+
+
+def test_the_engine_s_own_emissions_feed_the_counters(policy: Policy, metrics: Metrics) -> None:
+    """End to end through the processor: a ticket warned, breached, answered; another met."""
+    processor = TicketProcessor(Engine(policy), hold_unknown=None)
+    start = datetime(2026, 11, 24, 10, tzinfo=UTC)
+
+    def event(n: int, type_: str, ticket: str, at: timedelta, **fields: Any) -> Source:
+        body = {
+            "event_id": f"e-{n}",
+            "type": type_,
+            "ticket_id": ticket,
+            "occurred_at": (start + at).isoformat(),
+            **fields,
+        }
+        return source(body, key=ticket.encode())
+
+    stored: dict[str, Any] = {}
+    for src in [
+        event(1, "ticket-created", "A", timedelta(0), plan="fast", priority=1),
+        event(2, "ticket-created", "B", timedelta(0), plan="fast", priority=2),
+        event(3, "reply-sent", "B", timedelta(seconds=1), author="agent"),
+        # A's reply after its 6 s deadline: its warning and breach fire first.
+        event(4, "reply-sent", "A", timedelta(seconds=10), author="agent"),
+    ]:
+        ticket = src.key.decode() if src.key else ""
+        outcome = processor.on_event(src, stored.get(ticket), start)
+        metrics.outcome(outcome, time.perf_counter())
+        if outcome.state is not None:
+            metrics.state(ticket, outcome.state, stored.get(ticket))
+            stored[ticket] = outcome.state
+
+    fr1 = {"plan": "fast", "priority": "1", "metric": "first_response"}
+    fr2 = {"plan": "fast", "priority": "2", "metric": "first_response"}
+    assert value(metrics, "sla_warnings_published_total", **fr1) == 1
+    assert value(metrics, "sla_breaches_published_total", **fr1) == 1
+    assert value(metrics, "sla_timers_breached_total", **fr1) == 1
+    assert value(metrics, "sla_timers_met_total", **fr1) == 0  # answered after the breach
+    assert value(metrics, "sla_timers_met_total", **fr2) == 1
+    consumed = "sla_events_consumed_total"
+    assert value(metrics, consumed, type="ticket-created", outcome="applied", reason="") == 2
+    assert value(metrics, consumed, type="reply-sent", outcome="applied", reason="") == 2
+    assert value(metrics, "sla_state_tickets") == 2
+    assert value(metrics, "sla_running_timers", plan="fast", metric="first_response") == 0
+
+
+# --- timers and state -------------------------------------------------------------------------
+
+
+def stored_ticket(
+    plan: str = "fast",
+    priority: int = 1,
+    fr: bool = True,
+    fu: bool = False,
+    paused: bool = False,
+    breached: bool = False,
+    exempt: bool = False,
+) -> dict[str, Any]:
+    clock = ["first_response", 1, 0, [], breached]
+    return {
+        "v": 1,
+        "id": "T",
+        "plan": plan,
+        "priority": priority,
+        "exempt": exempt,
+        "fr": clock if fr else None,
+        "fu": ["follow_up", 1, 0, [], False] if fu else None,
+        "pauses": [[0, None]] if paused else [[0, 5]],
+        "p": 0,
+    }
+
+
+def timers(metrics: Metrics, name: str, metric: str = "first_response") -> float:
+    return value(metrics, name, plan="fast", metric=metric)
+
+
+def test_running_paused_and_overdue_timers_follow_each_state_write(metrics: Metrics) -> None:
+    metrics.state("A", stored_ticket(), None)
+    metrics.state("B", stored_ticket(fu=True), None)
+    metrics.state("C", stored_ticket(paused=True), None)
+    assert timers(metrics, "sla_running_timers") == 2
+    assert timers(metrics, "sla_running_timers", "follow_up") == 1
+    assert timers(metrics, "sla_paused_timers") == 1
+
+    metrics.state("A", stored_ticket(breached=True), stored_ticket())  # A breached
+    metrics.state("C", stored_ticket(), stored_ticket(paused=True))  # C resumed
+    assert timers(metrics, "sla_running_timers") == 3
+    assert timers(metrics, "sla_paused_timers") == 0
+    assert timers(metrics, "sla_overdue_timers") == 1
+
+    metrics.state("A", stored_ticket(fr=False), stored_ticket(breached=True))  # answered
+    metrics.state("B", {}, stored_ticket(fu=True))  # deleted
+    assert timers(metrics, "sla_running_timers") == 1
+    assert timers(metrics, "sla_running_timers", "follow_up") == 0
+    assert timers(metrics, "sla_overdue_timers") == 0
+    assert len(metrics.timers) == 1 and "C" in metrics.timers
+
+
+def test_unmeasured_timers_are_not_counted(metrics: Metrics) -> None:
+    metrics.state("no-target", stored_ticket(priority=3), None)
+    metrics.state("no-follow-up-target", stored_ticket(priority=2, fr=False, fu=True), None)
+    metrics.state("exempt", stored_ticket(exempt=True), None)
+    metrics.state("gone-plan", stored_ticket(plan="retired"), None)
+    metrics.state("held", {"held": [{"until": "x"}], "p": 0}, None)
+    assert len(metrics.timers) == 0
+    assert timers(metrics, "sla_running_timers") == 0
+    assert value(metrics, "sla_state_tickets") == 5  # they are all in state, though
+
+
+def test_state_tickets_follows_inserts_and_deletes_and_is_reset_by_recovery(
+    metrics: Metrics,
+) -> None:
+    metrics.recovered(tickets=10, seconds=0.5)
+    assert value(metrics, "sla_state_tickets") == 10
+    metrics.state("new", stored_ticket(), None)  # insert
+    metrics.state("new", stored_ticket(breached=True), stored_ticket())  # update
+    metrics.state("old", {}, stored_ticket())  # delete
+    metrics.state("never-was", {}, None)  # a delete of nothing
+    assert value(metrics, "sla_state_tickets") == 10
+    metrics.state("new-2", stored_ticket(), None)
+    assert value(metrics, "sla_state_tickets") == 11
+    # While rebuilding after recovery (no previous value given) only the timers change.
+    metrics.timers.clear()
+    metrics.state("rebuilt", stored_ticket())
+    assert value(metrics, "sla_state_tickets") == 11
+    assert timers(metrics, "sla_running_timers") == 1
+    metrics.recovered(tickets=3, seconds=0.1)
+    assert value(metrics, "sla_state_tickets") == 3
+
+
+def test_recovery_is_timed_from_the_start_of_the_rebalance(metrics: Metrics) -> None:
+    before = time.time()
+    metrics.consumer_lag_of("tickets", 2, 42)
+    assert value(metrics, "sla_consumer_lag_messages", topic="tickets", partition="2") == 42
+
+    metrics.rebalance_started()
+    assert value(metrics, "sla_table_recovery_started_timestamp_seconds") >= before
+    # The revoked partitions' lag goes; the next timer tick reports the new assignment.
+    labels = {"topic": "tickets", "partition": "2"}
+    assert metrics.registry.get_sample_value("sla_consumer_lag_messages", labels) is None
+
+    time.sleep(0.05)
+    metrics.recovered(tickets=0, seconds=0.01)  # the index rebuild itself took 10 ms
+    assert 0.05 <= value(metrics, "sla_table_recovery_seconds") < 1
+    assert value(metrics, "sla_table_recoveries_total") == 1
+    # A recovery without a rebalance start seen reports its own duration.
+    metrics.recovered(tickets=0, seconds=0.2)
+    assert value(metrics, "sla_table_recovery_seconds") == 0.2
+    assert value(metrics, "sla_table_recoveries_total") == 2
+
+
+# --- exposition and HTTP endpoints ------------------------------------------------------------
+
+
+def test_render_is_valid_prometheus_text(metrics: Metrics) -> None:
+    metrics.consumer_lag_of("tickets", 0, 5)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    assert families["sla_events_consumed"].type == "counter"
+    assert families["sla_breach_publication_lateness_seconds"].type == "histogram"
+    assert families["sla_running_timers"].type == "gauge"
+    assert families["sla_consumer_lag_messages"].samples[0].value == 5
+    assert not [name for name in families if name.endswith("_created")]
+
+
+class FakeSignal:
+    def __init__(self) -> None:
+        self.receivers: list[Any] = []
+
+    def connect(self, fun: Any) -> Any:
+        self.receivers.append(fun)
+        return fun
+
+
+class FakeApp:
+    def __init__(self) -> None:
+        self.rebalancing = False
+        self.on_partitions_revoked = FakeSignal()
+        self.pages: dict[str, Any] = {}
+
+    def page(self, path: str) -> Any:
+        def register(view: Any) -> Any:
+            self.pages[path] = view
+            return view
+
+        return register
+
+
+class FakeRuntime:
+    recovered = False
+
+
+async def test_install_serves_the_endpoints_and_computes_readiness_at_scrape(
+    metrics: Metrics,
+) -> None:
+    app, runtime = FakeApp(), FakeRuntime()
+    metrics.install(app, runtime)  # type: ignore[arg-type]
+    assert set(app.pages) == {"/metrics", "/healthz", "/readyz"}
+
+    assert value(metrics, "sla_worker_ready") == 0
+    runtime.recovered = True
+    assert value(metrics, "sla_worker_ready") == 1
+    app.rebalancing = True
+    assert value(metrics, "sla_worker_ready") == 0
+    metrics.ready.set(1)  # what the timer tick does: the computed value wins
+    assert value(metrics, "sla_worker_ready") == 0
+
+    metrics.consumer_lag_of("tickets", 0, 9)
+    (receiver,) = app.on_partitions_revoked.receivers
+    await receiver(app, set(), signal=app.on_partitions_revoked)
+    labels = {"topic": "tickets", "partition": "0"}
+    assert metrics.registry.get_sample_value("sla_consumer_lag_messages", labels) is None
