@@ -166,15 +166,15 @@ def build_app(
                 },
             )
 
-    def store(ticket_id: str, outcome: Outcome) -> None:
-        """Step 3: write state; `{}` deletes it."""
+    def store(ticket_id: str, outcome: Outcome, previous: dict[str, Any] | None) -> None:
+        """Step 3: write state; `{}` deletes it. `previous`: the value read in step 1."""
         if outcome.state is None:
             return
         if outcome.state:
             table[ticket_id.encode()] = outcome.state
         elif ticket_id.encode() in table:
             del table[ticket_id.encode()]
-        runtime.metrics.state(ticket_id, outcome.state)
+        runtime.metrics.state(ticket_id, outcome.state, previous)
 
     async def on_input(event: EventT[Any]) -> None:
         started = time.perf_counter()
@@ -193,7 +193,7 @@ def build_app(
         outcome = runtime.processor.on_event(source_info, stored, now)
         await deliver(outcome, message.key)
         if ticket_id is not None:
-            store(ticket_id, outcome)
+            store(ticket_id, outcome, stored)
             runtime.clocks.schedule(message.partition, ticket_id, outcome.due)
             if outcome.hold_until is not None:
                 runtime.clocks.hold(message.partition, ticket_id, outcome.hold_until)
@@ -213,11 +213,11 @@ def build_app(
         else:
             outcome = runtime.processor.on_due(stored, message.partition, until)
         await deliver(outcome, message.key)
-        store(ticket_id, outcome)
+        store(ticket_id, outcome, stored)
         runtime.clocks.schedule(message.partition, ticket_id, outcome.due)
         if outcome.hold_until is not None:
             runtime.clocks.hold(message.partition, ticket_id, outcome.hold_until)
-        runtime.metrics.outcome(outcome, started)
+        runtime.metrics.outcome(outcome, started, command=True)
 
     async def on_failure(event: EventT[Any], exc: Exception) -> None:
         """A bug or unreadable state must not stop the stream: dead-letter the message."""
@@ -230,6 +230,7 @@ def build_app(
             f"{type(exc).__name__}: {exc}",
         )
         await deliver(Outcome(dead_letters=[letter]), message.key)
+        runtime.metrics.failed(letter, command=message.topic == commands_name)
 
     @app.agent(source, name="sla-tickets", concurrency=1)
     async def process(stream: StreamT[Any]) -> None:
@@ -261,6 +262,11 @@ def build_app(
             partition, ticket, hold_until = runtime.processor.restore(stored)
             if ticket is not None:
                 runtime.clocks.schedule(partition, ticket_id, ticket.due)
+                # The partition's event time is the latest occurred_at applied there: known
+                # from its state, so timers of a taken-over, idle partition can fire.
+                clock = runtime.clocks.clock(partition)
+                if clock is not None:
+                    clock.observe(ticket.last_event_at)
             if hold_until is not None:
                 runtime.clocks.hold(partition, ticket_id, hold_until)
             runtime.metrics.state(ticket_id, stored)
@@ -288,8 +294,7 @@ def build_app(
         for partition in runtime.clocks.partitions():
             clock = runtime.clocks.clock(partition)
             if clock is not None:
-                clock.caught_up = _caught_up(app, runtime, settings, partition)
-        runtime.metrics.ready.set(1)
+                clock.caught_up = await _caught_up(app, runtime, settings, partition)
         now = datetime.now(UTC)
         for partition, ticket_id, until, kind in runtime.clocks.ready(now):
             await commands.send(
@@ -343,7 +348,9 @@ def _ticket_key(key: bytes | None, source: Source) -> str | None:
         return None
 
 
-def _caught_up(app: faust.App, runtime: Runtime, settings: WorkerSettings, partition: int) -> bool:
+async def _caught_up(
+    app: faust.App, runtime: Runtime, settings: WorkerSettings, partition: int
+) -> bool:
     """Has this worker applied everything its input partitions held at last fetch?"""
     consumer = app.consumer
     caught_up = True
@@ -359,7 +366,9 @@ def _caught_up(app: faust.App, runtime: Runtime, settings: WorkerSettings, parti
             last + 1 if last is not None else consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
         )
         if next_offset is None:
-            next_offset = 0
+            # No commit recorded (a partition taken over with nothing new to read, or a
+            # group that never committed): where the consumer will read next.
+            next_offset = await consumer.position(tp) or 0
         runtime.metrics.consumer_lag_of(topic, partition, max(highwater - next_offset, 0))
         if next_offset < highwater:
             caught_up = False
