@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
+
+from worker.settings import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
@@ -137,6 +140,28 @@ def drop_topics_on_exit(cleanup: Cleanup, bootstrap: str, prefix: str) -> None:
             say(f"(could not delete topics {prefix}*: {exc!r})")
 
     cleanup.callback(drop)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One benchmark run: its broker, id (the prefix of its topics), temp dir, input topic."""
+
+    bootstrap: str
+    run_id: str
+    directory: Path
+    topic: str
+
+
+def start_run(cleanup: Cleanup, prefix: str, bootstrap: str | None, keep: bool) -> Run:
+    """A broker, a fresh run id and temp dir; both removed on exit unless `keep`."""
+    address = broker(cleanup, bootstrap)
+    run_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    directory = Path(tempfile.mkdtemp(prefix=f"sla-{run_id}-"))
+    if not keep:
+        cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
+        drop_topics_on_exit(cleanup, address, run_id)
+    say(f"run {run_id}: broker {address}, dir {directory}, python {sys.version.split()[0]}")
+    return Run(address, run_id, directory, f"{run_id}-tickets")
 
 
 async def produce(
@@ -283,33 +308,19 @@ class WorkerProcess:
         return self.directory / "worker.log"
 
     def args(self) -> list[str]:
-        args = [
-            sys.executable,
-            "-m",
-            "worker",
-            "worker",
-            "--bootstrap-servers",
-            self.bootstrap,
-            "--app-id",
-            self.app_id,
-            "--partitions",
-            str(self.partitions),
-            "--input-topics",
-            self.input_topic,
-            "--warnings-topic",
-            f"{self.outputs_prefix}warnings",
-            "--breaches-topic",
-            f"{self.outputs_prefix}breaches",
-            "--dead-letter-topic",
-            f"{self.outputs_prefix}dead-letter",
-            "--data-dir",
-            str(self.directory / "data"),
-            "--web-host",
-            "127.0.0.1",
-            "--web-port",
-            str(self.port),
-            *self.extra,
-        ]
+        args = worker_command(
+            bootstrap_servers=self.bootstrap,
+            app_id=self.app_id,
+            partitions=self.partitions,
+            input_topics=self.input_topic,
+            warnings_topic=f"{self.outputs_prefix}warnings",
+            breaches_topic=f"{self.outputs_prefix}breaches",
+            dead_letter_topic=f"{self.outputs_prefix}dead-letter",
+            data_dir=self.directory / "data",
+            web_host="127.0.0.1",
+            web_port=self.port,
+        )
+        args += self.extra
         if self.policy is not None:
             args += ["--policies", str(self.policy)]
         return args

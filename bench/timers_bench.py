@@ -31,27 +31,22 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 from live import (
     Cleanup,
     Metrics,
     WorkerProcess,
-    broker,
     committed,
     create_topics,
-    drop_topics_on_exit,
     produce,
     say,
+    start_run,
 )
 
 BULK_TARGETS = {1: "PT8H", 2: "PT10H", 3: "PT12H", 4: "PT14H"}
@@ -232,14 +227,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
-    bootstrap = broker(cleanup, args.bootstrap)
-    run_id = f"tb-{uuid.uuid4().hex[:8]}"
-    directory = Path(tempfile.mkdtemp(prefix=f"sla-{run_id}-"))
-    if not args.keep:
-        cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
-        drop_topics_on_exit(cleanup, bootstrap, run_id)
-    topic = f"{run_id}-tickets"
-    say(f"run {run_id}: broker {bootstrap}, dir {directory}, python {sys.version.split()[0]}")
+    run = start_run(cleanup, "tb", args.bootstrap, args.keep)
+    bootstrap, run_id, directory, topic = run.bootstrap, run.run_id, run.directory, run.topic
 
     policy = directory / "policy.yaml"
     policy.write_text(policy_text(round(args.window_delay + args.window_spread)))

@@ -32,24 +32,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from live import (
     Cleanup,
     WorkerProcess,
-    broker,
     create_topics,
-    drop_topics_on_exit,
     produce,
     raw_consume,
     say,
+    start_run,
     wait_consumed,
 )
 
@@ -119,14 +115,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
-    bootstrap = broker(cleanup, args.bootstrap)
-    run_id = f"wb-{uuid.uuid4().hex[:8]}"
-    directory = Path(tempfile.mkdtemp(prefix=f"sla-{run_id}-"))
-    if not args.keep:
-        cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
-        drop_topics_on_exit(cleanup, bootstrap, run_id)
-    topic = f"{run_id}-tickets"
-    say(f"run {run_id}: broker {bootstrap}, dir {directory}, python {sys.version.split()[0]}")
+    run = start_run(cleanup, "wb", args.bootstrap, args.keep)
+    bootstrap, run_id, directory, topic = run.bootstrap, run.run_id, run.directory, run.topic
 
     tickets = max(1, args.events // args.per_ticket)
     start = (datetime.now(UTC) - timedelta(days=33)).replace(microsecond=0)

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from pathlib import Path
 import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from worker.settings import worker_command
 from worker.traffic import LiveTraffic
 
 DEMO_POLICY = Path(__file__).parent / "presets" / "demo.yaml"
@@ -96,34 +96,19 @@ def run_demo(bootstrap: str, duration: float | None, port: int) -> None:
     topics = {name: f"{run}-{name}" for name in ("tickets", "warnings", "breaches", "dead")}
     workdir = Path(tempfile.mkdtemp(prefix="sla-demo-"))
     log = (workdir / "worker.log").open("wb")
-    args = [
-        sys.executable,
-        "-m",
-        "worker",
-        "worker",
-        "--bootstrap-servers",
-        bootstrap,
-        "--app-id",
-        f"sla-{run}",
-        "--input-topics",
-        topics["tickets"],
-        "--warnings-topic",
-        topics["warnings"],
-        "--breaches-topic",
-        topics["breaches"],
-        "--dead-letter-topic",
-        topics["dead"],
-        "--partitions",
-        "3",
-        "--policies",
-        str(DEMO_POLICY),
-        "--data-dir",
-        str(workdir),
-        "--web-host",
-        "127.0.0.1",
-        "--web-port",
-        str(port),
-    ]
+    args = worker_command(
+        bootstrap_servers=bootstrap,
+        app_id=f"sla-{run}",
+        input_topics=topics["tickets"],
+        warnings_topic=topics["warnings"],
+        breaches_topic=topics["breaches"],
+        dead_letter_topic=topics["dead"],
+        partitions=3,
+        policies=DEMO_POLICY,
+        data_dir=workdir,
+        web_host="127.0.0.1",
+        web_port=port,
+    )
     click.echo(f"starting the worker (log: {workdir / 'worker.log'}) ...")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
 

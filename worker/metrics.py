@@ -233,6 +233,11 @@ class Metrics:
             "State recoveries completed",
             registry=r,
         )
+        self.recovery_restarts = Counter(
+            "sla_table_recovery_restarts",
+            "Stalled state recoveries sent back to the changelog offsets they needed",
+            registry=r,
+        )
         self.state_tickets = Gauge(
             "sla_state_tickets",
             "Tickets in state on this worker's partitions",

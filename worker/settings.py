@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -105,6 +106,12 @@ class WorkerSettings(BaseSettings):
     timer_interval_seconds: float = Field(
         default=0.2, gt=0, description="How often due timers are checked."
     )
+    recovery_stall_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="A state recovery that applies no changelog record for this long is "
+        "restarted from the offsets it needs (works around a faust fetch race).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logs are JSON lines on stderr."
     )
@@ -154,3 +161,21 @@ class WorkerSettings(BaseSettings):
         if data.get("sasl_password") is not None:
             data["sasl_password"] = "**********"
         return data
+
+
+def worker_command(**values: object) -> list[str]:
+    """The argv that runs `sla-worker worker` in a new process with these settings.
+
+    For the demo, the integration tests and the benchmarks, which start workers as
+    subprocesses. Names are `WorkerSettings` fields, checked here so that a typo fails at
+    once rather than as an "unrecognized argument" in a worker's log; a list or tuple
+    becomes a comma-separated value.
+    """
+    unknown = sorted(set(values) - set(WorkerSettings.model_fields))
+    if unknown:
+        raise ValueError(f"not worker settings: {', '.join(unknown)}")
+    argv = [sys.executable, "-m", "worker", "worker"]
+    for name, value in values.items():
+        text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        argv += ["--" + name.replace("_", "-"), text]
+    return argv

@@ -8,13 +8,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from worker.settings import worker_command
 
 ROOT = Path(__file__).parent.parent.parent
 FAST_POLICY = ROOT / "tests" / "data" / "fast-policy.yaml"
@@ -35,6 +36,8 @@ class WorkerProcess:
     input_topics: tuple[str, ...] = ("tickets",)
     policy: Path | None = FAST_POLICY
     extra: tuple[str, ...] = ()
+    # Added to the worker's environment (fault injection, see tests/integration/faults).
+    env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -45,39 +48,30 @@ class WorkerProcess:
         return self.directory / f"worker-{self.port}.log"
 
     def args(self) -> list[str]:
-        args = [
-            sys.executable,
-            "-m",
-            "worker",
-            "worker",
-            "--bootstrap-servers",
-            self.bootstrap,
-            "--app-id",
-            self.app_id,
-            "--partitions",
-            str(self.partitions),
-            "--input-topics",
-            ",".join(self.input_topics),
-            "--data-dir",
-            str(self.directory / f"data-{self.port}"),
-            "--web-host",
-            "127.0.0.1",
-            "--web-port",
-            str(self.port),
-            "--timer-interval-seconds",
-            "0.1",
-            *self.extra,
-        ]
+        settings: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap,
+            "app_id": self.app_id,
+            "partitions": self.partitions,
+            "input_topics": self.input_topics,
+            "data_dir": self.directory / f"data-{self.port}",
+            "web_host": "127.0.0.1",
+            "web_port": self.port,
+            "timer_interval_seconds": 0.1,
+        }
         if self.policy is not None:
-            args += ["--policies", str(self.policy)]
-        return args
+            settings["policies"] = self.policy
+        return [*worker_command(**settings), *self.extra]
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._close_log()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.args(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.directory
+            self.args(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.directory,
+            env={**os.environ, **self.env},
         )
         self.starts += 1
 
@@ -130,7 +124,3 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(10)
         self._close_log()
-
-
-def environment() -> dict[str, str]:
-    return dict(os.environ)

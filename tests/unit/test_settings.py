@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import faust
 import pytest
@@ -11,7 +12,7 @@ from pydantic_settings import CliApp
 
 from worker.kafka.app import _credentials
 from worker.kafka.topics import client_options
-from worker.settings import WorkerSettings
+from worker.settings import WorkerSettings, worker_command
 
 
 def settings(args: list[str]) -> WorkerSettings:
@@ -93,3 +94,19 @@ def test_advertised_url() -> None:
         "http://127.0.0.1:7000"
     )
     assert settings(["--advertised-url", "http://w1:6066"]).canonical_url == "http://w1:6066"
+
+
+def test_worker_command_spells_the_flags_the_worker_parses() -> None:
+    argv = worker_command(
+        bootstrap_servers="k1:9092,k2:9092",
+        input_topics=("created", "replies"),
+        web_port=7000,
+        recovery_stall_seconds=5,
+    )
+    assert argv[:4] == [sys.executable, "-m", "worker", "worker"]
+    parsed = settings(argv[4:])
+    assert parsed.bootstrap_servers == "k1:9092,k2:9092"
+    assert parsed.input_topics == ["created", "replies"]
+    assert (parsed.web_port, parsed.recovery_stall_seconds) == (7000, 5)
+    with pytest.raises(ValueError, match="not worker settings: web_prot"):
+        worker_command(web_prot=7000)

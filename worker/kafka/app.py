@@ -43,6 +43,7 @@ from worker.kafka.processor import (
     encode_command,
     encode_event,
 )
+from worker.kafka.recovery_watch import RecoveryWatch
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
 
@@ -70,6 +71,7 @@ class Runtime:
     metrics: Metrics
     last_offset: dict[TP, int] = field(default_factory=dict)
     recovered: bool = False
+    recovery_watch: asyncio.Future[None] | None = None
 
 
 def build_app(
@@ -280,9 +282,35 @@ def build_app(
             "recovered %d tickets on partitions %s in %.2f s", count, sorted(assigned), seconds
         )
 
+    async def watch_recovery() -> None:
+        """Unstick a recovery that a faust fetch race left waiting (see recovery_watch)."""
+        watch: RecoveryWatch[TP] = RecoveryWatch(settings.recovery_stall_seconds)
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        while not app.should_stop:
+            await asyncio.sleep(1.0)
+            if not recovery.in_recovery:
+                watch.idle()
+                continue
+            seeks = watch.observe(
+                time.monotonic(), recovery.active_offsets, recovery.active_remaining()
+            )
+            if seeks:
+                log.warning(
+                    "state recovery applied nothing for %.0f s; reading changelog "
+                    "partitions again from %s",
+                    settings.recovery_stall_seconds,
+                    {f"{tp.topic}[{tp.partition}]": offset for tp, offset in seeks.items()},
+                )
+                runtime.metrics.recovery_restarts.inc()
+                await app.consumer.seek_wait(seeks)
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def revoked(app_: faust.App, revoked: set[TP], **_: Any) -> None:
         runtime.recovered = False
+        if runtime.recovery_watch is None:
+            # Started here, at the first rebalance, not as an @app.task: faust starts those
+            # only after the first recovery, which the watch must cover too.
+            runtime.recovery_watch = app.add_future(watch_recovery())
         for tp in revoked:
             runtime.clocks.revoke(tp.partition)
             runtime.last_offset.pop(tp, None)
@@ -367,7 +395,9 @@ async def _caught_up(
         )
         if next_offset is None:
             # No commit recorded (a partition taken over with nothing new to read, or a
-            # group that never committed): where the consumer will read next.
+            # group that never committed): where the consumer will read next. Asked on every
+            # tick, never cached: until faust has seeked the new assignment to its committed
+            # offsets, the answer is not final.
             next_offset = await consumer.position(tp) or 0
         runtime.metrics.consumer_lag_of(topic, partition, max(highwater - next_offset, 0))
         if next_offset < highwater:
