@@ -81,11 +81,13 @@ class Replay:
 
     def feed(self, lines: Iterable[bytes | str]) -> None:
         for number, raw in enumerate(lines, start=1):
-            if raw.strip():
+            # Blank lines are skipped (without `strip()`, which copies every line).
+            if raw and not raw.isspace():
                 self.feed_line(number, raw)
 
     def feed_line(self, number: int, raw: bytes | str) -> None:
-        self.summary.read += 1
+        summary = self.summary
+        summary.read += 1
         try:
             event = parse_event(raw)
         except InvalidEvent as exc:
@@ -97,18 +99,23 @@ class Replay:
             self._fire_due(at, inclusive=False)
         if self._clock is None or at > self._clock:
             self._clock = at
+        ticket_id = event.ticket_id
+        known = self.tickets.get(ticket_id)
         try:
-            result = self.engine.apply(self.tickets.get(event.ticket_id), event)
+            result = self.engine.apply(known, event)
         except Rejected as exc:
-            self._reject(Rejection(number, exc.reason, str(exc), event.event_id, event.ticket_id))
+            self._reject(Rejection(number, exc.reason, str(exc), event.event_id, ticket_id))
             return
         if result.duplicate:
-            self.summary.duplicates += 1
+            summary.duplicates += 1
             return
-        self.summary.applied += 1
-        self.tickets[event.ticket_id] = result.ticket
-        self._publish(result.emissions)
-        self._due.schedule(event.ticket_id, self.engine.next_due(result.ticket))
+        summary.applied += 1
+        ticket = result.ticket
+        if ticket is not known:  # a new ticket (the engine updates known ones in place)
+            self.tickets[ticket_id] = ticket
+        if result.emissions:
+            self._publish(result.emissions)
+        self._due.schedule(ticket_id, ticket.due)  # `Engine.next_due`, without the call
 
     def finish(self, until: datetime | None = None) -> Summary:
         """Advance the clock to `until` (default: the last event's time) and fire."""

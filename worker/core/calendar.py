@@ -63,6 +63,7 @@ _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
 _YEAR_START_US: Final = [
     (datetime(y, 1, 1) - _EPOCH_NAIVE) // _ONE_US for y in range(MIN_YEAR, MAX_YEAR + 2)
 ]
+_END_US: Final = _YEAR_START_US[-1]  # the first microsecond after MAX_YEAR
 _INTERVAL_RE: Final = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
 
 # (start, end) in minutes from the owning date's local midnight; end may exceed 1440.
@@ -499,9 +500,13 @@ class Calendar:
             ua, ub = (a - _EPOCH) // _ONE_US, (b - _EPOCH) // _ONE_US
         except TypeError:
             raise _input_error(a, b) from None
-        if ua > ub:
-            return -_ONE_US * self._offset_between(ub, ua)
-        return _ONE_US * self._offset_between(ua, ub)
+        lo, hi = (ub, ua) if ua > ub else (ua, ub)
+        open_after = self._c.open_after_us
+        if open_after is not None and open_after <= lo and hi < _END_US:
+            business = hi - lo  # open for good from `open_after` on (see `add`)
+        else:
+            business = self._offset_between(lo, hi)
+        return -_ONE_US * business if ua > ub else _ONE_US * business
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The earliest instant (in UTC) at which `duration` of business time has elapsed
@@ -516,6 +521,12 @@ class Calendar:
             if remaining == 0:
                 return _EPOCH + _ONE_US * us
             raise ValueError(f"negative duration {duration}")
+        open_after = self._c.open_after_us
+        if open_after is not None and open_after <= us and us + remaining < _END_US:
+            # Open for good from `open_after` on (always for 24x7): business time is
+            # wall time. Results past the supported years take the general path, which
+            # raises.
+            return _EPOCH + _ONE_US * (us + remaining)
         k = bisect_right(_YEAR_START_US, us) - 1
         tbl = self._tables.get(k) or self._table(k)
         ends = tbl.ends

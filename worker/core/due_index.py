@@ -36,8 +36,13 @@ class DueIndex:
 
     def peek(self) -> datetime | None:
         """The earliest due instant, or None when nothing is scheduled."""
-        self._drop_stale()
-        return self._heap[0][0] if self._heap else None
+        heap = self._heap
+        while heap:  # `_drop_stale`, inlined: replay peeks once per event
+            due, ticket_id = heap[0]
+            if self._due.get(ticket_id) == due:
+                return due
+            heapq.heappop(heap)
+        return None
 
     def pop_due(self, now: datetime, *, inclusive: bool = True) -> Iterator[tuple[str, datetime]]:
         """Remove and yield (ticket id, due) for everything due by `now`, earliest first.

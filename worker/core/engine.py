@@ -41,18 +41,6 @@ def _before(due: datetime | None, at: datetime) -> bool:
     return due is not None and due < at
 
 
-def _timer_shape(ticket: Ticket) -> tuple[object, ...]:
-    """Everything `Ticket.due` depends on besides emitted points: when none of it
-    changed, neither did the due instant (clocks compare by identity first)."""
-    return (
-        ticket.priority,
-        ticket.first_response,
-        ticket.follow_up,
-        len(ticket.pauses),
-        ticket.paused,
-    )
-
-
 class Rejected(ValueError):
     """An event that is well-formed but cannot be applied to the ticket it names.
 
@@ -202,20 +190,29 @@ class Engine:
             )
 
         emissions = self._fire(ticket, at, inclusive=False) if _before(ticket.due, at) else []
-        shape = _timer_shape(ticket)
         ticket.seen.add(event.event_id)
         ticket.last_event_at = at
+        # `changed`: whether the event touched anything the due instant depends on
+        # (the priority, a clock, a pause) since `ticket.due` was last refreshed. When
+        # it is False the cached due instant is still right: most events (internal
+        # notes, replies that start nothing) need no calendar arithmetic.
+        changed = True
         if not ticket.finished and not ticket.exempt:
             if type(event) is ReplySent:
-                emissions += self._reply(ticket, event, at)
+                changed = self._reply(ticket, event, at, emissions)
             elif type(event) is StatusChanged:
-                emissions += self._status(ticket, event.status, at)
+                changed = self._status(ticket, event.status, at, emissions)
             elif type(event) is PriorityChanged:
                 ticket.priority = event.priority
-                emissions += self._fire(ticket, at, inclusive=False)
+                # Points the new target already put in the past fire at once. Only
+                # if the new due instant is before the event is there any to fire.
+                ticket.due = self._next_due(ticket)
+                if _before(ticket.due, at):
+                    emissions += self._fire(ticket, at, inclusive=False)
+                changed = False
         elif type(event) is PriorityChanged:
             ticket.priority = event.priority
-        if emissions or _timer_shape(ticket) != shape:
+        if changed:
             ticket.due = self._next_due(ticket)
         return Applied(ticket, emissions)
 
@@ -224,9 +221,7 @@ class Engine:
         now = now.astimezone(UTC)
         if ticket.due is None or ticket.due > now:
             return []
-        emissions = self._fire(ticket, now, inclusive=True)
-        ticket.due = self._next_due(ticket)
-        return emissions
+        return self._fire(ticket, now, inclusive=True)
 
     def next_due(self, ticket: Ticket) -> datetime | None:
         """The next instant at which `advance` would emit something, if any."""
@@ -239,12 +234,26 @@ class Engine:
         return ticket
 
     def _next_due(self, ticket: Ticket) -> datetime | None:
+        """The earliest instant among each clock's first point not yet emitted.
+
+        The same as the first element of `_pending` per clock, without building the
+        list: this runs after most changes to a ticket.
+        """
         due: datetime | None = None
-        for clock in ticket.clocks():
-            for _, amount, target in self._pending(ticket, clock)[:1]:
-                instant = self._instant_at(ticket, clock, target, amount)
-                if instant is not None and (due is None or instant < due):
-                    due = instant
+        for clock in (ticket.first_response, ticket.follow_up):
+            if clock is None or clock.breached:
+                continue
+            target = self._target(ticket, clock.metric)
+            if target is None:
+                continue
+            amount = target.duration
+            for fraction in target.warnings:
+                if fraction not in clock.warned:
+                    amount = target.duration * fraction
+                    break
+            instant = self._instant_at(ticket, clock, target, amount)
+            if instant is not None and (due is None or instant < due):
+                due = instant
         return due
 
     def timers(self, ticket: Ticket, now: datetime) -> list[TimerView]:
@@ -294,63 +303,72 @@ class Engine:
             ticket.first_response = Clock("first_response", 1, at)
         return ticket
 
-    def _reply(self, ticket: Ticket, event: ReplySent, at: datetime) -> list[Emission]:
+    def _reply(
+        self, ticket: Ticket, event: ReplySent, at: datetime, emissions: list[Emission]
+    ) -> bool:
+        """Apply a reply; append what it emits. Returns whether any clock changed."""
         if not event.public:
-            return []  # an internal note: the customer saw nothing
+            return False  # an internal note: the customer saw nothing
         if event.author == "customer":
             # A customer message after the first response starts a follow-up cycle,
             # unless the customer is already waiting for an answer.
             if ticket.responded and ticket.follow_up is None:
                 ticket.follow_up_cycles += 1
                 ticket.follow_up = Clock("follow_up", ticket.follow_up_cycles, at)
-            return []
+                return True
+            return False
         ticket.responded = True
-        emissions = []
         for clock in ticket.clocks():
-            emissions += self._stop(ticket, clock, at, by="reply")
+            self._stop(ticket, clock, at, "reply", emissions)
         ticket.first_response = ticket.follow_up = None
-        self._forget_old_pauses(ticket)
-        return emissions
+        if ticket.pauses:
+            # No clock runs any more, and clocks to come start later: only a pause
+            # still in progress matters to them (dropping the rest bounds memory).
+            ticket.pauses = [p for p in ticket.pauses if p.end is None]
+        return True
 
-    def _status(self, ticket: Ticket, status: Status, at: datetime) -> list[Emission]:
+    def _status(
+        self, ticket: Ticket, status: Status, at: datetime, emissions: list[Emission]
+    ) -> bool:
+        """Apply a status; append what it emits. Returns whether a clock or pause changed."""
         ticket.status = status
-        emissions: list[Emission] = []
         if status in _STOP_STATUSES:
             for clock in ticket.clocks():
-                emissions += self._stop(ticket, clock, at, by=status)
+                self._stop(ticket, clock, at, status, emissions)
             ticket.first_response = ticket.follow_up = None
             ticket.finished = True
             ticket.pauses.clear()
-        elif status in self.policy.pause_statuses:
-            if not ticket.paused:
-                ticket.pauses.append(Pause(at))
-        elif ticket.paused:
+            return True
+        if status in self.policy.pause_statuses:
+            if ticket.paused:
+                return False  # one pausing status to another: one continuous pause
+            ticket.pauses.append(Pause(at))
+            return True
+        if ticket.paused:
             ticket.pauses[-1].end = at
-        return emissions
+            return True
+        return False
 
-    def _stop(self, ticket: Ticket, clock: Clock, at: datetime, by: str) -> list[Emission]:
+    def _stop(
+        self, ticket: Ticket, clock: Clock, at: datetime, by: str, emissions: list[Emission]
+    ) -> None:
         if clock.breached or self._target(ticket, clock.metric) is None:
-            return []
-        met = TimerMet(
-            ticket.ticket_id, ticket.plan, ticket.priority, clock.metric, clock.cycle, at, by
+            return
+        emissions.append(
+            TimerMet(
+                ticket.ticket_id, ticket.plan, ticket.priority, clock.metric, clock.cycle, at, by
+            )
         )
-        return [met]
-
-    def _forget_old_pauses(self, ticket: Ticket) -> None:
-        """Drop pauses that ended before every remaining clock started (bounds memory)."""
-        starts = [clock.started_at for clock in ticket.clocks()]
-        horizon = min(starts) if starts else None
-        ticket.pauses = [
-            p for p in ticket.pauses if p.end is None or (horizon is not None and p.end > horizon)
-        ]
 
     # --- timer arithmetic ---------------------------------------------------------------
 
     def _target(self, ticket: Ticket, metric: Metric) -> Target | None:
         plan = self.policy.plans.get(ticket.plan)
-        if ticket.exempt or plan is None or ticket.priority not in plan.targets:
-            return None  # no SLA, or a stored ticket whose plan/priority left the policy
-        return plan.target(ticket.priority, metric)
+        if ticket.exempt or plan is None:
+            return None
+        targets = plan.targets.get(ticket.priority)  # `Plan.target`, without the call
+        # None: no SLA, or a stored ticket whose plan/priority left the policy.
+        return None if targets is None else targets.get(metric)
 
     def _pending(
         self, ticket: Ticket, clock: Clock
@@ -369,13 +387,20 @@ class Engine:
         return points
 
     def _fire(self, ticket: Ticket, now: datetime, *, inclusive: bool) -> list[Emission]:
+        """Emit each clock's points due by `now` (at `now` too if `inclusive`), and
+        refresh `ticket.due`: the first point of each clock that is not due is what
+        `_next_due` would compute, so the cache comes without a second calculation."""
         emissions: list[Emission] = []
+        due: datetime | None = None
         for clock in ticket.clocks():
             for threshold, amount, target in self._pending(ticket, clock):
                 instant = self._instant_at(ticket, clock, target, amount)
                 if instant is None or instant > now or (instant == now and not inclusive):
+                    if instant is not None and (due is None or instant < due):
+                        due = instant
                     break  # points are in time order: nothing later is due either
                 emissions.append(self._emit(ticket, clock, target, threshold, instant))
+        ticket.due = due
         return emissions
 
     def _emit(
@@ -394,20 +419,25 @@ class Engine:
             "cycle": clock.cycle,
             "started_at": clock.started_at,
             "due_at": due_at,
-            "deadline": self._instant_at(ticket, clock, target, target.duration),
+            # A breach is due at the deadline itself: no need to compute it again.
+            "deadline": due_at
+            if threshold is None
+            else self._instant_at(ticket, clock, target, target.duration),
             "target": target.duration,
             "calendar": target.calendar.name,
             "policy_version": self.policy.version,
         }
+        # Validated construction: pydantic-core's validator is about twice as fast as
+        # the pure-Python `model_construct` (and checks the values on the way).
         if threshold is None:
             clock.breached = True
-            return SlaBreach.model_construct(
+            return SlaBreach(
                 event_id=emission_id(ticket.ticket_id, clock.metric, clock.cycle, "breach"),
                 type="sla-breach",
                 **common,
             )
         clock.warned.append(threshold)
-        return SlaWarning.model_construct(
+        return SlaWarning(
             event_id=emission_id(
                 ticket.ticket_id, clock.metric, clock.cycle, f"warning@{threshold}"
             ),

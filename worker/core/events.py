@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from hashlib import sha1
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -98,7 +99,12 @@ INBOUND_TYPES: tuple[str, ...] = (
     "status-changed",
 )
 
-_inbound_adapter: TypeAdapter[InboundEvent] = TypeAdapter(InboundEvent)
+# String values (event and ticket ids, mostly unique) are not interned while parsing:
+# the lookups in pydantic's string cache cost more than they save (keys still are).
+_inbound_adapter: TypeAdapter[InboundEvent] = TypeAdapter(
+    InboundEvent, config=ConfigDict(cache_strings="keys")
+)
+_inbound_validator = _inbound_adapter.validator
 
 
 class InvalidEvent(ValueError):
@@ -116,7 +122,10 @@ class InvalidEvent(ValueError):
 def parse_event(raw: bytes | str) -> InboundEvent:
     """Decode and validate one JSON-encoded inbound event, or raise `InvalidEvent`."""
     try:
-        return _inbound_adapter.validate_json(raw)
+        # The adapter's compiled validator, called directly: `TypeAdapter.validate_json`
+        # only forwards its (default) options to it, at a cost of ~0.4 us per event.
+        event: InboundEvent = _inbound_validator.validate_json(raw)
+        return event
     except ValidationError as exc:
         raise _invalid(exc) from None
 
@@ -149,6 +158,7 @@ def _describe(errors: list[ErrorDetails]) -> str:
 # Fixed namespace for the deterministic ids of warnings and breaches. Never change it:
 # consumers deduplicate on these ids across releases.
 EVENT_ID_NAMESPACE = uuid.UUID("6b1f7a1e-57a0-4c52-9d43-7b7a3f0c2e11")
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 
 
 def emission_id(ticket_id: str, metric: str, cycle: int, kind: str) -> str:
@@ -158,7 +168,10 @@ def emission_id(ticket_id: str, metric: str, cycle: int, kind: str) -> str:
     priority, target and policy version: a timer breaches at most once, whatever was
     reconfigured in between, so a redelivered breach always carries the same id.
     """
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{ticket_id}\x1f{metric}\x1f{cycle}\x1f{kind}"))
+    # `uuid.uuid5(EVENT_ID_NAMESPACE, name)`, spelled out: the same SHA-1 and version
+    # bits without uuid5's generic argument handling (a third of its cost).
+    name = f"{ticket_id}\x1f{metric}\x1f{cycle}\x1f{kind}".encode()
+    return str(uuid.UUID(bytes=sha1(_NAMESPACE_BYTES + name).digest()[:16], version=5))
 
 
 class _Outbound(BaseModel):
