@@ -227,8 +227,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
-    run = start_run(cleanup, "tb", args.bootstrap, args.keep)
-    bootstrap, run_id, directory, topic = run.bootstrap, run.run_id, run.directory, run.topic
+    this = start_run(cleanup, "tb", args.bootstrap, args.keep)
+    bootstrap, run_id, directory, topic = this.bootstrap, this.run_id, this.directory, this.topic
 
     policy = directory / "policy.yaml"
     policy.write_text(policy_text(round(args.window_delay + args.window_spread)))

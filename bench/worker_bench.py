@@ -115,8 +115,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
-    run = start_run(cleanup, "wb", args.bootstrap, args.keep)
-    bootstrap, run_id, directory, topic = run.bootstrap, run.run_id, run.directory, run.topic
+    this = start_run(cleanup, "wb", args.bootstrap, args.keep)
+    bootstrap, run_id, directory, topic = this.bootstrap, this.run_id, this.directory, this.topic
 
     tickets = max(1, args.events // args.per_ticket)
     start = (datetime.now(UTC) - timedelta(days=33)).replace(microsecond=0)
