@@ -302,7 +302,11 @@ def build_app(
                     {f"{tp.topic}[{tp.partition}]": offset for tp, offset in seeks.items()},
                 )
                 runtime.metrics.recovery_restarts.inc()
-                await app.consumer.seek_wait(seeks)
+                try:
+                    await app.consumer.seek_wait(seeks)
+                except Exception as exc:  # e.g. a rebalance took the partitions meanwhile
+                    # Never let the watch crash the app; the next stall period retries.
+                    log.warning("could not seek the stalled changelog partitions: %r", exc)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def revoked(app_: faust.App, revoked: set[TP], **_: Any) -> None:
