@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.workers import WorkerProcess, free_port
+from tests.integration.workers import WorkerProcess, free_port, log_tail
 from tests.unit.test_promql import (
     ALERTS,
     alert_rules,
@@ -112,9 +112,7 @@ class PrometheusServer:
                 self.process.wait(10)
 
     def tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"

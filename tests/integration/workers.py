@@ -27,6 +27,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def log_tail(path: Path, lines: int) -> str:
+    """The last lines of a subprocess's log, for assertion messages."""
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 @dataclass
 class WorkerProcess:
     bootstrap: str
@@ -115,9 +122,7 @@ class WorkerProcess:
         self.process.wait(10)
 
     def tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop_quietly(self) -> None:
         if self.process is not None and self.process.poll() is None:

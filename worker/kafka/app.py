@@ -168,15 +168,20 @@ def build_app(
                 },
             )
 
-    def store(ticket_id: str, outcome: Outcome, previous: dict[str, Any] | None) -> None:
-        """Step 3: write state; `{}` deletes it. `previous`: the value read in step 1."""
-        if outcome.state is None:
-            return
-        if outcome.state:
-            table[ticket_id.encode()] = outcome.state
-        elif ticket_id.encode() in table:
-            del table[ticket_id.encode()]
-        runtime.metrics.state(ticket_id, outcome.state, previous)
+    def store(
+        partition: int, ticket_id: str, outcome: Outcome, previous: dict[str, Any] | None
+    ) -> None:
+        """Step 3: write state (`{}` deletes it; `previous`: the value read in step 1),
+        then reschedule the ticket's timer and any held events on its partition."""
+        if outcome.state is not None:
+            if outcome.state:
+                table[ticket_id.encode()] = outcome.state
+            elif ticket_id.encode() in table:
+                del table[ticket_id.encode()]
+            runtime.metrics.state(ticket_id, outcome.state, previous)
+        runtime.clocks.schedule(partition, ticket_id, outcome.due)
+        if outcome.hold_until is not None:
+            runtime.clocks.hold(partition, ticket_id, outcome.hold_until)
 
     async def on_input(event: EventT[Any]) -> None:
         started = time.perf_counter()
@@ -195,10 +200,7 @@ def build_app(
         outcome = runtime.processor.on_event(source_info, stored, now)
         await deliver(outcome, message.key)
         if ticket_id is not None:
-            store(ticket_id, outcome, stored)
-            runtime.clocks.schedule(message.partition, ticket_id, outcome.due)
-            if outcome.hold_until is not None:
-                runtime.clocks.hold(message.partition, ticket_id, outcome.hold_until)
+            store(message.partition, ticket_id, outcome, stored)
         clock = runtime.clocks.clock(message.partition)
         if clock is not None and outcome.occurred_at is not None and not outcome.held:
             clock.observe(outcome.occurred_at)
@@ -215,10 +217,7 @@ def build_app(
         else:
             outcome = runtime.processor.on_due(stored, message.partition, until)
         await deliver(outcome, message.key)
-        store(ticket_id, outcome, stored)
-        runtime.clocks.schedule(message.partition, ticket_id, outcome.due)
-        if outcome.hold_until is not None:
-            runtime.clocks.hold(message.partition, ticket_id, outcome.hold_until)
+        store(message.partition, ticket_id, outcome, stored)
         runtime.metrics.outcome(outcome, started, command=True)
 
     async def on_failure(event: EventT[Any], exc: Exception) -> None:
