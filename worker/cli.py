@@ -12,6 +12,7 @@ import click
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from worker import __version__
+from worker.compiled import describe
 from worker.core.engine import Engine
 from worker.core.events import SlaEvent
 from worker.core.policy import Policy, PolicyError
@@ -45,7 +46,9 @@ def _policy(path: Path | None) -> Policy:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="sla-worker")
+@click.version_option(
+    __version__, prog_name="sla-worker", message=f"%(prog)s %(version)s ({describe()})"
+)
 def main() -> None:
     """SLA timers for help desks: business-hour deadlines, warnings and breaches."""
 

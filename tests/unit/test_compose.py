@@ -144,8 +144,13 @@ def test_worker_is_built_from_the_dockerfile(services: dict[str, dict[str, Any]]
     by_name: dict[str, list[str]] = {}
     for name, *rest in instructions:
         by_name.setdefault(name, []).append(rest[0] if rest else "")
-    assert by_name["FROM"] == ["python:3.11-slim"]
-    assert any(re.search(r"pip install \.(\s|$)", run) for run in by_name["RUN"])
+    assert by_name["FROM"] == ["python:3.11-slim AS build", "python:3.11-slim"]
+    # The build stage compiles the hot path (setup.py) into the wheel the image installs.
+    assert any("setup.py" in copy.split() for copy in by_name["COPY"])
+    assert any(
+        re.search(r"pip wheel .*--wheel-dir /wheels \.(\s|$)", run) for run in by_name["RUN"]
+    )
+    assert any(re.search(r"pip install /wheels/", run) for run in by_name["RUN"])
     assert by_name["ENTRYPOINT"] == ['["sla-worker"]']
     assert by_name["CMD"] == ['["worker"]']
     assert "6066" in by_name["EXPOSE"]

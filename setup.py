@@ -1,0 +1,35 @@
+"""Build hook: compile the replay's hot path to C with mypyc.
+
+Everything about the package is declared in pyproject.toml; this file only adds the
+extension modules. The modules below are ordinary, fully typed Python (mypy --strict
+checks them like the rest); mypyc turns each into a C extension that the import system
+prefers over the .py beside it. Per event, replay spends most of its time in these
+three modules, and compiling them is worth about 1.4x in throughput (BENCHMARKS.md).
+
+SLA_WORKER_PURE_PYTHON=1 skips compilation (no C compiler needed): the same source runs
+as plain Python, slower, with identical results (tests/unit/test_compiled.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+# Keep in sync with worker/compiled.py (COMPILED_MODULES); a unit test checks it.
+COMPILED = ["worker/core/engine.py", "worker/core/due_index.py", "worker/replay.py"]
+
+
+def ext_modules() -> list[object]:
+    if os.environ.get("SLA_WORKER_PURE_PYTHON", "") not in ("", "0"):
+        return []
+    from mypyc.build import mypycify
+
+    # The build environment has mypy but not the runtime dependencies: other modules
+    # are followed silently and missing libraries are typed as Any. mypy --strict with
+    # everything installed is `make typecheck`'s job.
+    options = ["--config-file=", "--ignore-missing-imports", "--follow-imports=silent"]
+    return list(mypycify([*options, *COMPILED], opt_level="3", group_name="sla_worker"))
+
+
+setup(ext_modules=ext_modules())

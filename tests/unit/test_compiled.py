@@ -1,0 +1,116 @@
+"""The hot path ships compiled, and compiled and pure Python give the same results.
+
+mypyc compiles worker/replay.py and parts of worker/core/ (setup.py). The Python source
+stays the specification: these tests run one stream, rich in edge cases, through both
+builds and require byte-identical warnings, breaches, rejections and summaries.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.compiled import COMPILED_MODULES, compiled_modules, describe
+from worker.traffic import synthetic_stream
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_setup_compiles_exactly_the_modules_worker_compiled_names() -> None:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    assigned = next(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "COMPILED" for t in node.targets)
+    )
+    paths = ast.literal_eval(assigned)
+    assert [p.removesuffix(".py").replace("/", ".") for p in paths] == list(COMPILED_MODULES)
+
+
+@pytest.mark.skipif(
+    os.environ.get("SLA_WORKER_PURE_PYTHON", "") not in ("", "0"),
+    reason="installed with SLA_WORKER_PURE_PYTHON=1",
+)
+def test_the_installed_hot_path_is_compiled() -> None:
+    # Benchmarks and the worker's throughput assume the compiled build; a missing C
+    # compiler must not silently give a slower product.
+    assert compiled_modules() == dict.fromkeys(COMPILED_MODULES, True), describe()
+
+
+def _stream(tmp_path: Path) -> Path:
+    """Synthetic traffic plus what a real stream also holds: junk, redeliveries, events
+    out of order, an event for a ticket nobody created, a ticket created twice."""
+    lines, _ = synthetic_stream(6_000, 600, seed=11)
+    rng = random.Random(11)
+    mixed: list[bytes] = []
+    for line in lines:
+        mixed.append(line)
+        roll = rng.random()
+        if roll < 0.02:
+            mixed.append(line)  # redelivered
+        elif roll < 0.03:
+            mixed.append(b'{"event_id": "junk", "type": "reply-sent"')
+        elif roll < 0.04 and len(mixed) > 3:
+            mixed[-1], mixed[-3] = mixed[-3], mixed[-1]  # arrives out of order
+    mixed.append(
+        b'{"event_id": "x1", "type": "reply-sent", "ticket_id": "NOBODY", '
+        b'"occurred_at": "2026-12-01T10:00:00+01:00", "author": "agent"}'
+    )
+    mixed.append(lines[0])  # a second ticket-created under a new event id below
+    mixed[-1] = mixed[-1].replace(b'"event_id": "', b'"event_id": "again-', 1)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(mixed) + b"\n")
+    return path
+
+
+def _replay(pythonpath: Path, events: Path, out: Path) -> tuple[bytes, bytes, bytes, str]:
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    args = [sys.executable, "-m", "worker"]
+    version = subprocess.run(
+        [*args, "--version"], env=env, cwd=out, capture_output=True, text=True, check=True
+    ).stdout
+    run = subprocess.run(
+        [
+            *args,
+            "replay",
+            str(events),
+            "--until",
+            "2027-01-31T00:00:00Z",
+            "--output",
+            str(out / "out.jsonl"),
+            "--rejects",
+            str(out / "rejects.jsonl"),
+        ],
+        env=env,
+        cwd=out,
+        capture_output=True,
+        check=True,
+    )
+    output, rejects = (out / "out.jsonl").read_bytes(), (out / "rejects.jsonl").read_bytes()
+    return output, rejects, run.stderr, version
+
+
+def test_pure_python_and_compiled_replay_agree_byte_for_byte(tmp_path: Path) -> None:
+    events = _stream(tmp_path)
+    pure = tmp_path / "pure"
+    shutil.copytree(
+        ROOT / "worker", pure / "worker", ignore=shutil.ignore_patterns("*.so", "__pycache__")
+    )
+
+    compiled_run = _replay(ROOT, events, tmp_path / "compiled-out")
+    pure_run = _replay(pure, events, tmp_path / "pure-out")
+
+    assert "pure Python" in pure_run[3]
+    assert compiled_run[:3] == pure_run[:3]
+    output, rejects, summary, _ = compiled_run
+    assert output.count(b"\n") > 100 and rejects.count(b"\n") > 50
+    assert b"duplicates:" in summary

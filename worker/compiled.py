@@ -1,0 +1,56 @@
+"""Whether the replay's hot path runs compiled, and whether a compiled module is stale.
+
+setup.py compiles the modules below with mypyc; the import system then loads the C
+extension and ignores the .py beside it. Two things follow that this module answers:
+benchmarks and `sla-worker --version` say which of the two ran, and the test suite
+refuses to run when a source was edited after its extension was built (the edit would
+silently have no effect until the next `make`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+# Keep in sync with setup.py (COMPILED); tests/unit/test_compiled.py checks it.
+COMPILED_MODULES: tuple[str, ...] = (
+    "worker.core.engine",
+    "worker.core.due_index",
+    "worker.replay",
+)
+
+
+def _origin(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None, module
+    return Path(spec.origin)
+
+
+def compiled_modules() -> dict[str, bool]:
+    """Each hot-path module, and whether it is loaded from a C extension."""
+    return {module: _origin(module).suffix != ".py" for module in COMPILED_MODULES}
+
+
+def is_compiled() -> bool:
+    """True when every hot-path module is compiled."""
+    return all(compiled_modules().values())
+
+
+def stale_modules() -> list[str]:
+    """Compiled modules whose .py source is newer than the extension built from it."""
+    stale = []
+    for module in COMPILED_MODULES:
+        origin = _origin(module)
+        source = origin.parent / (module.rsplit(".", 1)[-1] + ".py")
+        if origin.suffix != ".py" and source.stat().st_mtime > origin.stat().st_mtime:
+            stale.append(module)
+    return stale
+
+
+def describe() -> str:
+    """One line for humans: which implementation of the hot path is running."""
+    if is_compiled():
+        return "hot path compiled with mypyc"
+    if any(compiled_modules().values()):
+        return "hot path partly compiled"
+    return "pure Python"
