@@ -9,7 +9,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from worker import __version__
 from worker.cli import main
+from worker.compiled import describe
 
 ROOT = Path(__file__).parent.parent.parent
 REFERENCE = ROOT / "tests" / "data" / "reference-example" / "events.jsonl"
@@ -140,7 +142,8 @@ def test_policies_validate(cli: CliRunner, tmp_path: Path) -> None:
 
 
 def test_version_and_help(cli: CliRunner) -> None:
-    assert "sla-worker, version" in cli.invoke(main, ["--version"]).stdout
+    # The version line also says whether the hot path runs compiled (worker/compiled.py).
+    assert cli.invoke(main, ["--version"]).stdout == f"sla-worker {__version__} ({describe()})\n"
     help_text = cli.invoke(main, ["--help"]).stdout
     for command in ("replay", "policies", "schemas"):
         assert command in help_text

@@ -168,10 +168,15 @@ def emission_id(ticket_id: str, metric: str, cycle: int, kind: str) -> str:
     priority, target and policy version: a timer breaches at most once, whatever was
     reconfigured in between, so a redelivered breach always carries the same id.
     """
-    # `uuid.uuid5(EVENT_ID_NAMESPACE, name)`, spelled out: the same SHA-1 and version
-    # bits without uuid5's generic argument handling (a third of its cost).
+    # `str(uuid.uuid5(EVENT_ID_NAMESPACE, name))`, spelled out (a quarter of its cost):
+    # the first 16 bytes of SHA-1(namespace + name), with the version (5) in the high
+    # nibble of byte 6 and the RFC 4122 variant (0b10) in the top bits of byte 8.
     name = f"{ticket_id}\x1f{metric}\x1f{cycle}\x1f{kind}".encode()
-    return str(uuid.UUID(bytes=sha1(_NAMESPACE_BYTES + name).digest()[:16], version=5))
+    digest = bytearray(sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class _Outbound(BaseModel):

@@ -11,7 +11,7 @@ Reading the file is the adapter's job (`worker.policy_file`); this module only v
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -89,6 +89,13 @@ class Target:
     duration: timedelta
     calendar: Calendar
     warnings: tuple[float, ...]
+    # `duration * fraction` for each of `warnings`, computed once: the engine needs
+    # them after most events, and multiplying a timedelta by a float is not cheap.
+    warning_amounts: tuple[timedelta, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        amounts = tuple(self.duration * fraction for fraction in self.warnings)
+        object.__setattr__(self, "warning_amounts", amounts)
 
 
 @dataclass(frozen=True, slots=True)
