@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from worker.core.events import (
     PriorityChanged,
@@ -23,7 +23,7 @@ from worker.core.events import (
 
 SCHEMA_BASE_URI = "urn:sla-worker:schemas:"
 
-_INBOUND: dict[str, type[BaseModel]] = {
+_INBOUND: dict[str, type[Any]] = {
     "ticket-created": TicketCreated,
     "reply-sent": ReplySent,
     "priority-changed": PriorityChanged,
@@ -40,7 +40,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         ("out", _OUTBOUND, "serialization"),
     ):
         for name, model in models.items():
-            schema = model.model_json_schema(mode=mode)  # type: ignore[arg-type]
+            schema = TypeAdapter(model).json_schema(mode=mode)  # type: ignore[arg-type]
             file_name = f"{direction}.{name}.json"
             result[file_name] = {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     field_serializer,
 )
+from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails
 
 from worker.core.durations import format_duration
@@ -43,9 +44,15 @@ _Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 _Instant = Annotated[AwareDatetime, AfterValidator(lambda t: t.astimezone(UTC))]
 
 
-class _Inbound(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+# Inbound events are frozen pydantic *dataclasses*, not BaseModels: validated the same
+# way (the same JSON Schemas), but a quarter cheaper to create and twice as fast to read
+# an attribute from (BaseModel's `__getattr__` hook sits on every access). Replay creates
+# and reads one per line.
+_INBOUND_CONFIG = ConfigDict(extra="ignore", strict=True)
 
+
+@dataclass(frozen=True, slots=True, kw_only=True, config=_INBOUND_CONFIG)
+class _Inbound:
     event_id: _Identifier = Field(description="Unique id of this event; redeliveries repeat it.")
     ticket_id: _Identifier = Field(description="The ticket; also the Kafka message key.")
     occurred_at: _Instant = Field(
@@ -53,6 +60,7 @@ class _Inbound(BaseModel):
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, config=_INBOUND_CONFIG)
 class TicketCreated(_Inbound):
     """A ticket was opened: starts its first-response timer."""
 
@@ -66,6 +74,7 @@ class TicketCreated(_Inbound):
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, config=_INBOUND_CONFIG)
 class ReplySent(_Inbound):
     """A public reply (or, with `public: false`, an internal note that changes no timer)."""
 
@@ -74,6 +83,7 @@ class ReplySent(_Inbound):
     public: bool = True
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, config=_INBOUND_CONFIG)
 class PriorityChanged(_Inbound):
     """The ticket was reclassified; running timers switch to the new priority's targets."""
 
@@ -81,6 +91,7 @@ class PriorityChanged(_Inbound):
     priority: int = Field(ge=1)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, config=_INBOUND_CONFIG)
 class StatusChanged(_Inbound):
     """Pending/on-hold pause timers, open resumes them, solved/closed stop them for good."""
 
