@@ -18,7 +18,7 @@ from worker.core.events import SlaEvent
 from worker.core.policy import Policy, PolicyError
 from worker.policy_file import load_policy
 from worker.presets import load_presets, presets_text
-from worker.replay import Rejection, Replay, UntilBeforeLastEvent
+from worker.replay import Rejection, Replay, UntilBeforeLastEvent, relaxed_garbage_collection
 from worker.schemas import export
 
 _instant = TypeAdapter(AwareDatetime)
@@ -105,11 +105,12 @@ def replay(
             )
 
     run = Replay(Engine(_policy(policies)), on_event, on_reject)
-    run.feed(events)
-    try:
-        summary = run.finish(until)
-    except UntilBeforeLastEvent as exc:
-        raise click.UsageError(str(exc)) from None
+    with relaxed_garbage_collection():
+        run.feed(events)
+        try:
+            summary = run.finish(until)
+        except UntilBeforeLastEvent as exc:
+            raise click.UsageError(str(exc)) from None
     output.flush()
     click.echo(str(summary), err=True)
     if strict and summary.rejected:

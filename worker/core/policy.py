@@ -10,7 +10,6 @@ Reading the file is the adapter's job (`worker.policy_file`); this module only v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -102,7 +101,9 @@ class Target:
 class Plan:
     name: str
     default_priority: int
-    targets: Mapping[int, Mapping[Metric, Target]]
+    # Plain dicts (not Mapping): the compiled engine looks targets up with dict's C API
+    # instead of a generic method call. Treat them as read-only.
+    targets: dict[int, dict[Metric, Target]]
     exempt_stages: frozenset[ProductStage]
 
     def target(self, priority: int, metric: Metric) -> Target | None:
@@ -112,7 +113,7 @@ class Plan:
 @dataclass(frozen=True, slots=True)
 class Policy:
     version: str
-    plans: Mapping[str, Plan]
+    plans: dict[str, Plan]  # read-only, like Plan.targets
     pause_statuses: frozenset[Status]
 
     @classmethod
