@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run replay test lint typecheck unit clean
 
+# Dependencies, and the project uncompiled: compiling is the next step's (once per clone).
 $(BIN)/.deps: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	SLA_WORKER_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 # setup.py compiles the hot path (worker/replay.py, worker/core/) with mypyc into C

@@ -27,6 +27,7 @@ import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
+from worker.compiled import describe
 from worker.core.engine import Engine
 from worker.core.events import SlaEvent
 from worker.presets import load_presets
@@ -111,7 +112,7 @@ def main() -> None:
     )
     per_ticket = bytes_per_open_ticket(args.tickets)
     print(f"memory per open ticket: {per_ticket:,.0f} bytes ({args.tickets:,} open tickets)")
-    print(f"python {sys.version.split()[0]}")
+    print(f"python {sys.version.split()[0]}, {describe()}")
     print(f"replay events/s: {rate:,.0f}")
 
 
