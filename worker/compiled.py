@@ -36,10 +36,10 @@ def is_compiled() -> bool:
     return all(compiled_modules().values())
 
 
-def stale_modules() -> list[str]:
+def stale_modules(modules: tuple[str, ...] = COMPILED_MODULES) -> list[str]:
     """Compiled modules whose .py source is newer than the extension built from it."""
     stale = []
-    for module in COMPILED_MODULES:
+    for module in modules:
         origin = _origin(module)
         source = origin.parent / (module.rsplit(".", 1)[-1] + ".py")
         if origin.suffix != ".py" and source.stat().st_mtime > origin.stat().st_mtime:

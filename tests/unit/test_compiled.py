@@ -8,6 +8,7 @@ builds and require byte-identical warnings, breaches, rejections and summaries.
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import os
 import random
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.compiled import COMPILED_MODULES, compiled_modules, describe
+from worker.compiled import COMPILED_MODULES, compiled_modules, describe, stale_modules
 from worker.traffic import synthetic_stream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +115,23 @@ def test_pure_python_and_compiled_replay_agree_byte_for_byte(tmp_path: Path) -> 
     output, rejects, summary, _ = compiled_run
     assert output.count(b"\n") > 100 and rejects.count(b"\n") > 50
     assert b"duplicates:" in summary
+
+
+def test_an_extension_older_than_its_source_is_reported_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "fakepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    source = package / "hot.py"
+    source.write_text("X = 1\n")
+    extension = package / f"hot{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    extension.write_bytes(b"")  # found, never loaded: only its mtime matters
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    os.utime(source, (1_000, 1_000))
+    os.utime(extension, (2_000, 2_000))
+    assert stale_modules(("fakepkg.hot",)) == []
+
+    os.utime(source, (3_000, 3_000))  # edited after the build
+    assert stale_modules(("fakepkg.hot",)) == ["fakepkg.hot"]
