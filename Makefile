@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run replay test lint typecheck unit clean
 
+# Which build of the hot path is installed: compiled (default) or pure Python. The stamp
+# names it, so switching SLA_WORKER_PURE_PYTHON reinstalls.
+BUILD := $(if $(filter-out 0,$(SLA_WORKER_PURE_PYTHON)),pure,compiled)
+INSTALLED := $(BIN)/.installed-$(BUILD)
+
 # Dependencies, and the project uncompiled: compiling is the next step's (once per clone).
 $(BIN)/.deps: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -14,28 +19,29 @@ $(BIN)/.deps: pyproject.toml setup.py
 	touch $@
 
 # setup.py compiles the hot path (worker/replay.py, worker/core/) with mypyc into C
-# extensions beside the sources; an edited source is rebuilt here (about 30 s), since
+# extensions beside the sources; an edited source is rebuilt here (45-50 s), since
 # Python would otherwise keep loading the old extension. SLA_WORKER_PURE_PYTHON=1 skips
 # compilation.
-$(BIN)/.installed: $(BIN)/.deps worker/replay.py $(wildcard worker/core/*.py)
+$(INSTALLED): $(BIN)/.deps worker/replay.py $(wildcard worker/core/*.py)
+	rm -f $(BIN)/.installed-*
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 # The demo: a local Kafka broker, the worker with a minute-scale demo policy, and live
 # ticket traffic; warnings and breaches print as they fire. Ctrl-C stops it.
-run: $(BIN)/.installed
+run: $(INSTALLED)
 	@addr=$$(scripts/kafka-local start | tail -n 1) && \
 	  $(BIN)/sla-worker demo --bootstrap-servers "$$addr" $(DEMO_ARGS)
 
 # The same engine with no Kafka at all: replay a recorded stream.
-replay: $(BIN)/.installed
+replay: $(INSTALLED)
 	$(BIN)/sla-worker replay examples/tickets.jsonl --until 2026-12-05T00:00:00Z
 
-lint: $(BIN)/.installed
+lint: $(INSTALLED)
 	$(BIN)/ruff check setup.py worker tests bench scripts
 	$(BIN)/ruff format --check setup.py worker tests bench scripts
 
-typecheck: $(BIN)/.installed
+typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
 # The whole suite: lint, types, unit and property tests, and integration tests against
@@ -47,8 +53,9 @@ test: lint typecheck
 	scripts/ensure-prometheus
 	$(BIN)/pytest
 
-unit: $(BIN)/.installed
+unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build
+	rm -f sla_worker__mypyc.*.so worker/*.so worker/*/*.so

@@ -22,7 +22,8 @@ COMPILED_MODULES: tuple[str, ...] = (
 
 def _origin(module: str) -> Path:
     spec = importlib.util.find_spec(module)
-    assert spec is not None and spec.origin is not None, module
+    if spec is None or spec.origin is None:
+        raise ImportError(f"cannot locate {module}")
     return Path(spec.origin)
 
 
@@ -37,12 +38,18 @@ def is_compiled() -> bool:
 
 
 def stale_modules(modules: tuple[str, ...] = COMPILED_MODULES) -> list[str]:
-    """Compiled modules whose .py source is newer than the extension built from it."""
+    """Compiled modules whose .py source is newer than the extension built from it.
+
+    Only a source tree can be stale: an installed wheel's files carry the times pip
+    wrote them, in no useful order.
+    """
     stale = []
     for module in modules:
         origin = _origin(module)
+        if origin.suffix == ".py" or "site-packages" in origin.parts:
+            continue
         source = origin.parent / (module.rsplit(".", 1)[-1] + ".py")
-        if origin.suffix != ".py" and source.stat().st_mtime > origin.stat().st_mtime:
+        if source.stat().st_mtime > origin.stat().st_mtime:
             stale.append(module)
     return stale
 

@@ -77,6 +77,9 @@ def relaxed_garbage_collection() -> Iterator[None]:
     exception and traceback) are still collected.
     """
     thresholds = gc.get_threshold()
+    # Unfreeze on exit only what this froze: a caller's own freeze (or an enclosing
+    # use of this) stays, since the collector cannot unfreeze part of its set.
+    frozen_by_caller = gc.get_freeze_count() > 0
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
@@ -84,7 +87,8 @@ def relaxed_garbage_collection() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if not frozen_by_caller:
+            gc.unfreeze()
 
 
 class Replay:

@@ -43,3 +43,14 @@ def test_reference_cycles_made_during_the_run_are_still_collected() -> None:
         kept = [_Node() for _ in range(20_000)]
         assert alive() is None
         assert len(kept) == 20_000
+
+
+def test_a_freeze_made_by_the_caller_is_left_in_place() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with relaxed_garbage_collection(), relaxed_garbage_collection():
+            pass
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()

@@ -162,7 +162,9 @@ class Ticket:
         )
 
 
-@dataclass(init=False, slots=True)
+# `Final` attributes instead of `frozen=True`: a frozen dataclass's `__init__` has to
+# go through `object.__setattr__`; mypyc enforces `Final` at runtime instead.
+@dataclass(init=False, slots=True, unsafe_hash=True)
 class TimerMet:
     """A running timer stopped before its deadline (not published; feeds compliance)."""
 
