@@ -32,11 +32,6 @@ def compiled_modules() -> dict[str, bool]:
     return {module: _origin(module).suffix != ".py" for module in COMPILED_MODULES}
 
 
-def is_compiled() -> bool:
-    """True when every hot-path module is compiled."""
-    return all(compiled_modules().values())
-
-
 def stale_modules(modules: tuple[str, ...] = COMPILED_MODULES) -> list[str]:
     """Compiled modules whose .py source is newer than the extension built from it.
 
@@ -56,8 +51,9 @@ def stale_modules(modules: tuple[str, ...] = COMPILED_MODULES) -> list[str]:
 
 def describe() -> str:
     """One line for humans: which implementation of the hot path is running."""
-    if is_compiled():
+    compiled = compiled_modules().values()
+    if all(compiled):
         return "hot path compiled with mypyc"
-    if any(compiled_modules().values()):
+    if any(compiled):
         return "hot path partly compiled"
     return "pure Python"
