@@ -316,7 +316,6 @@ class WorkerProcess:
             warnings_topic=f"{self.outputs_prefix}warnings",
             breaches_topic=f"{self.outputs_prefix}breaches",
             dead_letter_topic=f"{self.outputs_prefix}dead-letter",
-            data_dir=self.directory / "data",
             web_host="127.0.0.1",
             web_port=self.port,
         )

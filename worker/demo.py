@@ -105,7 +105,6 @@ def run_demo(bootstrap: str, duration: float | None, port: int) -> None:
         dead_letter_topic=topics["dead"],
         partitions=3,
         policies=DEMO_POLICY,
-        data_dir=workdir,
         web_host="127.0.0.1",
         web_port=port,
     )

@@ -15,7 +15,6 @@ docs/operations.md documents every metric and alert.
 from __future__ import annotations
 
 import enum
-import json
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -39,10 +38,10 @@ from worker.core.events import INBOUND_TYPES, METRICS, Metric
 from worker.core.policy import Policy
 
 if TYPE_CHECKING:
-    import faust
+    from collections.abc import Callable, Iterable
 
-    from worker.kafka.app import Runtime
-    from worker.kafka.processor import DeadLetter, Outcome
+    from worker.kafka.partition import Batch
+    from worker.kafka.processor import Outcome
 
 # `*_created` series double the scrape size and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -201,7 +200,8 @@ class Metrics:
         )
         self.processing = Histogram(
             "sla_event_processing_seconds",
-            "Time to process one message (inbound event or timer command), publishing included",
+            "Time to process one step of a partition (the messages of one fetch and the "
+            "timers due), its transaction's commit included",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -231,11 +231,6 @@ class Metrics:
         self.recoveries = Counter(
             "sla_table_recoveries",
             "State recoveries completed",
-            registry=r,
-        )
-        self.recovery_restarts = Counter(
-            "sla_table_recovery_restarts",
-            "Stalled state recoveries sent back to the changelog offsets they needed",
             registry=r,
         )
         self.state_tickets = Gauge(
@@ -283,15 +278,20 @@ class Metrics:
 
     # --- hooks the worker calls -----------------------------------------------------------
 
-    def outcome(self, outcome: Outcome, started: float, *, command: bool | None = None) -> None:
-        """After each message: `command` is True for the worker's own timer commands
-        (which are not inbound events and are not counted as consumed)."""
-        self.processing.observe(time.perf_counter() - started)
+    def step(self, batch: Batch, seconds: float) -> None:
+        """After a partition's step was committed: count everything it did."""
+        self.processing.observe(seconds)
+        for outcome in batch.inputs:
+            self.outcome(outcome, command=False)
+        for outcome in batch.timers:
+            self.outcome(outcome, command=True)
+        for ticket_id, stored, previous in batch.state_changes:
+            self.state(ticket_id, stored, previous)
+
+    def outcome(self, outcome: Outcome, *, command: bool) -> None:
+        """After each message or timer: `command` is True for due timers and expired
+        holds (which are not inbound events and are not counted as consumed)."""
         now = datetime.now(UTC)
-        if command is None:
-            # Without the flag: only an expiry of held events (a timer command) produces
-            # dead letters with state to write and no event type.
-            command = outcome.event_type is None and outcome.state is not None
         if not command:
             self._consumed(outcome)
         for letter in outcome.dead_letters:
@@ -323,13 +323,6 @@ class Metrics:
             reason = outcome.dead_letters[0].reason
             self.consumed.labels(event_type, "dead_lettered", reason).inc()
 
-    def failed(self, letter: DeadLetter, *, command: bool = False) -> None:
-        """A message dead-lettered because processing it raised (`internal-error`)."""
-        self.dead_letters.labels(letter.reason).inc()
-        if not command:
-            event_type = _event_type(letter.source.value)
-            self.consumed.labels(event_type, "dead_lettered", letter.reason).inc()
-
     def state(
         self,
         ticket_id: str,
@@ -360,6 +353,11 @@ class Metrics:
                 timers.append((plan.name, metric, is_paused, bool(clock[4])))
         return tuple(timers)
 
+    def forget(self, ticket_ids: Iterable[str]) -> None:
+        """Tickets of a partition this worker no longer holds leave the timer gauges."""
+        for ticket_id in ticket_ids:
+            self.timers.put(ticket_id, ())
+
     def recovered(self, tickets: int, seconds: float) -> None:
         """After state recovery and the rebuild of the due-indexes (`seconds`: the rebuild)."""
         if self._recovery_started is not None:
@@ -381,46 +379,7 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def install(self, app: faust.App, runtime: Runtime) -> None:
-        """Serve /metrics, /healthz and /readyz on the worker's web port; follow rebalances."""
-        from faust.web import Request, Response, View
-
-        metrics = self
-
-        def is_ready() -> bool:
-            return runtime.recovered and not app.rebalancing
-
-        # Computed at every scrape: a rebalance shows as 0 without anyone asking /readyz.
+    def follow_readiness(self, is_ready: Callable[[], bool]) -> None:
+        """`sla_worker_ready` is computed at every scrape: a rebalance shows as 0 without
+        anyone asking /readyz."""
         self.ready.set_function(lambda: 1.0 if is_ready() else 0.0)
-
-        async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-            metrics.rebalance_started()
-
-        app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
-
-        class MetricsView(View):
-            async def get(self, request: Request) -> Response:
-                return self.bytes(metrics.render(), content_type=CONTENT_TYPE)
-
-        class HealthView(View):
-            async def get(self, request: Request) -> Response:
-                return self.json({"status": "alive"})
-
-        class ReadyView(View):
-            async def get(self, request: Request) -> Response:
-                ready = is_ready()
-                return self.json({"ready": ready}, status=200 if ready else 503)
-
-        app.page("/metrics")(MetricsView)
-        app.page("/healthz")(HealthView)
-        app.page("/readyz")(ReadyView)
-
-
-def _event_type(value: bytes) -> str:
-    """The inbound type named by raw message bytes, or "unknown" (a bounded label)."""
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return UNKNOWN_TYPE
-    event_type = data.get("type") if isinstance(data, dict) else None
-    return event_type if event_type in INBOUND_TYPES else UNKNOWN_TYPE

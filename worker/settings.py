@@ -6,6 +6,7 @@ Every setting is one field here, documented by its description; `sla-worker work
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import sys
@@ -54,7 +55,8 @@ class WorkerSettings(BaseSettings):
 
     app_id: str = Field(
         default="sla-worker",
-        description="Consumer group id; prefix of internal topics and of the state tables.",
+        description="Consumer group id; prefix of the state changelog topic and of the "
+        "transactional ids.",
     )
     # NoDecode: the environment gives "a,b", not JSON; the validator below splits it.
     input_topics: Annotated[list[str], NoDecode] = Field(
@@ -74,9 +76,6 @@ class WorkerSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, description="For topics the worker creates.")
     policies: Path | None = Field(
         default=None, description="Policy file (YAML); the built-in presets when unset."
-    )
-    data_dir: Path = Field(
-        default=Path("data"), description="Where RocksDB keeps table state (one DB per partition)."
     )
     web_host: str = Field(default="0.0.0.0", description="Address of the HTTP server.")
     web_port: int = Field(default=6066, description="HTTP API, /metrics, /healthz and /readyz.")
@@ -106,12 +105,6 @@ class WorkerSettings(BaseSettings):
     timer_interval_seconds: float = Field(
         default=0.2, gt=0, description="How often due timers are checked."
     )
-    recovery_stall_seconds: float = Field(
-        default=15.0,
-        gt=0,
-        description="A state recovery that applies no changelog record for this long is "
-        "restarted from the offsets it needs (works around a faust fetch race).",
-    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logs are JSON lines on stderr."
     )
@@ -133,8 +126,8 @@ class WorkerSettings(BaseSettings):
         return self
 
     @property
-    def broker_url(self) -> str:
-        return ";".join(f"kafka://{s.strip()}" for s in self.bootstrap_servers.split(","))
+    def log_level_number(self) -> int:
+        return int(getattr(logging, self.log_level))
 
     @property
     def canonical_url(self) -> str:

@@ -60,7 +60,6 @@ class WorkerProcess:
             "app_id": self.app_id,
             "partitions": self.partitions,
             "input_topics": self.input_topics,
-            "data_dir": self.directory / f"data-{self.port}",
             "web_host": "127.0.0.1",
             "web_port": self.port,
             "timer_interval_seconds": 0.1,

@@ -1,58 +1,64 @@
-"""When may a partition's timers fire? The catch-up rule, without Kafka."""
+"""When may a partition's timers fire? The catch-up rule and the wall-clock cap."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from worker.kafka.clocks import TimerClocks
+from worker.kafka.clocks import PartitionClock
 
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)
 S = timedelta(seconds=1)
+US = timedelta(microseconds=1)
+NO_LATENESS = timedelta(0)
+
+
+def clock_with(due: datetime, ticket: str = "A") -> PartitionClock:
+    clock = PartitionClock()
+    clock.due.schedule(ticket, due)
+    return clock
 
 
 def test_nothing_fires_before_the_partition_has_seen_an_event_or_caught_up() -> None:
-    clocks = TimerClocks()
-    clocks.assign(0)
-    clocks.schedule(0, "A", T0)
-    assert clocks.ready(T0 + 3600 * S) == []
+    clock = clock_with(T0)
+    assert clock.ready(T0 + 3600 * S, NO_LATENESS) == []
 
 
 def test_event_time_past_the_due_instant_fires_it_even_while_behind() -> None:
-    clocks = TimerClocks()
-    clock = clocks.assign(0)
-    clocks.schedule(0, "A", T0)
+    clock = clock_with(T0)
     clock.observe(T0)  # an event exactly at the due instant: not yet past it
-    assert clocks.ready(T0) == []
+    assert clock.ready(T0 + 3600 * S, NO_LATENESS) == []
     clock.observe(T0 + S)
-    assert clocks.ready(T0) == [(0, "A", T0 + S - timedelta(microseconds=1), "advance")]
+    assert clock.ready(T0 + 3600 * S, NO_LATENESS) == [("A", T0 + S - US, "advance")]
 
 
 def test_the_wall_clock_counts_only_once_caught_up_and_after_the_lateness() -> None:
-    clocks = TimerClocks(lateness=2 * S)
-    clock = clocks.assign(0)
-    clocks.schedule(0, "A", T0)
-    assert clocks.ready(T0 + 10 * S) == []  # behind: a backlog may still answer it
+    clock = clock_with(T0)
+    assert clock.ready(T0 + 10 * S, 2 * S) == []  # behind: a backlog may still answer it
     clock.caught_up = True
-    assert clocks.ready(T0 + S) == []  # within the allowed lateness
-    assert clocks.ready(T0 + 2 * S) == [(0, "A", T0, "advance")]
+    assert clock.ready(T0 + S, 2 * S) == []  # within the allowed lateness
+    assert clock.ready(T0 + 2 * S, 2 * S) == [("A", T0, "advance")]
 
 
-def test_taken_entries_leave_and_revoked_partitions_are_forgotten() -> None:
-    clocks = TimerClocks()
-    clocks.assign(0).caught_up = True
-    clocks.assign(1).caught_up = True
-    clocks.schedule(0, "A", T0)
-    clocks.schedule(1, "B", T0)
-    clocks.revoke(1)
-    clocks.schedule(1, "B", T0)  # a late schedule for a revoked partition is ignored
-    assert clocks.ready(T0) == [(0, "A", T0, "advance")]
-    assert clocks.ready(T0) == []
-    assert clocks.partitions() == [0] and clocks.running() == 0
+def test_event_time_ahead_of_the_wall_clock_never_fires_early() -> None:
+    """A producer with a fast clock: its event is dated an hour ahead. The timer due in
+    ten minutes must wait for the wall clock, or a reply could still meet it."""
+    clock = clock_with(T0 + 600 * S)
+    clock.observe(T0 + 3600 * S)
+    assert clock.ready(T0, NO_LATENESS) == []
+    assert clock.ready(T0 + 599 * S, NO_LATENESS) == []
+    assert clock.ready(T0 + 600 * S, NO_LATENESS) == [("A", T0 + 600 * S, "advance")]
+
+
+def test_taken_entries_leave_the_index() -> None:
+    clock = clock_with(T0)
+    clock.caught_up = True
+    assert clock.ready(T0, NO_LATENESS) == [("A", T0, "advance")]
+    assert clock.ready(T0, NO_LATENESS) == []
+    assert len(clock.due) == 0
 
 
 def test_held_events_expire_on_the_wall_clock() -> None:
-    clocks = TimerClocks()
-    clocks.assign(2)
-    clocks.hold(2, "H", T0 + 5 * S)
-    assert clocks.ready(T0) == []
-    assert clocks.ready(T0 + 5 * S) == [(2, "H", T0 + 5 * S, "expire")]
+    clock = PartitionClock()
+    clock.holds.schedule("H", T0 + 5 * S)
+    assert clock.ready(T0, NO_LATENESS) == []
+    assert clock.ready(T0 + 5 * S, NO_LATENESS) == [("H", T0 + 5 * S, "expire")]

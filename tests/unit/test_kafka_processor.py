@@ -13,8 +13,6 @@ from worker.core.policy import Policy
 from worker.kafka.processor import (
     Source,
     TicketProcessor,
-    decode_command,
-    encode_command,
 )
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -128,5 +126,21 @@ def test_describe_reports_each_timer(processor: TicketProcessor) -> None:
     assert timer["deadline"] == "2026-11-24T11:00:00Z" and timer["paused"] is False
 
 
-def test_commands_round_trip() -> None:
-    assert decode_command(encode_command("advance", "T", NOW)) == ("advance", "T", NOW)
+def test_a_rejected_event_leaves_the_tickets_timers_alone(processor: TicketProcessor) -> None:
+    """A dead-lettered event for a known ticket must not reschedule (or cancel) its timer."""
+    outcome = processor.on_event(source(created()), None, NOW)
+    stored = outcome.state
+    bad = {**reply(), "occurred_at": "not a time"}
+    for rejected in (
+        processor.on_event(source(bad), stored, NOW),
+        processor.on_event(source(reply(at="2026-11-24T09:00:00Z")), stored, NOW),  # out of order
+        processor.on_event(source(reply(), key=b"other"), stored, NOW),  # key mismatch
+    ):
+        assert rejected.dead_letters and not rejected.rescheduled and rejected.state is None
+
+
+def test_a_duplicate_writes_nothing(processor: TicketProcessor) -> None:
+    stored = processor.on_event(source(created()), None, NOW).state
+    stored = processor.on_event(source(reply()), stored, NOW).state
+    again = processor.on_event(source(reply()), stored, NOW)
+    assert again.duplicate and again.state is None and not again.rescheduled

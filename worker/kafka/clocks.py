@@ -10,7 +10,7 @@ publish breaches that the backlog itself prevents. The rule, per partition:
 
 For an event log in time order this makes the worker publish exactly what replay emits
 for the same log, whatever the lag. The wall clock is passed in by the caller; nothing
-here reads it.
+here reads it. Nor does it ever fire ahead of the wall clock.
 """
 
 from __future__ import annotations
@@ -40,62 +40,23 @@ class PartitionClock:
         by_wall = now - lateness if self.caught_up else None
         if by_events is None or (by_wall is not None and by_wall > by_events):
             return by_wall
-        return by_events
+        # Never ahead of the wall clock, whatever the event time says: an event dated in
+        # the future (a producer's fast clock) must not fire timers that a reply could
+        # still meet.
+        return min(by_events, now)
 
+    def ready(self, now: datetime, lateness: timedelta) -> list[tuple[str, datetime, str]]:
+        """Take every (ticket, instant, kind) to act on now.
 
-class TimerClocks:
-    """The clocks of the partitions this worker owns, rebuilt on assignment."""
-
-    def __init__(self, lateness: timedelta = timedelta(0)) -> None:
-        self.lateness = lateness
-        self._partitions: dict[int, PartitionClock] = {}
-
-    def __contains__(self, partition: int) -> bool:
-        return partition in self._partitions
-
-    def partitions(self) -> list[int]:
-        return sorted(self._partitions)
-
-    def assign(self, partition: int) -> PartitionClock:
-        return self._partitions.setdefault(partition, PartitionClock())
-
-    def revoke(self, partition: int) -> None:
-        self._partitions.pop(partition, None)
-
-    def clear(self) -> None:
-        self._partitions.clear()
-
-    def clock(self, partition: int) -> PartitionClock | None:
-        return self._partitions.get(partition)
-
-    def schedule(self, partition: int, ticket_id: str, due: datetime | None) -> None:
-        clock = self._partitions.get(partition)
-        if clock is not None:
-            clock.due.schedule(ticket_id, due)
-
-    def hold(self, partition: int, ticket_id: str, until: datetime | None) -> None:
-        clock = self._partitions.get(partition)
-        if clock is not None:
-            clock.holds.schedule(ticket_id, until)
-
-    def running(self) -> int:
-        """Tickets with something still due, over all owned partitions."""
-        return sum(len(clock.due) for clock in self._partitions.values())
-
-    def ready(self, now: datetime) -> list[tuple[int, str, datetime, str]]:
-        """Take every (partition, ticket, instant, kind) to act on now.
-
-        Kind `advance`: the ticket may fire what is due up to the instant (the partition's
-        horizon). Kind `expire`: events held for a ticket not yet created have waited
-        their time (wall clock). Taken entries leave the index: the command that acts on
-        them reschedules the ticket; should it be lost (a crash), recovery rebuilds it.
+        Kind `advance`: the ticket may fire what is due up to the instant (the horizon).
+        Kind `expire`: events held for a ticket not yet created have waited their time
+        (wall clock). Taken entries leave the index; acting on them reschedules.
         """
         fired = []
-        for partition, clock in self._partitions.items():
-            horizon = clock.horizon(now, self.lateness)
-            if horizon is not None:
-                for ticket_id, _ in clock.due.pop_due(horizon):
-                    fired.append((partition, ticket_id, horizon, "advance"))
-            for ticket_id, _ in clock.holds.pop_due(now):
-                fired.append((partition, ticket_id, now, "expire"))
+        horizon = self.horizon(now, lateness)
+        if horizon is not None:
+            for ticket_id, _ in self.due.pop_due(horizon):
+                fired.append((ticket_id, horizon, "advance"))
+        for ticket_id, _ in self.holds.pop_due(now):
+            fired.append((ticket_id, now, "expire"))
         return fired

@@ -1,9 +1,9 @@
 """One message in, one decision out: decode, run the core, say what to store and send.
 
-No faust and no I/O here: `worker.kafka.app` reads the stored state, calls this, and
-carries out the `Outcome` (table write, publications, dead letters, reschedule) inside
-stream processing. Every input ends as applied, duplicate, held, or dead-lettered with a
-reason; nothing is dropped silently.
+No Kafka and no I/O here: `worker.kafka.partition` gives it the stored state, and the
+service (`worker.kafka.service`) carries out the `Outcome` (state write, publications,
+dead letters) in one Kafka transaction. Every input ends as applied, duplicate, held,
+or dead-lettered with a reason; nothing is dropped silently.
 
 Stored values are JSON objects: a ticket's state (`worker.core.state_codec`) plus the
 partition it lives on (`"p"`), or, before its `ticket-created` has arrived, a record of
@@ -12,7 +12,6 @@ held events (`{"held": [...], "p": ...}`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,7 +54,12 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Outcome:
-    """What to do after one message. `state` None means: leave the stored value."""
+    """What to do after one message. `state` None means: leave the stored value.
+
+    `due` is the ticket's next due instant, and counts only where `rescheduled` is true
+    (the ticket was stored or advanced): a rejected or duplicate message leaves the
+    ticket's timers exactly as they were.
+    """
 
     state: dict[str, Any] | None = None
     publish: list[SlaEvent] = field(default_factory=list)
@@ -68,6 +72,7 @@ class Outcome:
     duplicate: bool = False
     held: bool = False
     occurred_at: datetime | None = None
+    rescheduled: bool = False
 
 
 class TicketProcessor:
@@ -105,9 +110,10 @@ class TicketProcessor:
         ticket = self._apply(ticket, event, source, outcome)
         if held and ticket is not None:
             ticket = self._release(ticket, held, outcome)
-        if ticket is not None:
+        if ticket is not None and (outcome.applied or held):
             outcome.state = self._store(ticket, source.partition)
             outcome.due = ticket.due
+            outcome.rescheduled = True
         return outcome
 
     def _apply(
@@ -198,6 +204,7 @@ class TicketProcessor:
         if outcome.publish or outcome.met:
             outcome.state = self._store(ticket, partition)
         outcome.due = ticket.due
+        outcome.rescheduled = True
         return outcome
 
     # --- the HTTP API ---------------------------------------------------------------------
@@ -280,12 +287,3 @@ def _iso(t: datetime) -> str:
 
 def encode_event(event: SlaEvent) -> bytes:
     return event.model_dump_json().encode()
-
-
-def encode_command(kind: str, ticket_id: str, until: datetime) -> bytes:
-    return json.dumps({"kind": kind, "ticket_id": ticket_id, "until": until.isoformat()}).encode()
-
-
-def decode_command(value: bytes) -> tuple[str, str, datetime]:
-    data = json.loads(value)
-    return data["kind"], data["ticket_id"], datetime.fromisoformat(data["until"]).astimezone(UTC)

@@ -1,18 +1,22 @@
-"""Start the live worker: settings, policy, topics, then faust until SIGTERM."""
+"""Start the live worker: settings, policy, topics, the HTTP API, then the loop until
+SIGTERM or SIGINT. The composition root of `sla-worker worker`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
-import faust
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from pydantic_settings import CliApp
 
 from worker.core.policy import Policy, PolicyError
-from worker.kafka.app import build_app
+from worker.kafka.service import LiveWorker
 from worker.kafka.topics import TopicMismatch, ensure_topics
+from worker.kafka.web import build_web, serve
 from worker.logs import json_handler
+from worker.metrics import Metrics
 from worker.policy_file import load_policy
 from worker.presets import load_presets
 from worker.settings import WorkerSettings
@@ -29,6 +33,8 @@ def run_worker(args: list[str]) -> int:
         return 2
     handler = json_handler(settings.log_level)
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    # aiokafka logs every retry of an unreachable broker at ERROR; ours say what matters.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, settings.log_level_number))
     try:
         policy: Policy = (
             load_presets() if settings.policies is None else load_policy(settings.policies)
@@ -37,28 +43,31 @@ def run_worker(args: list[str]) -> int:
         log.error("invalid policy", extra={"problems": exc.issues, "file": exc.source})
         return 2
     log.info("starting", extra={"settings": settings.redacted(), "policy": policy.version})
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
     try:
-        created = loop.run_until_complete(ensure_topics(settings))
+        return asyncio.run(_serve(settings, policy))
     except TopicMismatch as exc:
         log.error(str(exc))
         return 2
+    except KafkaError as exc:
+        log.error("cannot work with Kafka: %s: %s", type(exc).__name__, exc)
+        return 1
+
+
+async def _serve(settings: WorkerSettings, policy: Policy) -> int:
+    created = await ensure_topics(settings)
     if created:
         log.info("created topics", extra={"topics": created})
-
-    app, _ = build_app(settings, policy, log_handlers=[handler])
-    worker = faust.Worker(
-        app,
-        loop=loop,
-        loglevel=settings.log_level,
-        redirect_stdouts=False,
-        override_logging=False,  # keep our JSON handler: mode would add a coloured one
-        quiet=True,
-    )
+    metrics = Metrics(policy)
+    worker = LiveWorker(settings, policy, metrics)
+    metrics.follow_readiness(lambda: worker.ready)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = await serve(build_web(worker, metrics), settings.web_host, settings.web_port)
     try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0)
+        await worker.run(stop)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
     return 0

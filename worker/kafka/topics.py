@@ -1,10 +1,9 @@
 """Create the worker's topics if missing; refuse to start on a partition mismatch.
 
-Faust creates only its internal topics (the table changelog). The inputs, outputs, dead
-letters and timer commands are created here, with the configured partition count.
-Co-partitioning is what keeps a ticket's events, its timer commands and its state on one
-worker, so a topic that exists with another partition count stops the worker with a
-message that says what to change, instead of failing later in a rebalance.
+The inputs, outputs, dead letters and the state changelog (compacted) are created here,
+with the configured partition count. Co-partitioning is what keeps a ticket's events and
+its state on one worker, so a topic that exists with another partition count stops the
+worker with a message that says what to change, instead of failing later in a rebalance.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from worker.kafka.app import commands_topic_name
 from worker.settings import WorkerSettings
 
 
@@ -46,13 +44,10 @@ def changelog_topic_name(settings: WorkerSettings) -> str:
 
 async def ensure_topics(settings: WorkerSettings) -> list[str]:
     """Create missing topics; return their names. Raise `TopicMismatch` on a mismatch."""
-    co_partitioned = [
-        *settings.input_topics,
-        commands_topic_name(settings),
-        changelog_topic_name(settings),
-    ]
+    changelog = changelog_topic_name(settings)
+    co_partitioned = [*settings.input_topics, changelog]
     wanted = [
-        *co_partitioned[:-1],  # faust creates the changelog (compacted) itself
+        *co_partitioned,
         settings.warnings_topic,
         settings.breaches_topic,
         settings.dead_letter_topic,
@@ -75,7 +70,16 @@ async def ensure_topics(settings: WorkerSettings) -> list[str]:
         missing = [t for t in wanted if t not in existing]
         if missing:
             await admin.create_topics(
-                [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
+                [
+                    NewTopic(
+                        t,
+                        settings.partitions,
+                        settings.replication_factor,
+                        # Compact only: retention or deletion would lose tickets' state.
+                        topic_configs={"cleanup.policy": "compact"} if t == changelog else {},
+                    )
+                    for t in missing
+                ]
             )
         return missing
     finally:

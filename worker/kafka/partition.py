@@ -1,0 +1,264 @@
+"""One input partition's tickets and clock, and the writes of one step: the unit of work.
+
+Pure: no Kafka, no wall clock. The service (`worker.kafka.service`) hands a `Partition`
+the messages it consumed and the wall-clock instant; `step` decides everything with the
+`TicketProcessor`, updates the partition in memory and returns a `Batch`: the warnings,
+breaches and dead letters to publish, the state changes for the changelog, and the input
+offsets to commit. The service sends the whole batch in one Kafka transaction. Should the
+transaction fail, the service throws this object away and restores the partition from
+the changelog, which holds exactly what the last committed transaction left: so memory
+may run ahead of Kafka here without ever being trusted ahead of it.
+
+The changelog of a partition holds one record per ticket (key: ticket id, value: the
+stored JSON; a tombstone deletes) and one record under the empty key (no ticket id is
+empty) with the partition's event time, so a restored partition resumes with the same
+clock that the committed input offsets imply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from worker.core.events import SlaEvent
+from worker.core.state_codec import StateFormatError
+from worker.kafka.clocks import PartitionClock
+from worker.kafka.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
+
+CLOCK_KEY = b""
+"""Changelog key of the partition's own record (event time); never a ticket id."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Where a partition's writes go."""
+
+    warnings: str
+    breaches: str
+    dead_letters: str
+    changelog: str
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One record to produce. `partition` None: the producer's partitioner (murmur2 of
+    the key, as for the inputs) chooses."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one step of one partition must commit atomically."""
+
+    partition: int
+    writes: list[Write] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Next offset to read, per input (topic, partition) consumed in this step."""
+    inputs: list[Outcome] = field(default_factory=list)
+    """Outcomes of consumed messages (counted as consumed in metrics)."""
+    timers: list[Outcome] = field(default_factory=list)
+    """Outcomes of due timers and expired holds (not consumed messages)."""
+    state_changes: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = field(
+        default_factory=list
+    )
+    """(ticket id, new stored value or None when deleted, previous value), for metrics."""
+
+    def __bool__(self) -> bool:
+        return bool(self.writes or self.offsets)
+
+    @property
+    def published(self) -> list[SlaEvent]:
+        return [event for outcome in (*self.inputs, *self.timers) for event in outcome.publish]
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return [
+            letter for outcome in (*self.inputs, *self.timers) for letter in outcome.dead_letters
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A consumed input message, as the service read it from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Partition:
+    """The tickets of one partition number (across all input topics) and its clock."""
+
+    def __init__(
+        self, number: int, processor: TicketProcessor, topics: Topics, lateness: timedelta
+    ) -> None:
+        self.number = number
+        self.processor = processor
+        self.topics = topics
+        self.lateness = lateness
+        self.tickets: dict[str, bytes] = {}
+        self.clock = PartitionClock()
+
+    # --- restoring from the changelog ------------------------------------------------------
+
+    def load(self, key: bytes, value: bytes | None) -> None:
+        """Apply one changelog record (in changelog order)."""
+        if key == CLOCK_KEY:
+            self.clock.event_time = None if value is None else _load_clock(value)
+        elif value is None:
+            self.tickets.pop(key.decode(), None)
+        else:
+            self.tickets[key.decode()] = value
+
+    def rebuild(self) -> list[tuple[str, dict[str, Any]]]:
+        """After loading: the due-index and holds; returns (ticket id, stored) for metrics.
+
+        A value this version cannot read is skipped here (it has no timer to rebuild);
+        the next message for that ticket is dead-lettered as `unreadable-state`.
+        """
+        stored_values = []
+        for ticket_id, value in self.tickets.items():
+            try:
+                stored = json.loads(value)
+                _, ticket, hold_until = self.processor.restore(stored)
+            except (ValueError, KeyError, TypeError, StateFormatError):
+                continue
+            if ticket is not None:
+                self.clock.due.schedule(ticket_id, ticket.due)
+            if hold_until is not None:
+                self.clock.holds.schedule(ticket_id, hold_until)
+            stored_values.append((ticket_id, stored))
+        return stored_values
+
+    # --- one step --------------------------------------------------------------------------
+
+    def step(self, messages: list[Message], now: datetime, caught_up: bool) -> Batch:
+        """Apply `messages` in order, then fire what is due; return what to commit.
+
+        `caught_up`: the service has read everything the partition's input topics held
+        (see `PartitionClock.horizon`). `now` is the wall clock, only for the catch-up
+        rule, the wall-clock cap and the expiry of held events.
+        """
+        batch = Batch(self.number)
+        event_time = self.clock.event_time
+        for message in messages:
+            self._consume(message, now, batch)
+            batch.offsets[(message.topic, message.partition)] = message.offset + 1
+        self.clock.caught_up = caught_up
+        self._fire(now, batch)
+        if self.clock.event_time != event_time and self.clock.event_time is not None:
+            batch.writes.append(
+                Write(
+                    self.topics.changelog,
+                    CLOCK_KEY,
+                    _dump_clock(self.clock.event_time),
+                    partition=self.number,
+                )
+            )
+        return batch
+
+    def _consume(self, message: Message, now: datetime, batch: Batch) -> None:
+        source = Source(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value or b"",
+            message.headers,
+        )
+        ticket_id = _ticket_key(message.key)
+        try:
+            stored = self._stored(ticket_id)
+            outcome = self.processor.on_event(source, stored, now)
+        except Exception as exc:  # a bug must not stop the stream: dead-letter the message
+            letter = DeadLetter(source, "internal-error", f"{type(exc).__name__}: {exc}")
+            outcome = Outcome(dead_letters=[letter])
+            stored = None
+            ticket_id = None
+        self._record(outcome, ticket_id, stored, batch)
+        batch.inputs.append(outcome)
+        # Only applied events move the partition's event time (rejected or held ones never).
+        if outcome.applied and outcome.occurred_at is not None:
+            self.clock.observe(outcome.occurred_at)
+
+    def _fire(self, now: datetime, batch: Batch) -> None:
+        for ticket_id, until, kind in self.clock.ready(now, self.lateness):
+            stored = self._stored(ticket_id)
+            if kind == "expire":
+                outcome = self.processor.expire_held(stored, self.number, until)
+            else:
+                outcome = self.processor.on_due(stored, self.number, until)
+            self._record(outcome, ticket_id, stored, batch)
+            batch.timers.append(outcome)
+
+    def _record(self, outcome: Outcome, ticket_id: str | None, previous: Any, batch: Batch) -> None:
+        """Turn an outcome into writes, and update memory (state, due-index, holds)."""
+        for event in outcome.publish:
+            topic = self.topics.breaches if event.type == "sla-breach" else self.topics.warnings
+            batch.writes.append(Write(topic, event.ticket_id.encode(), encode_event(event)))
+        for letter in outcome.dead_letters:
+            batch.writes.append(
+                Write(
+                    self.topics.dead_letters,
+                    letter.source.key,
+                    letter.source.value,
+                    tuple(letter.headers()),
+                )
+            )
+        if ticket_id is None:
+            return
+        if outcome.state is not None:
+            key = ticket_id.encode()
+            if outcome.state:
+                value = json.dumps(outcome.state, separators=(",", ":")).encode()
+                self.tickets[ticket_id] = value
+                batch.writes.append(Write(self.topics.changelog, key, value, partition=self.number))
+            elif self.tickets.pop(ticket_id, None) is not None:
+                batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
+            batch.state_changes.append((ticket_id, outcome.state or None, previous))
+        if outcome.rescheduled:
+            self.clock.due.schedule(ticket_id, outcome.due)
+        if outcome.hold_until is not None:
+            self.clock.holds.schedule(ticket_id, outcome.hold_until)
+
+    def _stored(self, ticket_id: str | None) -> dict[str, Any] | None:
+        if ticket_id is None:
+            return None
+        value = self.tickets.get(ticket_id)
+        return None if value is None else dict(json.loads(value))
+
+    def describe(self, ticket_id: str, now: datetime) -> dict[str, Any] | None:
+        """`GET /tickets/{id}`: the ticket's SLA state, or None when unknown here."""
+        stored = self._stored(ticket_id)
+        return None if stored is None else self.processor.describe(ticket_id, stored, now)
+
+
+def _ticket_key(key: bytes | None) -> str | None:
+    """The state key: the message key (the producer's ticket id), if it is text."""
+    if not key:
+        return None
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _dump_clock(event_time: datetime) -> bytes:
+    return json.dumps({"event_time_us": (event_time - _EPOCH) // _US}).encode()
+
+
+def _load_clock(value: bytes) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(json.loads(value)["event_time_us"]))

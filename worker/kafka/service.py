@@ -1,0 +1,453 @@
+"""The live worker: Kafka in, one transaction per partition step out.
+
+The decisions are the core's and `Partition`'s; this module moves bytes and keeps one
+promise: **a step's outputs, its state changes and its input offsets are committed in
+one Kafka transaction, or none of them is.** So, per owned partition and loop turn:
+
+1. read what the consumer returned for the partition (read_committed);
+2. `Partition.step`: apply the messages, fire what is due, collect the writes;
+3. one transaction on the partition's own transactional producer: warnings, breaches,
+   dead letters, changelog records, and the consumed input offsets;
+4. if anything in 3 fails, forget the partition and restore it from the changelog
+   (the last committed transaction's state, with its input offsets): nothing that was
+   not committed is ever believed.
+
+After a crash, a restart or a takeover, the new owner therefore starts from a state, an
+event time and input offsets that belong to one and the same committed instant: it reads
+again exactly the input whose effects were not committed, and publishes their warnings
+and breaches once. Consumers reading the output topics with `isolation.level=
+read_committed` see each warning and breach once; others may also see records of aborted
+transactions, which carry the same `event_id`s as their committed repeats.
+
+**Fencing.** Each partition has its own transactional id (`<app-id>-state-<p>`). Whoever
+is assigned the partition creates a producer with that id first, which fences any
+earlier owner (a crashed or paused worker) and aborts its open transaction, before it
+reads the changelog and the committed offsets. A fenced worker's commit fails, and it
+drops the partition. This is Kafka's own fencing (as in Kafka Streams' per-task
+producers), not a mechanism of ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.structs import TopicPartition
+
+from worker.core.engine import Engine
+from worker.core.policy import Policy
+from worker.kafka.assignment import ticket_assignor
+from worker.kafka.partition import Batch, Message, Partition, Topics
+from worker.kafka.processor import TicketProcessor
+from worker.kafka.topics import changelog_topic_name, client_options
+from worker.metrics import Metrics
+from worker.settings import WorkerSettings
+
+log = logging.getLogger("sla_worker")
+
+MAX_RECORDS = 2000
+"""Most messages one loop turn takes from the consumer (over all partitions)."""
+RESTORE_RETRY_SECONDS = 2.0
+
+
+class LiveWorker:
+    """Owns the consumer, the per-partition producers and the partitions' state."""
+
+    def __init__(self, settings: WorkerSettings, policy: Policy, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        several_inputs = len(settings.input_topics) > 1
+        self.processor = TicketProcessor(
+            Engine(policy),
+            timedelta(seconds=settings.hold_unknown_seconds) if several_inputs else None,
+        )
+        self.topics = Topics(
+            settings.warnings_topic,
+            settings.breaches_topic,
+            settings.dead_letter_topic,
+            changelog_topic_name(settings),
+        )
+        self.lateness = timedelta(seconds=settings.allowed_lateness_seconds)
+        self.partitions: dict[int, Partition] = {}  # assigned and restored
+        self.owners: dict[int, str] = {}  # the group's map partition -> HTTP address
+        self.joined = False  # a member of the group with a settled assignment
+        self._assigned: set[int] = set()
+        self._unrestored: set[int] = set()  # assigned, state not (yet) restored
+        self._parked: dict[int, tuple[Partition, int]] = {}  # revoked: state, changelog end
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._lock = asyncio.Lock()  # one step, one restore or one rebalance at a time
+        self._next_restore = 0.0
+        assignor = ticket_assignor(settings.canonical_url, self._held, self._set_owners)
+        options = client_options(settings)
+        session_ms = int(settings.session_timeout_seconds * 1000)
+        self.consumer = AIOKafkaConsumer(
+            **options,
+            client_id=f"{settings.app_id}-consumer",
+            group_id=settings.app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(session_ms // 10, 100),
+            # Restoring state happens inside the rebalance: give it time.
+            rebalance_timeout_ms=max(session_ms, 120_000),
+            partition_assignment_strategy=(assignor,),
+        )
+        self.restorer = AIOKafkaConsumer(
+            **options,
+            client_id=f"{settings.app_id}-restorer",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+
+    # --- what the web API and metrics ask -------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """In the group, every assigned partition restored (none assigned counts)."""
+        return self.joined and not self._unrestored
+
+    def owner_of(self, partition: int) -> str | None:
+        return self.owners.get(partition)
+
+    def _held(self) -> list[int]:
+        """Partitions whose state this worker holds (announced when it joins)."""
+        return sorted(set(self.partitions) | set(self._parked))
+
+    def _set_owners(self, owners: dict[int, str]) -> None:
+        self.owners = owners
+
+    # --- running --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until `stop` is set; then commit nothing half-done and leave the group."""
+        await self.restorer.start()
+        await self.consumer.start()
+        self.consumer.subscribe(self.settings.input_topics, listener=_Listener(self))
+        interval_ms = max(int(self.settings.timer_interval_seconds * 1000), 1)
+        try:
+            while not stop.is_set():
+                records = await self.consumer.getmany(
+                    timeout_ms=interval_ms, max_records=MAX_RECORDS
+                )
+                async with self._lock:
+                    await self._restore_pending(retry=True)
+                    await self._step(records)
+        finally:
+            async with self._lock:
+                self.joined = False
+            await self.consumer.stop()  # leaves the group: the others take over at once
+            await self.restorer.stop()
+            for producer in self._producers.values():
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+
+    async def _step(self, records: dict[TopicPartition, list[Any]]) -> None:
+        now = datetime.now(UTC)
+        messages: dict[int, list[Message]] = {}
+        for tp, fetched in records.items():
+            if tp.partition not in self.partitions:
+                # Fetched before a restore, or after the partition was dropped: leave it
+                # unconsumed; the restore seeks to the committed offset anyway.
+                continue
+            messages.setdefault(tp.partition, []).extend(
+                Message(r.topic, r.partition, r.offset, r.key, r.value, _headers(r.headers))
+                for r in fetched
+            )
+        batches = []
+        for number, partition in list(self.partitions.items()):
+            caught_up = await self._caught_up(number)
+            started = time.perf_counter()
+            batch = partition.step(messages.get(number, []), now, caught_up)
+            if batch:
+                batches.append((batch, started))
+        if batches:
+            await asyncio.gather(*(self._commit(batch, started) for batch, started in batches))
+
+    async def _caught_up(self, number: int) -> bool:
+        """Has this worker read everything its input partitions held at the last fetch?"""
+        caught_up = True
+        for topic in self.settings.input_topics:
+            tp = TopicPartition(topic, number)
+            try:
+                end = self.consumer.last_stable_offset(tp)
+                position = await self.consumer.position(tp)
+            except Exception:  # not assigned any more (a rebalance is starting)
+                return False
+            if end is None:
+                caught_up = False
+                continue
+            self.metrics.consumer_lag_of(topic, number, max(end - position, 0))
+            if position < end:
+                caught_up = False
+        return caught_up
+
+    async def _commit(self, batch: Batch, started: float) -> None:
+        """Step 3: one transaction with everything the step decided."""
+        producer = self._producers.get(batch.partition)
+        if producer is None:
+            self._lose(batch.partition, "no producer for the partition")
+            return
+        try:
+            await producer.begin_transaction()
+            sent = [
+                await producer.send(
+                    w.topic,
+                    w.value,
+                    key=w.key,
+                    partition=w.partition,
+                    headers=list(w.headers),
+                )
+                for w in batch.writes
+            ]
+            await asyncio.gather(*sent)
+            if batch.offsets:
+                offsets = {TopicPartition(t, p): o for (t, p), o in batch.offsets.items()}
+                await producer.send_offsets_to_transaction(offsets, self.settings.app_id)
+            await producer.commit_transaction()
+        except ProducerFenced:
+            # Another worker was given this partition (we missed the session timeout):
+            # its producer fenced ours. Drop the partition until the group says otherwise.
+            log.warning("fenced on partition %d: another worker owns it now", batch.partition)
+            self._drop(batch.partition)
+            await self._close_producer(batch.partition)
+            self._assigned.discard(batch.partition)
+            return
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            self._lose(batch.partition, f"{type(exc).__name__}: {exc}")
+            return
+        self.metrics.step(batch, time.perf_counter() - started)
+        _log_batch(batch)
+
+    def _lose(self, number: int, why: str) -> None:
+        """A step could not be committed: forget what memory holds, restore from Kafka."""
+        log.warning(
+            "could not commit a step of partition %d (%s); restoring it from the changelog",
+            number,
+            why,
+        )
+        self._drop(number)
+        self._unrestored.add(number)
+        self._next_restore = time.monotonic() + RESTORE_RETRY_SECONDS
+
+    def _drop(self, number: int) -> None:
+        partition = self.partitions.pop(number, None)
+        if partition is not None:
+            self.metrics.forget(partition.tickets)
+
+    # --- restoring partitions --------------------------------------------------------------
+
+    async def _restore_pending(self, *, retry: bool = False) -> None:
+        if not self._unrestored or (retry and time.monotonic() < self._next_restore):
+            return
+        numbers = sorted(self._unrestored)
+        try:
+            await self._restore(numbers)
+        except Exception as exc:
+            log.warning(
+                "could not restore partitions %s (%s: %s); retrying in %.0f s",
+                numbers,
+                type(exc).__name__,
+                exc,
+                RESTORE_RETRY_SECONDS,
+            )
+            for number in numbers:
+                self._drop(number)
+            self._next_restore = time.monotonic() + RESTORE_RETRY_SECONDS
+            return
+        self._unrestored.difference_update(numbers)
+
+    async def _restore(self, numbers: list[int]) -> None:
+        """Fence earlier owners, load the changelog, seek inputs to committed offsets."""
+        started = time.monotonic()
+        inputs = [TopicPartition(t, p) for p in numbers for t in self.settings.input_topics]
+        self.consumer.pause(*inputs)
+        # 1. Fence: our producer for the partition aborts whatever an earlier owner left
+        #    open, so the changelog's and the offsets' committed ends are final below.
+        await asyncio.gather(*(self._open_producer(p) for p in numbers))
+        # 2. State: keep a partition we held before if nobody wrote its changelog since.
+        changelog = {p: TopicPartition(self.topics.changelog, p) for p in numbers}
+        ends: dict[TopicPartition, int] = await self.restorer.end_offsets(list(changelog.values()))
+        restored: dict[int, Partition] = {}
+        to_read: dict[int, Partition] = {}
+        for p in numbers:
+            parked = self._parked.pop(p, None)
+            if parked is not None and parked[1] == ends[changelog[p]]:
+                restored[p] = parked[0]
+            else:
+                if parked is not None:
+                    self.metrics.forget(parked[0].tickets)
+                to_read[p] = restored[p] = self._new_partition(p)
+        await self._read_changelog(to_read, ends)
+        rows = 0
+        for partition in to_read.values():
+            for ticket_id, stored in partition.rebuild():
+                self.metrics.state(ticket_id, stored)
+                rows += 1
+                if rows % 5000 == 0:
+                    await asyncio.sleep(0)  # a long rebuild must not starve heartbeats
+        # 3. Inputs: from the offsets the last committed transaction recorded.
+        for tp in inputs:
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+        self.partitions.update(restored)
+        self.consumer.resume(*inputs)
+        seconds = time.monotonic() - started
+        tickets = sum(len(p.tickets) for p in self.partitions.values())
+        self.metrics.recovered(tickets, seconds)
+        log.info(
+            "restored partitions %s: %d tickets read from the changelog, %d kept, in %.2f s",
+            numbers,
+            sum(len(p.tickets) for p in to_read.values()),
+            sum(len(p.tickets) for n, p in restored.items() if n not in to_read),
+            seconds,
+        )
+
+    async def _read_changelog(
+        self, partitions: dict[int, Partition], ends: dict[TopicPartition, int]
+    ) -> None:
+        tps = {TopicPartition(self.topics.changelog, p): part for p, part in partitions.items()}
+        if not tps:
+            return
+        self.restorer.assign(list(tps))
+        try:
+            for tp in tps:
+                await self.restorer.seek_to_beginning(tp)
+            remaining = {tp for tp in tps if await self.restorer.position(tp) < ends[tp]}
+            while remaining:
+                fetched = await self.restorer.getmany(*remaining, timeout_ms=500)
+                for tp, records in fetched.items():
+                    partition = tps[tp]
+                    for record in records:
+                        partition.load(record.key or b"", record.value)
+                for tp in list(remaining):
+                    if await self.restorer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        finally:
+            self.restorer.assign([])
+
+    def _new_partition(self, number: int) -> Partition:
+        return Partition(number, self.processor, self.topics, self.lateness)
+
+    async def _open_producer(self, number: int) -> None:
+        await self._close_producer(number)
+        producer = AIOKafkaProducer(
+            **client_options(self.settings),
+            client_id=f"{self.settings.app_id}-state-{number}",
+            transactional_id=f"{self.settings.app_id}-state-{number}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+        )
+        await producer.start()  # InitProducerId: fences the previous owner
+        self._producers[number] = producer
+
+    async def _close_producer(self, number: int) -> None:
+        producer = self._producers.pop(number, None)
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    # --- rebalances --------------------------------------------------------------------------
+
+    async def on_revoked(self) -> None:
+        async with self._lock:  # waits for the step in flight and its transaction
+            self.joined = False
+            self.metrics.rebalance_started()
+            held = dict(self.partitions)
+            self.partitions.clear()
+            self._unrestored.clear()
+            if not held:
+                return
+            tps = {p: TopicPartition(self.topics.changelog, p) for p in held}
+            try:
+                ends = await self.restorer.end_offsets(list(tps.values()))
+            except KafkaError:
+                ends = {}
+            for p, partition in held.items():
+                if tps[p] in ends:
+                    self._parked[p] = (partition, ends[tps[p]])
+                else:
+                    self.metrics.forget(partition.tickets)
+
+    async def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        async with self._lock:
+            numbers = {tp.partition for tp in assigned}
+            for p in list(self._parked):
+                if p not in numbers:
+                    self.metrics.forget(self._parked.pop(p)[0].tickets)
+            for p in list(self._producers):
+                if p not in numbers:
+                    await self._close_producer(p)
+            self._assigned = numbers
+            self._unrestored = set(numbers)
+            await self._restore_pending()
+            self.joined = True
+
+    # --- the HTTP API ------------------------------------------------------------------------
+
+    def describe(self, partition: int, ticket_id: str) -> dict[str, Any] | None:
+        owned = self.partitions.get(partition)
+        return None if owned is None else owned.describe(ticket_id, datetime.now(UTC))
+
+    def owns(self, partition: int) -> bool:
+        return partition in self.partitions
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: LiveWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.worker.on_revoked()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.worker.on_assigned(assigned)
+
+
+def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """Message headers as (name, bytes) pairs, whatever shape the client gave them."""
+    return tuple(
+        (str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in headers or ()
+    )
+
+
+def _log_batch(batch: Batch) -> None:
+    for event in batch.published:
+        log.info(
+            "published %s",
+            event.type,
+            extra={
+                "ticket_id": event.ticket_id,
+                "metric": event.metric,
+                "cycle": event.cycle,
+                "due_at": event.due_at.isoformat(),
+                "event_id": event.event_id,
+            },
+        )
+    for letter in batch.dead_letters:
+        log.warning(
+            "dead-lettered: %s",
+            letter.detail,
+            extra={
+                "reason": letter.reason,
+                "ticket_key": None if letter.source.key is None else repr(letter.source.key),
+                "topic": letter.source.topic,
+                "partition": letter.source.partition,
+                "offset": letter.source.offset,
+            },
+        )

@@ -1,0 +1,87 @@
+"""The worker's HTTP API: `/tickets/{id}`, `/metrics`, `/healthz`, `/readyz`.
+
+Any worker answers for any ticket: the ticket's partition is the one Kafka's default
+partitioner (murmur2 of the key, as for the input messages) gives its id; the worker
+that owns it answers, and the others forward the request to it (the group's map of
+owners comes with each assignment, `worker.kafka.assignment`). A forwarded request is
+never forwarded again, so a stale map costs a 503, not a loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiokafka.partitioner import murmur2
+
+from worker.kafka.service import LiveWorker
+from worker.metrics import CONTENT_TYPE, Metrics
+
+FORWARDED = "X-SLA-Forwarded"
+
+
+def partition_of(ticket_id: str, partitions: int) -> int:
+    """The partition Java clients, aiokafka and faust choose for this key."""
+    return int(murmur2(ticket_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
+    partitions = worker.settings.partitions
+    own_url = worker.settings.canonical_url
+
+    async def ticket(request: web.Request) -> web.Response:
+        ticket_id = request.match_info["ticket_id"]
+        partition = partition_of(ticket_id, partitions)
+        if worker.owns(partition):
+            body = worker.describe(partition, ticket_id)
+            if body is None:
+                return web.json_response({"error": f"unknown ticket {ticket_id!r}"}, status=404)
+            return web.json_response(body)
+        owner = worker.owner_of(partition)
+        if owner is None or owner == own_url or FORWARDED in request.headers:
+            return web.json_response(
+                {"error": f"partition {partition} is being restored or reassigned; retry"},
+                status=503,
+            )
+        return await _forward(f"{owner.rstrip('/')}/tickets/{ticket_id}")
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        ready = worker.ready
+        body: dict[str, Any] = {"ready": ready, "partitions": sorted(worker.partitions)}
+        return web.json_response(body, status=200 if ready else 503)
+
+    app = web.Application()
+    app.router.add_get("/tickets/{ticket_id}", ticket)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def _forward(url: str) -> web.Response:
+    timeout = aiohttp.ClientTimeout(total=5)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, headers={FORWARDED: "1"}) as response,
+        ):
+            body = await response.read()
+            return web.Response(body=body, status=response.status, content_type="application/json")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return web.json_response(
+            {"error": f"the owner at {url} did not answer: {type(exc).__name__}"}, status=503
+        )
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
