@@ -271,6 +271,7 @@ class LiveWorker:
     async def _restore(self, numbers: list[int]) -> None:
         """Fence earlier owners, load the changelog, seek inputs to committed offsets."""
         started = time.monotonic()
+        log.info("restoring partitions %s", numbers)
         inputs = [TopicPartition(t, p) for p in numbers for t in self.settings.input_topics]
         self.consumer.pause(*inputs)
         # 1. Fence: our producer for the partition aborts whatever an earlier owner left

@@ -1,0 +1,294 @@
+"""A small adversarial ticket log, its replay, and exact comparison with what was published.
+
+The log: 30 tickets on the seconds-scale test policy (targets 6-12 s), about 60 events,
+some answered in time, some late, some never; follow-up cycles; and hostile lines keyed
+by existing tickets (a malformed `occurred_at`, invalid JSON), an unknown ticket, an
+unknown event type and a redelivered event. Every hostile line is one that `sla-worker
+replay` rejects (or counts as a duplicate) too, so "the same log" means the same thing to
+both.
+
+The comparison is by exact sets of `event_id`s, read with `read_committed` as a consumer
+of the outputs should: nothing missing, nothing invented, same content for the same id;
+repeats are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from tests.integration.workers import FAST_POLICY
+
+
+@dataclass(frozen=True)
+class Line:
+    at: datetime  # when it happens (live runs produce it then)
+    key: bytes | None
+    value: bytes
+    bad: bool = False  # rejected by the worker and by replay
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _event(event_id: str, kind: str, ticket: str, at: datetime, **fields: Any) -> dict[str, Any]:
+    return {"event_id": event_id, "type": kind, "ticket_id": ticket, "occurred_at": _iso(at)} | {
+        **fields
+    }
+
+
+def fault_log(seed: int, start: datetime, tickets: int = 30) -> list[Line]:
+    """The log in time order. Deadlines are 6-12 s after creation; no event lies within
+    2 s of a deadline, so live runs do not depend on millisecond timing."""
+    rng = random.Random(seed)
+    lines: list[Line] = []
+
+    def add(at: datetime, body: dict[str, Any]) -> None:
+        lines.append(Line(at, body["ticket_id"].encode(), json.dumps(body).encode()))
+
+    s = timedelta(seconds=1)
+    for n in range(tickets):
+        ticket = f"F{seed}-{n}"
+        at = start + n * 0.3 * s
+        priority = rng.choice([1, 2])
+        add(at, _event(f"c-{ticket}", "ticket-created", ticket, at, plan="fast", priority=priority))
+        roll = rng.random()
+        if roll < 0.45:  # answered in time (first response targets: 6 s and 12 s)
+            add(at + 3 * s, _event(f"a-{ticket}", "reply-sent", ticket, at + 3 * s, author="agent"))
+            if priority == 1 and rng.random() < 0.6:  # a follow-up cycle, left to breach (8 s)
+                add(
+                    at + 5 * s,
+                    _event(f"q-{ticket}", "reply-sent", ticket, at + 5 * s, author="customer"),
+                )
+        elif roll < 0.7:  # answered after the breach
+            add(
+                at + 16 * s,
+                _event(f"l-{ticket}", "reply-sent", ticket, at + 16 * s, author="agent"),
+            )
+        # else: never answered
+
+    hostile = rng.sample(range(tickets), 3)
+    bad_time = f"F{seed}-{hostile[0]}"
+    bad_json = f"F{seed}-{hostile[1]}"
+    redelivered = next(line for line in lines if line.key == f"F{seed}-{hostile[2]}".encode())
+    first = start + 0.5 * s
+    extra = [
+        Line(
+            first + 1 * s,
+            bad_time.encode(),
+            json.dumps(
+                {
+                    "event_id": f"x-{bad_time}",
+                    "type": "reply-sent",
+                    "ticket_id": bad_time,
+                    "occurred_at": "yesterday at noon",
+                    "author": "agent",
+                }
+            ).encode(),
+            bad=True,
+        ),
+        Line(first + 2 * s, bad_json.encode(), b'{"event_id": "x-json", "type": ', bad=True),
+        Line(
+            first + 3 * s,
+            b"NOPE",
+            json.dumps(
+                _event("x-nope", "reply-sent", "NOPE", first + 3 * s, author="agent")
+            ).encode(),
+            bad=True,
+        ),
+        Line(
+            first + 4 * s,
+            bad_time.encode(),
+            json.dumps(_event("x-type", "ticket-merged", bad_time, first + 4 * s)).encode(),
+            bad=True,
+        ),
+        Line(redelivered.at + 8 * s, redelivered.key, redelivered.value),  # a duplicate
+    ]
+    return sorted([*lines, *extra], key=lambda line: line.at)
+
+
+def shifted(lines: list[Line], start: datetime) -> list[Line]:
+    """The same log moved to begin at `start` (event bodies rewritten accordingly)."""
+    delta = start - lines[0].at
+    moved = []
+    for line in lines:
+        value = line.value
+        try:
+            body = json.loads(value)
+            at = datetime.fromisoformat(body["occurred_at"])
+        except (ValueError, KeyError):
+            pass
+        else:
+            body["occurred_at"] = _iso(at + delta)
+            value = json.dumps(body).encode()
+        moved.append(Line(line.at + delta, line.key, value, line.bad))
+    return moved
+
+
+def replay_expected(lines: list[Line], until: datetime, workdir: Path) -> dict[str, Any]:
+    """`sla-worker replay` of the log, run as a user would: {event_id: event}."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    events = workdir / f"log-{uuid.uuid4().hex[:8]}.jsonl"
+    events.write_bytes(b"".join(line.value + b"\n" for line in lines))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worker",
+            "replay",
+            str(events),
+            "--policies",
+            str(FAST_POLICY),
+            "--until",
+            until.isoformat(),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    result: dict[str, Any] = {}
+    for raw in done.stdout.splitlines():
+        event = json.loads(raw)
+        result[event["event_id"]] = event
+    return result
+
+
+async def produce(bootstrap: str, topic: str, lines: list[Line], *, live: bool = False) -> None:
+    """Produce the lines in order; `live`: each when the wall clock reaches its time."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for line in lines:
+            if live:
+                wait = (line.at - datetime.now(UTC)).total_seconds()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await producer.send_and_wait(topic, line.value, key=line.key)
+    finally:
+        await producer.stop()
+
+
+async def read_all(
+    bootstrap: str, topic: str, *, committed: bool = True
+) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """Every record of `topic` up to its current end (read_committed: its stable end)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed else "read_uncommitted",
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        while remaining:
+            fetched = await consumer.getmany(*remaining, timeout_ms=500)
+            for messages in fetched.values():
+                records.extend((m.key, m.value or b"", list(m.headers or [])) for m in messages)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return records
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class Published:
+    """What the output topics hold, as a read_committed consumer sees it."""
+
+    events: dict[str, Any] = field(default_factory=dict)
+    repeats: Counter[str] = field(default_factory=Counter)
+    conflicts: list[str] = field(default_factory=list)  # one id, different content
+    records: int = 0
+
+    @classmethod
+    def of(cls, records: list[tuple[bytes | None, bytes, Any]]) -> Published:
+        result = cls(records=len(records))
+        raw_by_id: dict[str, bytes] = {}
+        for _, value, _ in records:
+            event = json.loads(value)
+            event_id = event["event_id"]
+            if event_id in raw_by_id:
+                result.repeats[event_id] += 1
+                if raw_by_id[event_id] != value:
+                    result.conflicts.append(event_id)
+                continue
+            raw_by_id[event_id] = value
+            result.events[event_id] = event
+        return result
+
+
+async def published(bootstrap: str, topics: list[str], *, committed: bool = True) -> Published:
+    records = []
+    for topic in topics:
+        records += await read_all(bootstrap, topic, committed=committed)
+    return Published.of(records)
+
+
+async def wait_for_outputs(
+    bootstrap: str,
+    topics: list[str],
+    want: dict[str, Any],
+    timeout: float = 120,
+    settle: float = 3,
+) -> Published:
+    """Until every wanted id is published (read_committed), then `settle` seconds more,
+    so anything invented after the last wanted one is seen too."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        seen = await published(bootstrap, topics)
+        if set(want) <= set(seen.events) or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(settle)
+    return await published(bootstrap, topics)
+
+
+async def wait_for_any(bootstrap: str, topics: list[str], timeout: float = 60) -> float:
+    """Until the first record shows on any topic, even inside an open transaction
+    (read_uncommitted): the moment a publication is on its way. Returns seconds waited."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=f"first-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_uncommitted",
+    )
+    await consumer.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        while loop.time() - started < timeout:
+            if await consumer.getmany(timeout_ms=20, max_records=1):
+                return loop.time() - started
+        raise TimeoutError(f"nothing published on {topics} within {timeout} s")
+    finally:
+        await consumer.stop()
+
+
+async def dead_letters(bootstrap: str, topic: str) -> Counter[bytes]:
+    """Dead-lettered values (read_committed), counted."""
+    return Counter(value for _, value, _ in await read_all(bootstrap, topic))

@@ -1,0 +1,285 @@
+"""Faults at the worst moments, each run compared with `sla-worker replay` of the same log.
+
+Every test produces the adversarial log of `fault_log` (hostile lines included), injects
+its fault with SIGKILL, and then requires of what a read_committed consumer sees:
+
+- warnings and breaches: exactly the `event_id`s replay emits for the log, nothing
+  missing, nothing invented, each with replay's content (repeats are counted);
+- dead letters: every hostile line exactly once.
+
+`SLA_FAULT_RUNS=N` repeats every test N times (the closing notes report pass rates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.fault_log import (
+    Line,
+    dead_letters,
+    fault_log,
+    produce,
+    published,
+    replay_expected,
+    shifted,
+    wait_for_any,
+    wait_for_outputs,
+)
+from tests.integration.workers import WorkerProcess
+
+RUNS = int(os.environ.get("SLA_FAULT_RUNS", "1"))
+runs = pytest.mark.parametrize("run", range(RUNS))
+SESSION_TIMEOUT = "6"  # the smallest the worker accepts: takeovers within seconds
+TIMERS_OVER = timedelta(seconds=15)  # after the last event every timer has fired
+
+
+@dataclass
+class Setup:
+    bootstrap: str
+    tickets: str
+    warnings: str
+    breaches: str
+    dead: str
+    partitions: int
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "input_topics": (self.tickets,),
+            "partitions": self.partitions,
+            "extra": (
+                *("--warnings-topic", self.warnings, "--breaches-topic", self.breaches),
+                *("--dead-letter-topic", self.dead),
+                *("--session-timeout-seconds", SESSION_TIMEOUT),
+            ),
+        }
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.warnings, self.breaches]
+
+
+@pytest.fixture
+def setup_topics(create_topic: Any, kafka_bootstrap: str) -> Any:
+    async def make(partitions: int) -> Setup:
+        names = [await create_topic(partitions=partitions) for _ in range(4)]
+        return Setup(kafka_bootstrap, *names, partitions=partitions)
+
+    return make
+
+
+def backlog_log(seed: int) -> list[Line]:
+    """Ten minutes old: every deadline has long passed when the worker reads it."""
+    return fault_log(seed, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10))
+
+
+def live_log(seed: int) -> list[Line]:
+    """Starting in two seconds, to be produced as it happens."""
+    return shifted(fault_log(seed, datetime.now(UTC)), datetime.now(UTC) + timedelta(seconds=2))
+
+
+async def check(
+    setup: Setup, lines: list[Line], tmp_path: Path, record_property: Any, what: str
+) -> None:
+    end = lines[-1].at + TIMERS_OVER
+    if (wait := (end - datetime.now(UTC)).total_seconds()) > 0:
+        await asyncio.sleep(wait)
+    want = replay_expected(lines, end, tmp_path)
+    assert len(want) > 20, "the log must make the worker publish"
+    got = await wait_for_outputs(setup.bootstrap, setup.outputs, want)
+    missing = sorted(set(want) - set(got.events))
+    invented = sorted(set(got.events) - set(want))
+    different = sorted(i for i in want if i in got.events and got.events[i] != want[i])
+    assert (missing, invented, different, got.conflicts) == ([], [], [], []), (
+        f"missing {missing}, invented {invented}, different {different}"
+    )
+    letters = await dead_letters(setup.bootstrap, setup.dead)
+    assert letters == Counter(line.value for line in lines if line.bad)
+    uncommitted = await published(setup.bootstrap, setup.outputs, committed=False)
+    repeats = sum(got.repeats.values())
+    aborted = uncommitted.records - got.records
+    record_property("expected", len(want))
+    record_property("repeats_committed", repeats)
+    record_property("records_of_aborted_transactions", aborted)
+    print(
+        f"\n{what}: {len(want)} expected, 0 missing, 0 invented, {repeats} repeats "
+        f"(read_committed); {aborted} records of aborted transactions"
+    )
+
+
+async def start_ready(worker: WorkerProcess) -> None:
+    worker.start()
+    await worker.ready()
+
+
+async def wait_for_log(worker: WorkerProcess, text: str, count: int, timeout: float = 60) -> None:
+    """Until `text` occurs `count` times in the worker's log (all its starts)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if worker.log_path.exists() and worker.log_path.read_text().count(text) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{text!r} not logged {count} times:\n{worker.tail()}")
+
+
+async def owns_all(worker: WorkerProcess, partitions: int, timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        status, body = await asyncio.to_thread(worker.get, "/readyz")
+        if status == 200 and body["partitions"] == list(range(partitions)):
+            return
+        assert loop.time() < deadline, (status, body)
+        await asyncio.sleep(0.5)
+
+
+@runs
+@pytest.mark.parametrize("timing", ["backlog", "live"])
+async def test_a_kill_at_the_first_publication_then_a_restart(
+    setup_topics: Any,
+    worker_factory: Any,
+    tmp_path: Path,
+    record_property: Any,
+    timing: str,
+    run: int,
+) -> None:
+    setup = await setup_topics(3)
+    worker = worker_factory(**setup.options())
+    lines = backlog_log(run) if timing == "backlog" else live_log(run)
+    producing = None
+    if timing == "backlog":
+        await produce(setup.bootstrap, setup.tickets, lines)
+        worker.start()
+    else:
+        await start_ready(worker)
+        producing = asyncio.create_task(produce(setup.bootstrap, setup.tickets, lines, live=True))
+    await wait_for_any(setup.bootstrap, setup.outputs)
+    worker.kill()  # the first transaction is open: its records are written, not committed
+    worker.start()
+    if producing is not None:
+        await producing
+    await check(setup, lines, tmp_path, record_property, f"first publication ({timing})")
+
+
+@runs
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_kills_at_random_points_then_restarts(
+    setup_topics: Any,
+    worker_factory: Any,
+    tmp_path: Path,
+    record_property: Any,
+    seed: int,
+    run: int,
+) -> None:
+    rng = random.Random(seed * 1000 + run)
+    live = rng.random() < 0.5
+    setup = await setup_topics(3)
+    worker = worker_factory(**setup.options())
+    lines = live_log(seed) if live else backlog_log(seed)
+    producing = None
+    if live:
+        producing = asyncio.create_task(produce(setup.bootstrap, setup.tickets, lines, live=True))
+    else:
+        await produce(setup.bootstrap, setup.tickets, lines)
+    worker.start()
+    kills = rng.choice([1, 2])
+    for _ in range(kills):
+        await asyncio.sleep(rng.uniform(0.5, 8))
+        worker.kill()
+        worker.start()
+    if producing is not None:
+        await producing
+    what = f"{kills} random kill(s), seed {seed}, {'live' if live else 'backlog'}"
+    await check(setup, lines, tmp_path, record_property, what)
+
+
+@runs
+async def test_a_kill_during_state_recovery(
+    setup_topics: Any, worker_factory: Any, tmp_path: Path, record_property: Any, run: int
+) -> None:
+    setup = await setup_topics(3)
+    worker = worker_factory(**setup.options())
+    lines = backlog_log(100 + run)
+    await produce(setup.bootstrap, setup.tickets, lines)
+    worker.start()
+    await wait_for_any(setup.bootstrap, setup.outputs)
+    worker.kill()
+    worker.start()
+    await wait_for_log(worker, "restoring partitions", 2)
+    worker.kill()  # while it reads the changelog and the committed offsets
+    worker.start()
+    await check(setup, lines, tmp_path, record_property, "kill during recovery")
+
+
+@runs
+async def test_a_kill_before_the_first_commit(
+    setup_topics: Any, worker_factory: Any, tmp_path: Path, record_property: Any, run: int
+) -> None:
+    setup = await setup_topics(3)
+    worker = worker_factory(**setup.options())
+    lines = backlog_log(200 + run)
+    await produce(setup.bootstrap, setup.tickets, lines)
+    worker.start()
+    await wait_for_log(worker, "restored partitions", 1)
+    worker.kill()  # state restored (empty), the first step not yet committed
+    worker.start()
+    await check(setup, lines, tmp_path, record_property, "kill before the first commit")
+
+
+@runs
+@pytest.mark.parametrize("timing", ["backlog", "live"])
+async def test_a_survivor_takes_over_at_the_first_publication(
+    setup_topics: Any,
+    worker_factory: Any,
+    tmp_path: Path,
+    record_property: Any,
+    timing: str,
+    run: int,
+) -> None:
+    setup = await setup_topics(6)
+    first, second = worker_factory(**setup.options()), worker_factory(**setup.options())
+    if timing == "backlog":
+        # A backlog must be in the topic before anyone reads it: events produced after
+        # their deadlines passed on a caught-up worker's wall clock cannot un-fire them.
+        lines = backlog_log(300 + run)
+        await produce(setup.bootstrap, setup.tickets, lines)
+        first.start()
+        second.start()
+        producing = None
+    else:
+        await start_ready(first)
+        await start_ready(second)
+        await first.ready()  # after the rebalance that gave `second` its share
+        lines = live_log(300 + run)
+        producing = asyncio.create_task(produce(setup.bootstrap, setup.tickets, lines, live=True))
+    await wait_for_any(setup.bootstrap, setup.outputs)
+    second.kill()  # `first`, which never held second's partitions, must take them over
+    if producing is not None:
+        await producing
+    await check(setup, lines, tmp_path, record_property, f"takeover ({timing})")
+    await owns_all(first, 6)
+
+
+@runs
+async def test_a_newcomer_takes_over_from_a_killed_worker(
+    setup_topics: Any, worker_factory: Any, tmp_path: Path, record_property: Any, run: int
+) -> None:
+    setup = await setup_topics(6)
+    lines = backlog_log(400 + run)
+    await produce(setup.bootstrap, setup.tickets, lines)
+    old = worker_factory(**setup.options())
+    old.start()
+    await wait_for_any(setup.bootstrap, setup.outputs)
+    old.kill()
+    newcomer = worker_factory(**setup.options())  # another port, never held a partition
+    newcomer.start()
+    await check(setup, lines, tmp_path, record_property, "takeover by a newcomer")
