@@ -137,8 +137,8 @@ def worker(args: tuple[str, ...]) -> None:
 
     Every setting is a flag or an SLA_* environment variable; flags win.
     """
-    # Imported here: the live worker pulls in faust, which replay and the other
-    # commands do not need.
+    # Imported here: the live worker pulls in aiokafka and aiohttp, which replay and the
+    # other commands do not need.
     from worker.kafka.run import run_worker
 
     sys.exit(run_worker(list(args)))

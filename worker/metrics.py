@@ -61,6 +61,7 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
     "duplicate-ticket",
     "out-of-order",
     # docs/worker.md: rejections by the worker
+    "missing-key",
     "key-mismatch",
     "unreadable-state",
     "internal-error",

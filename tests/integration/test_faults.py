@@ -101,6 +101,8 @@ async def check(
     assert (missing, invented, different, got.conflicts) == ([], [], [], []), (
         f"missing {missing}, invented {invented}, different {different}"
     )
+    # Transactions: a read_committed consumer sees each warning and breach exactly once.
+    assert not got.repeats, f"repeated in committed output: {dict(got.repeats)}"
     letters = await dead_letters(setup.bootstrap, setup.dead)
     assert letters == Counter(line.value for line in lines if line.bad)
     uncommitted = await published(setup.bootstrap, setup.outputs, committed=False)

@@ -52,6 +52,7 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
         ),
         (b"D-8", line(event(8, "reply-sent", "D-8", author="agent")), "unknown-ticket"),
         (b"OTHER", line(event(10, "ticket-created", "D-10", plan="fast")), "key-mismatch"),
+        (None, line(event(12, "ticket-created", "D-12", plan="fast")), "missing-key"),
     ]
     keys = [b"D-1", *(key for key, _, _ in bad), b"D-1"]
     values = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import worker.core
 
 CORE = Path(worker.core.__file__).parent
-FORBIDDEN_IMPORTS = ("faust", "mode", "aiokafka", "prometheus_client", "click", "yaml")
+FORBIDDEN_IMPORTS = ("faust", "mode", "aiokafka", "aiohttp", "prometheus_client", "click", "yaml")
 ALLOWED_WORKER_IMPORTS = "worker.core"
 
 
@@ -39,3 +39,18 @@ def test_core_never_reads_the_clock() -> None:
         source = path.read_text()
         for call in ("now(", "utcnow(", "today(", "time.time(", "monotonic("):
             assert call not in source, f"{path.name} calls {call}"
+
+
+def test_the_worker_never_imports_faust() -> None:
+    """faust-streaming is a benchmark peer only (bench/faust_floor.py)."""
+    package = CORE.parent
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            else:
+                continue
+            assert not [n for n in names if n.split(".")[0] in ("faust", "mode")], path

@@ -89,7 +89,13 @@ class TicketProcessor:
             event = parse_event(source.value)
         except InvalidEvent as exc:
             return Outcome(dead_letters=[DeadLetter(source, exc.reason, str(exc))])
-        if source.key is not None and source.key != event.ticket_id.encode():
+        if not source.key:
+            # No key, no partition of its own: its state could be stored nowhere.
+            detail = f"message has no key; it must be keyed by its ticket_id {event.ticket_id!r}"
+            return Outcome(
+                dead_letters=[DeadLetter(source, "missing-key", detail)], event_type=event.type
+            )
+        if source.key != event.ticket_id.encode():
             detail = f"message key {source.key!r} is not the ticket_id {event.ticket_id!r}"
             return Outcome(
                 dead_letters=[DeadLetter(source, "key-mismatch", detail)], event_type=event.type

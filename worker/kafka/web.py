@@ -22,7 +22,7 @@ FORWARDED = "X-SLA-Forwarded"
 
 
 def partition_of(ticket_id: str, partitions: int) -> int:
-    """The partition Java clients, aiokafka and faust choose for this key."""
+    """The partition Java clients and aiokafka choose for this key (murmur2)."""
     return int(murmur2(ticket_id.encode()) & 0x7FFFFFFF) % partitions
 
 

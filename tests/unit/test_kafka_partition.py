@@ -1,0 +1,149 @@
+"""One partition's step, without Kafka: what one transaction must carry, and what it
+must leave alone. The service commits a step's `Batch` atomically or not at all."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from worker.core.engine import Engine
+from worker.core.policy import Policy
+from worker.kafka.assignment import plan
+from worker.kafka.partition import CLOCK_KEY, Batch, Message, Partition, Topics
+from worker.kafka.processor import TicketProcessor
+
+TOPICS = Topics("warnings", "breaches", "dead", "changelog")
+T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)  # a Tuesday, 10:00 UTC
+MIN = timedelta(minutes=1)
+
+
+def event(n: int, kind: str, ticket: str, at: datetime, **fields: Any) -> dict[str, Any]:
+    iso = at.isoformat().replace("+00:00", "Z")
+    return {"event_id": f"e{n}", "type": kind, "ticket_id": ticket, "occurred_at": iso, **fields}
+
+
+def created(n: int, ticket: str, at: datetime) -> dict[str, Any]:
+    # vip, priority 1: first response within an hour, around the clock.
+    return event(n, "ticket-created", ticket, at, plan="vip", priority=1)
+
+
+def message(body: dict[str, Any] | bytes, offset: int, key: bytes | None = None) -> Message:
+    value = body if isinstance(body, bytes) else json.dumps(body).encode()
+    if key is None and isinstance(body, dict):
+        key = body["ticket_id"].encode()
+    return Message("tickets", 0, offset, key, value)
+
+
+@pytest.fixture
+def partition(presets: Policy) -> Partition:
+    return Partition(0, TicketProcessor(Engine(presets), None), TOPICS, timedelta(0))
+
+
+def topics_of(batch: Batch) -> list[str]:
+    return [write.topic for write in batch.writes]
+
+
+def test_one_step_carries_outputs_state_and_offsets_together(partition: Partition) -> None:
+    late = T0 + 90 * MIN
+    batch = partition.step(
+        [
+            message(created(1, "A", T0), 7),
+            message(event(2, "reply-sent", "B", T0, author="agent"), 8),
+        ],
+        now=late,
+        caught_up=True,
+    )
+    # Ticket A's state, the event time, B's dead letter (unknown ticket), then A's warning
+    # and breach fired on the wall clock (caught up, 90 minutes later): one transaction.
+    assert sorted(topics_of(batch)) == sorted(
+        ["changelog", "dead", "warnings", "breaches", "changelog", "changelog"]
+    )
+    assert batch.offsets == {("tickets", 0): 9}
+    assert [o.applied for o in batch.inputs] == [True, False]
+    assert {e.type for e in batch.published} == {"sla-warning", "sla-breach"}
+    assert [letter.reason for letter in batch.dead_letters] == ["unknown-ticket"]
+
+
+def test_a_dead_lettered_event_keeps_its_tickets_timer(partition: Partition) -> None:
+    """Issue #11, bug 1: a malformed event keyed by an existing ticket used to cancel the
+    ticket's timer. Its warning and breach must still fire."""
+    partition.step([message(created(1, "A", T0), 0)], T0, caught_up=True)
+    bad = {**event(2, "reply-sent", "A", T0, author="agent"), "occurred_at": "not a time"}
+    batch = partition.step([message(bad, 1)], T0 + MIN, caught_up=True)
+    assert [letter.reason for letter in batch.dead_letters] == ["invalid-field"]
+    assert "changelog" not in topics_of(batch)  # the ticket's state is untouched
+    fired = partition.step([], T0 + 61 * MIN, caught_up=True)
+    assert {e.type for e in fired.published} == {"sla-warning", "sla-breach"}
+
+
+def test_rejected_input_never_moves_event_time(partition: Partition) -> None:
+    """An event for an unknown ticket dated 2099 must not fire other tickets' timers."""
+    partition.step([message(created(1, "A", T0), 0)], T0, caught_up=False)
+    far = event(2, "reply-sent", "NOPE", datetime(2099, 1, 1, tzinfo=UTC), author="agent")
+    batch = partition.step([message(far, 1)], T0 + 90 * MIN, caught_up=False)
+    assert batch.published == [] and partition.clock.event_time == T0
+
+
+def test_a_step_with_nothing_to_do_commits_nothing(partition: Partition) -> None:
+    assert not partition.step([], T0, caught_up=True)
+
+
+def test_a_restored_partition_continues_exactly(partition: Partition, presets: Policy) -> None:
+    """What the changelog holds after a step is what a new owner needs: the tickets and
+    the event time, so it fires the same warnings and breaches."""
+    batch = partition.step([message(created(1, "A", T0), 0)], T0, caught_up=False)
+    restored = Partition(0, TicketProcessor(Engine(presets), None), TOPICS, timedelta(0))
+    for write in batch.writes:
+        if write.topic == "changelog":
+            assert write.partition == 0
+            restored.load(write.key or b"", write.value)
+    restored.rebuild()
+    assert restored.clock.event_time == T0
+    later = event(2, "ticket-created", "B", T0 + 90 * MIN, plan="vip", priority=1)
+    original = partition.step([message(later, 1)], T0 + 90 * MIN, caught_up=False)
+    again = restored.step([message(later, 1)], T0 + 90 * MIN, caught_up=False)
+    assert [e.event_id for e in original.published] == [e.event_id for e in again.published]
+    assert len(again.published) == 2
+
+
+def test_the_clock_record_uses_the_empty_key_no_ticket_can_have(partition: Partition) -> None:
+    batch = partition.step([message(created(1, "A", T0), 0)], T0, caught_up=False)
+    clock = [w for w in batch.writes if w.key == CLOCK_KEY]
+    assert len(clock) == 1 and json.loads(clock[0].value or b"") == {
+        "event_time_us": (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    }
+    keyless = partition.step([message(created(2, "B", T0), 1, key=b"")], T0, caught_up=False)
+    assert [letter.reason for letter in keyless.dead_letters] == ["missing-key"]
+    assert keyless.state_changes == [] and "B" not in partition.tickets
+
+
+def test_unreadable_state_is_skipped_on_restore_and_dead_letters_its_next_event(
+    partition: Partition,
+) -> None:
+    partition.load(b"A", b'{"v": 99}')
+    assert partition.rebuild() == []
+    reply = event(1, "reply-sent", "A", T0, author="agent")
+    batch = partition.step([message(reply, 0)], T0, caught_up=True)
+    assert [letter.reason for letter in batch.dead_letters] == ["unreadable-state"]
+
+
+# --- who owns which partition ---------------------------------------------------------------
+
+
+def test_partitions_are_spread_evenly_and_owners_keep_theirs() -> None:
+    assert plan(6, {"a": []}) == {"a": [0, 1, 2, 3, 4, 5]}
+    assert plan(6, {"a": [0, 1, 2, 3, 4, 5], "b": []}) == {"a": [0, 1, 2], "b": [3, 4, 5]}
+    # A newcomer takes only what it must; the others keep what they hold.
+    assert plan(6, {"a": [1, 3, 5], "b": [0, 2, 4], "c": []}) == {
+        "a": [1, 3],
+        "b": [0, 2],
+        "c": [4, 5],
+    }
+    # A partition claimed twice (after a split brain) goes to one member only.
+    layout = plan(4, {"a": [0, 1], "b": [1, 2]})
+    assert sorted(p for ps in layout.values() for p in ps) == [0, 1, 2, 3]
+    assert plan(2, {"a": [], "b": [], "c": []}) == {"a": [0], "b": [1], "c": []}
+    assert plan(3, {}) == {}
