@@ -8,7 +8,7 @@ Same faust settings as the worker (RocksDB store, at-least-once, acks=all, strea
   about the size of a ticket's state), as the worker does.
 
 Prints `faust-floor <mode>: <n> events in <s> s = <rate> events/s` (timed from the first
-event to the last) and exits; `worker_bench.py --faust-floor` runs it as a subprocess.
+event to the last) and exits; `worker_bench.py` runs it as a subprocess (its reference peer).
 
     .venv/bin/python bench/faust_floor.py --bootstrap HOST:PORT --topic T --events N
 """

@@ -1,4 +1,4 @@
-"""Live worker throughput end to end, against a bare aiokafka consumer in the same run.
+"""Live worker throughput end to end, against faust's table floor in the same run.
 
 1. A broker: `--bootstrap`, else KAFKA_BOOTSTRAP_SERVERS, else a private one started with
    scripts/kafka-local in a temporary run dir (stopped on exit).
@@ -10,21 +10,20 @@
 3. Peer: a bare AIOKafkaConsumer (fresh group, from earliest) reads the N records and
    `json.loads` each value (`--raw-decode none` skips that); timed from its first record
    to its last. Measured before and after the worker; the ratio uses the faster of the two.
-4. One worker subprocess (`python -m worker worker`, fresh app id, output and internal
-   topics, own data dir, built-in presets, default settings otherwise) reads the topic.
+4. One worker subprocess (`python -m worker worker`, fresh app id, output and changelog
+   topics, built-in presets, default settings otherwise) reads the topic.
    Its /metrics is polled every 0.5 s: startup is spawn -> /readyz 200 and spawn ->
    first event consumed; throughput is the events consumed after the first poll that saw
    any, divided by the time from that poll to the poll that saw all N
    (`sla_events_consumed_total`, summed over types and outcomes).
-5. Optional peers over the same topic, to show where the time goes: `--faust-floor`
-   (bench/faust_floor.py: a bare faust agent with the worker's faust settings, then the
-   same with one table read and write per event) and `--batch-peer` (bench/batch_peer.py:
-   the worker's decision code behind a batched aiokafka loop, a prototype).
+5. The reference peer over the same topic: bench/faust_floor.py, a bare faust agent with
+   one table read and write per event (faust-streaming's per-message floor, the engine the
+   worker ran on up to 0.1.0); `--faust-agent` also times the agent without the table.
 
     .venv/bin/python bench/worker_bench.py [--events 200000] [--bootstrap HOST:PORT]
-        [--faust-floor] [--batch-peer] [--worker-arg=--log-level=WARNING ...]
+        [--faust-agent] [--worker-arg=--log-level=WARNING ...]
 
-Last line: `worker/raw-aiokafka ratio: <R>`.
+Last lines: `worker/raw-aiokafka ratio: <R>` and `worker/faust-table-floor ratio: <R>`.
 """
 
 from __future__ import annotations
@@ -91,22 +90,15 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and topics")
     parser.add_argument(
-        "--faust-floor",
+        "--faust-agent",
         action="store_true",
-        help="also time bench/faust_floor.py (a bare faust agent, then one with a table "
-        "read and write per event) over the same topic: what faust alone allows",
+        help="also time bench/faust_floor.py --mode agent (a bare faust agent, no table)",
     )
     parser.add_argument(
         "--py-spy",
         metavar="PATH",
         help="py-spy executable: record the worker while it ingests (flamegraph/speedscope "
         "files next to the worker log)",
-    )
-    parser.add_argument(
-        "--batch-peer",
-        action="store_true",
-        help="also time bench/batch_peer.py (the worker's decision code behind a batched "
-        "aiokafka loop, a prototype) over the same topic",
     )
     args = parser.parse_args()
 
@@ -227,7 +219,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     if proc_count:
         say(
             f"worker sla_event_processing_seconds: mean {proc_sum / proc_count * 1e6:,.0f} µs "
-            f"over {proc_count:,} messages (inputs and timer commands)"
+            f"over {proc_count:,} partition steps"
         )
     say(
         f"worker startup: ready {ready:.2f} s, first event consumed "
@@ -240,16 +232,17 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     )
     common = ["--bootstrap", bootstrap, "--topic", topic, "--events", str(n)]
     common += ["--partitions", str(args.partitions)]
-    if args.faust_floor:
-        for mode in ("agent", "table"):
-            floor_args = ["--mode", mode, "--app-id", f"{run_id}-floor-{mode}"]
-            floor_args += ["--datadir", str(directory / f"floor-{mode}")]
-            say(peer("faust_floor.py", [*common, *floor_args], args.timeout))
-    if args.batch_peer:
-        say(peer("batch_peer.py", [*common, "--run-id", f"{run_id}-batch"], args.timeout))
+    floors: dict[str, float] = {}
+    for mode in ("agent", "table") if args.faust_agent else ("table",):
+        floor_args = ["--mode", mode, "--app-id", f"{run_id}-floor-{mode}"]
+        floor_args += ["--datadir", str(directory / f"floor-{mode}")]
+        line = peer("faust_floor.py", [*common, *floor_args], args.timeout)
+        say(line)
+        floors[mode] = float(line.rsplit("=", 1)[1].split()[0].replace(",", ""))
     say(f"raw aiokafka: {raw.rate:,.0f} events/s (decode {raw.decode})")
     say(f"worker events/s: {rate:,.0f}")
     say(f"worker/raw-aiokafka ratio: {rate / raw.rate:.3f}")
+    say(f"worker/faust-table-floor ratio: {rate / floors['table']:.3f}")
 
 
 if __name__ == "__main__":

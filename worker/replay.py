@@ -4,7 +4,7 @@ This is the audit path and the embedded default of the main job, and the referen
 Kafka worker is tested against. The clock is the stream itself:
 
 1. before an event at time t is applied, everything due strictly before t fires,
-   across all tickets, earliest first;
+   across all tickets, earliest first (a rejected or duplicate event moves no time);
 2. the event is applied (which may fire points it put in the past, at once);
 3. after the last event the clock advances to `until`, and everything due at or before
    it fires.
@@ -123,21 +123,24 @@ class Replay:
             self._reject(Rejection(number, exc.reason, str(exc)))
             return
         at = event.occurred_at
+        ticket_id = event.ticket_id
+        known = self.tickets.get(ticket_id)
+        # Only an event that applies moves the clock: a rejected or duplicate one (say,
+        # dated 2099) must not fire anyone's timers.
+        try:
+            duplicate = self.engine.check(known, event)
+        except Rejected as exc:
+            self._reject(Rejection(number, exc.reason, str(exc), event.event_id, ticket_id))
+            return
+        if duplicate:
+            summary.duplicates += 1
+            return
         first_due = self._due.peek()
         if first_due is not None and first_due < at:
             self._fire_due(at, inclusive=False)
         if self._clock is None or at > self._clock:
             self._clock = at
-        ticket_id = event.ticket_id
-        known = self.tickets.get(ticket_id)
-        try:
-            result = self.engine.apply(known, event)
-        except Rejected as exc:
-            self._reject(Rejection(number, exc.reason, str(exc), event.event_id, ticket_id))
-            return
-        if result.duplicate:
-            summary.duplicates += 1
-            return
+        result = self.engine.apply(known, event)  # checked above: it applies
         summary.applied += 1
         ticket = result.ticket
         if ticket is not known:  # a new ticket (the engine updates known ones in place)

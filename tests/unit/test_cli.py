@@ -106,7 +106,10 @@ def test_replay_with_a_policy_file(cli: CliRunner, tmp_path: Path) -> None:
             }
         )
     )
-    result = cli.invoke(main, ["replay", str(REFERENCE), "--policies", str(policy)])
+    result = cli.invoke(
+        main,
+        ["replay", str(REFERENCE), "--policies", str(policy), "--until", "2026-11-28T00:00:00Z"],
+    )
     events = [json.loads(x) for x in result.stdout.splitlines()]
     assert {e["policy_version"] for e in events} == {"custom-1"}
     # advanced and professional are unknown plans in this file.
@@ -147,3 +150,25 @@ def test_version_and_help(cli: CliRunner) -> None:
     help_text = cli.invoke(main, ["--help"]).stdout
     for command in ("replay", "policies", "schemas"):
         assert command in help_text
+
+
+HOSTILE_EXAMPLE = (
+    '{"event_id": "a1", "type": "ticket-created", "ticket_id": "T1", '
+    '"occurred_at": "2026-11-30T09:00:00Z", "plan": "vip", "priority": 1}\n'
+    '{"event_id": "x1", "type": "reply-sent", "ticket_id": "NOPE", '
+    '"occurred_at": "2099-01-01T00:00:00Z", "author": "agent"}\n'
+    '{"event_id": "a2", "type": "reply-sent", "ticket_id": "T1", '
+    '"occurred_at": "2026-11-30T09:10:00Z", "author": "agent"}\n'
+    '{"event_id": "a1", "type": "ticket-created", "ticket_id": "T1", '
+    '"occurred_at": "2099-01-01T00:00:00Z", "plan": "vip", "priority": 1}\n'
+)
+
+
+def test_rejected_and_duplicate_lines_never_move_the_clock(cli: CliRunner) -> None:
+    """Issue #12: a rejected line dated 2099 (and a duplicate dated 2099) must not fire
+    T1's timer, which its own reply met ten minutes after creation."""
+    result = cli.invoke(main, ["replay", "-", "--until", "2026-11-30T09:30:00Z"], HOSTILE_EXAMPLE)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "applied: 2, rejected: 1, duplicates: 1" in result.stderr
+    assert "warnings: 0, breaches: 0, timers met: 1" in result.stderr

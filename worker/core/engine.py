@@ -32,7 +32,7 @@ from worker.core.events import (
     TicketCreated,
     emission_id,
 )
-from worker.core.policy import Policy, Target
+from worker.core.policy import Plan, Policy, Target
 
 _STOP_STATUSES: frozenset[Status] = frozenset({"solved", "closed"})
 
@@ -232,27 +232,24 @@ class Engine:
 
     # --- the three entry points ---------------------------------------------------------
 
-    def apply(self, ticket: Ticket | None, event: InboundEvent) -> Applied:
-        """Fold `event` into `ticket` (None when the ticket is unknown).
+    def check(self, ticket: Ticket | None, event: InboundEvent) -> bool:
+        """Raise `Rejected` if `event` cannot apply to `ticket`; True for a duplicate.
 
-        Everything the ticket had due strictly before the event fires first, so a reply
-        exactly at the deadline meets it while a reply one microsecond later does not.
-        Points that the event itself puts in the past (a priority raised after its new
-        target already elapsed) fire at once. Raises `Rejected`.
+        Changes nothing. Replay asks before it moves its clock, so that a rejected or
+        duplicate event (say, one dated 2099) never fires other tickets' timers.
         """
-        at = event.occurred_at  # UTC: events normalise it
         if ticket is None:
             if type(event) is not TicketCreated:
                 raise Rejected(
                     "unknown-ticket", f"ticket {event.ticket_id!r} has no ticket-created event"
                 )
-            ticket = self._create(event, at)
-            ticket.due = self._next_due(ticket)
-            return Applied(ticket, [])
+            self._plan_and_priority(event)
+            return False
         if event.event_id in ticket.seen:
-            return Applied(ticket, [], duplicate=True)
+            return True
         if type(event) is TicketCreated:
             raise Rejected("duplicate-ticket", f"ticket {event.ticket_id!r} already exists")
+        at = event.occurred_at
         if at < ticket.last_event_at:
             raise Rejected(
                 "out-of-order",
@@ -269,6 +266,25 @@ class Engine:
                 "unknown-priority",
                 f"plan {plan.name!r} has no priority {event.priority} (has {sorted(plan.targets)})",
             )
+        return False
+
+    def apply(self, ticket: Ticket | None, event: InboundEvent) -> Applied:
+        """Fold `event` into `ticket` (None when the ticket is unknown).
+
+        Everything the ticket had due strictly before the event fires first, so a reply
+        exactly at the deadline meets it while a reply one microsecond later does not.
+        Points that the event itself puts in the past (a priority raised after its new
+        target already elapsed) fire at once. Raises `Rejected` (see `check`).
+        """
+        at = event.occurred_at  # UTC: events normalise it
+        duplicate = self.check(ticket, event)
+        if ticket is None:
+            assert type(event) is TicketCreated
+            ticket = self._create(event, at)
+            ticket.due = self._next_due(ticket)
+            return Applied(ticket, [])
+        if duplicate:
+            return Applied(ticket, [], duplicate=True)
 
         emissions = self._fire(ticket, at, inclusive=False) if _before(ticket.due, at) else []
         ticket.seen.add(event.event_id)
@@ -360,7 +376,7 @@ class Engine:
 
     # --- event handlers -----------------------------------------------------------------
 
-    def _create(self, event: TicketCreated, at: datetime) -> Ticket:
+    def _plan_and_priority(self, event: TicketCreated) -> tuple[Plan, int]:
         plan = self.policy.plans.get(event.plan)
         if plan is None:
             raise Rejected(
@@ -372,6 +388,10 @@ class Engine:
                 "unknown-priority",
                 f"plan {plan.name!r} has no priority {priority} (has {sorted(plan.targets)})",
             )
+        return plan, priority
+
+    def _create(self, event: TicketCreated, at: datetime) -> Ticket:
+        plan, priority = self._plan_and_priority(event)
         ticket = Ticket(
             ticket_id=event.ticket_id,
             plan=plan.name,
