@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -15,6 +15,7 @@ from worker import __version__
 from worker.compiled import describe
 from worker.core.engine import Engine
 from worker.core.events import SlaEvent
+from worker.core.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CLOCK_SKEW, InputLimits
 from worker.core.policy import Policy, PolicyError
 from worker.policy_file import load_policy
 from worker.presets import load_presets, presets_text
@@ -77,6 +78,26 @@ def main() -> None:
     help="Write rejected lines here as JSON Lines instead of to stderr.",
 )
 @click.option("--strict", is_flag=True, help="Exit 1 if any line was rejected.")
+@click.option(
+    "--now",
+    type=_Instant(),
+    help="The clock future timestamps are judged against (default: the wall clock when "
+    "the run starts); give it for a reproducible run.",
+)
+@click.option(
+    "--max-clock-skew-seconds",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_MAX_CLOCK_SKEW.total_seconds(),
+    show_default=True,
+    help="Reject (future-timestamp) events dated more than this ahead of --now.",
+)
+@click.option(
+    "--max-message-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BYTES,
+    show_default=True,
+    help="Reject (too-large) longer lines without parsing them.",
+)
 def replay(
     events: IO[bytes],
     policies: Path | None,
@@ -84,6 +105,9 @@ def replay(
     output: IO[str],
     rejects: IO[str] | None,
     strict: bool,
+    now: datetime | None,
+    max_clock_skew_seconds: float,
+    max_message_bytes: int,
 ) -> None:
     """Replay EVENTS (JSON Lines, '-' for stdin) and print the warnings and breaches.
 
@@ -104,7 +128,9 @@ def replay(
                 err=True,
             )
 
-    run = Replay(Engine(_policy(policies)), on_event, on_reject)
+    limits = InputLimits(max_message_bytes, timedelta(seconds=max_clock_skew_seconds))
+    clock = now or datetime.now(UTC)
+    run = Replay(Engine(_policy(policies)), on_event, on_reject, clock, limits)
     with relaxed_garbage_collection():
         run.feed(events)
         try:

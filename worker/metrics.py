@@ -60,6 +60,8 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
     "unknown-ticket",
     "duplicate-ticket",
     "out-of-order",
+    "future-timestamp",
+    "too-large",
     # docs/worker.md: rejections by the worker
     "missing-key",
     "key-mismatch",

@@ -24,6 +24,7 @@ from datetime import datetime
 from worker.core.due_index import DueIndex
 from worker.core.engine import Emission, Engine, Rejected, Ticket, TimerMet
 from worker.core.events import InvalidEvent, SlaBreach, SlaEvent, SlaWarning, parse_event
+from worker.core.limits import InputLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +100,14 @@ class Replay:
         engine: Engine,
         on_event: Callable[[SlaEvent], None],
         on_reject: Callable[[Rejection], None],
+        now: datetime | None = None,
+        limits: InputLimits | None = None,
     ) -> None:
+        """`now`: the clock future timestamps are judged against (None: no such check);
+        `limits`: size and clock-skew bounds on each line (defaults: 1 MiB, 5 min)."""
         self.engine = engine
+        self.now = now
+        self.limits = limits or InputLimits()
         self.tickets: dict[str, Ticket] = {}
         self.summary = Summary()
         self._on_event = on_event
@@ -118,11 +125,20 @@ class Replay:
         summary = self.summary
         summary.read += 1
         try:
+            self.limits.check_size(len(raw))
             event = parse_event(raw)
-        except InvalidEvent as exc:
+        except (InvalidEvent, Rejected) as exc:
             self._reject(Rejection(number, exc.reason, str(exc)))
             return
         at = event.occurred_at
+        if self.now is not None:
+            try:
+                self.limits.check_time(at, self.now)
+            except Rejected as exc:
+                self._reject(
+                    Rejection(number, exc.reason, str(exc), event.event_id, event.ticket_id)
+                )
+                return
         ticket_id = event.ticket_id
         known = self.tickets.get(ticket_id)
         # Only an event that applies moves the clock: a rejected or duplicate one (say,

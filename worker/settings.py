@@ -90,6 +90,17 @@ class WorkerSettings(BaseSettings):
         description="Once caught up, wait this long past a deadline (wall clock) before "
         "firing, for events produced late.",
     )
+    max_clock_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Dead-letter (future-timestamp) events dated more than this ahead of "
+        "the worker's wall clock: they would move event time ahead.",
+    )
+    max_message_bytes: int = Field(
+        default=1 << 20,
+        ge=1,
+        description="Dead-letter (too-large) message values larger than this, unparsed.",
+    )
     hold_unknown_seconds: float = Field(
         default=300.0,
         ge=0,

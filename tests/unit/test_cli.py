@@ -167,8 +167,31 @@ HOSTILE_EXAMPLE = (
 def test_rejected_and_duplicate_lines_never_move_the_clock(cli: CliRunner) -> None:
     """Issue #12: a rejected line dated 2099 (and a duplicate dated 2099) must not fire
     T1's timer, which its own reply met ten minutes after creation."""
-    result = cli.invoke(main, ["replay", "-", "--until", "2026-11-30T09:30:00Z"], HOSTILE_EXAMPLE)
+    args = ["replay", "-", "--until", "2026-11-30T09:30:00Z", "--now", "2099-06-01T00:00:00Z"]
+    result = cli.invoke(main, args, HOSTILE_EXAMPLE)
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert "applied: 2, rejected: 1, duplicates: 1" in result.stderr
     assert "warnings: 0, breaches: 0, timers met: 1" in result.stderr
+
+
+def test_future_timestamps_are_rejected_against_now(cli: CliRunner, tmp_path: Path) -> None:
+    """With the wall clock of 2026 (here: --now), the 2099 lines are from the future."""
+    out = tmp_path / "rejects.jsonl"
+    args = ["replay", "-", "--now", "2026-11-30T10:00:00Z", "--rejects", str(out)]
+    result = cli.invoke(main, args, HOSTILE_EXAMPLE)
+    assert result.exit_code == 0, result.output
+    rejects = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (2, "future-timestamp"),
+        (4, "future-timestamp"),
+    ]
+    assert "at most 0:05:00 is allowed" in rejects[0]["detail"]
+    skewed = cli.invoke(main, [*args, "--max-clock-skew-seconds", "1e10"], HOSTILE_EXAMPLE)
+    assert skewed.exit_code == 0 and "future-timestamp" not in out.read_text()
+
+
+def test_too_long_lines_are_rejected_unparsed(cli: CliRunner) -> None:
+    line = '{"event_id": "' + "x" * 200 + '"}\n'
+    result = cli.invoke(main, ["replay", "-", "--max-message-bytes", "100"], line)
+    assert "line 1: rejected (too-large): 217 bytes; the limit is 100" in result.stderr

@@ -89,6 +89,8 @@ def _replay(pythonpath: Path, events: Path, out: Path) -> tuple[bytes, bytes, by
             str(events),
             "--until",
             "2027-01-31T00:00:00Z",
+            "--now",  # a reproducible run: rejection details name the clock
+            "2027-01-15T00:00:00Z",
             "--output",
             str(out / "out.jsonl"),
             "--rejects",

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from worker.core.engine import Engine
+from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.kafka.processor import (
     Source,
@@ -114,6 +115,7 @@ def test_held_events_expire_into_dead_letters(presets: Policy) -> None:
     assert processor.expire_held(held, 1, NOW).dead_letters == []
     outcome = processor.expire_held(held, 1, NOW + timedelta(minutes=5))
     assert [letter.reason for letter in outcome.dead_letters] == ["unknown-ticket"]
+    assert outcome.dead_letters[0].headers()[0] == ("trace", b"t-1")  # the original's
     assert outcome.state == {}  # delete
 
 
@@ -144,3 +146,22 @@ def test_a_duplicate_writes_nothing(processor: TicketProcessor) -> None:
     stored = processor.on_event(source(reply()), stored, NOW).state
     again = processor.on_event(source(reply()), stored, NOW)
     assert again.duplicate and again.state is None and not again.rescheduled
+
+
+def test_a_future_timestamp_is_dead_lettered_and_applies_nothing(
+    processor: TicketProcessor,
+) -> None:
+    stored = processor.on_event(source(created()), None, NOW).state
+    ahead = reply(at="2026-11-24T12:05:01Z")  # 5 min 1 s ahead of the wall clock
+    outcome = processor.on_event(source(ahead), stored, NOW)
+    assert [letter.reason for letter in outcome.dead_letters] == ["future-timestamp"]
+    assert not outcome.applied and outcome.state is None and outcome.occurred_at is None
+    within = processor.on_event(source(reply(at="2026-11-24T12:05:00Z")), stored, NOW)
+    assert within.applied
+
+
+def test_a_too_large_message_is_dead_lettered_unparsed(presets: Policy) -> None:
+    processor = TicketProcessor(Engine(presets), None, InputLimits(max_bytes=100))
+    outcome = processor.on_event(source(b"[" * 101, key=b"T"), None, NOW)
+    assert [letter.reason for letter in outcome.dead_letters] == ["too-large"]
+    assert "101 bytes; the limit is 100" in outcome.dead_letters[0].detail

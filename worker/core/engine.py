@@ -41,6 +41,10 @@ def _before(due: datetime | None, at: datetime) -> bool:
     return due is not None and due < at
 
 
+SEEN_LIMIT: Final = 1000
+"""Event ids a ticket remembers for deduplication: its latest 1,000 applied events."""
+
+
 class Rejected(ValueError):
     """An event that is well-formed but cannot be applied to the ticket it names.
 
@@ -111,7 +115,9 @@ class Ticket:
     first_response: Clock | None
     follow_up: Clock | None
     pauses: list[Pause]
-    seen: set[str]
+    # Ids of the ticket's latest applied events, oldest first, for recognising
+    # redeliveries; at most SEEN_LIMIT (a dict: insertion-ordered, O(1) membership).
+    seen: dict[str, None]
     # The next instant something is due: a cache the engine refreshes after every
     # change, so that most events need no calendar arithmetic to know nothing is due.
     due: datetime | None
@@ -130,7 +136,7 @@ class Ticket:
         first_response: Clock | None = None,
         follow_up: Clock | None = None,
         pauses: list[Pause] | None = None,
-        seen: set[str] | None = None,
+        seen: dict[str, None] | None = None,
         due: datetime | None = None,
     ) -> None:
         self.ticket_id = ticket_id
@@ -145,7 +151,7 @@ class Ticket:
         self.first_response = first_response
         self.follow_up = follow_up
         self.pauses = [] if pauses is None else pauses
-        self.seen = set() if seen is None else seen
+        self.seen = {} if seen is None else seen
         self.due = due
 
     @property
@@ -287,7 +293,12 @@ class Engine:
             return Applied(ticket, [], duplicate=True)
 
         emissions = self._fire(ticket, at, inclusive=False) if _before(ticket.due, at) else []
-        ticket.seen.add(event.event_id)
+        seen = ticket.seen
+        seen[event.event_id] = None
+        if len(seen) > SEEN_LIMIT:
+            # An older redelivery still never applies twice: its occurred_at precedes the
+            # ticket's last event, so it is rejected as out-of-order instead.
+            del seen[next(iter(seen))]
         ticket.last_event_at = at
         # `changed`: whether the event touched anything the due instant depends on
         # (the priority, a clock, a pause) since `ticket.due` was last refreshed. When
@@ -398,7 +409,7 @@ class Engine:
             priority=priority,
             exempt=event.product_stage in plan.exempt_stages,
             last_event_at=at,
-            seen={event.event_id},
+            seen={event.event_id: None},
         )
         if not ticket.exempt:
             ticket.first_response = Clock("first_response", 1, at)

@@ -58,7 +58,7 @@ def dump_ticket(ticket: Ticket) -> dict[str, Any]:
         "fr": _clock(ticket.first_response),
         "fu": _clock(ticket.follow_up),
         "pauses": [[_us(p.start), None if p.end is None else _us(p.end)] for p in ticket.pauses],
-        "seen": sorted(ticket.seen),
+        "seen": list(ticket.seen),  # oldest first: the bound drops from the front
     }
 
 
@@ -79,5 +79,5 @@ def load_ticket(data: dict[str, Any]) -> Ticket:
         first_response=_load_clock(data["fr"]),
         follow_up=_load_clock(data["fu"]),
         pauses=[Pause(_at(s), None if e is None else _at(e)) for s, e in data["pauses"]],
-        seen=set(data["seen"]),
+        seen=dict.fromkeys(data["seen"]),
     )

@@ -12,6 +12,7 @@ held events (`{"held": [...], "p": ...}`).
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from worker.core.durations import format_duration
 from worker.core.engine import Engine, Rejected, Ticket, TimerMet
 from worker.core.events import InboundEvent, InvalidEvent, SlaEvent, parse_event
+from worker.core.limits import InputLimits
 from worker.core.state_codec import StateFormatError, dump_ticket, load_ticket
 
 
@@ -76,19 +78,34 @@ class Outcome:
 
 
 class TicketProcessor:
-    def __init__(self, engine: Engine, hold_unknown: timedelta | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        hold_unknown: timedelta | None,
+        limits: InputLimits | None = None,
+    ) -> None:
         """`hold_unknown`: how long to hold events for tickets not yet created (several
-        input topics); None dead-letters them at once (one topic keeps them in order)."""
+        input topics); None dead-letters them at once (one topic keeps them in order).
+        `limits`: size and clock-skew bounds on each message (defaults: 1 MiB, 5 min)."""
         self.engine = engine
         self.hold_unknown = hold_unknown
+        self.limits = limits or InputLimits()
 
     # --- inbound events -------------------------------------------------------------------
 
     def on_event(self, source: Source, stored: dict[str, Any] | None, now: datetime) -> Outcome:
+        """Decide one message; `now` (the wall clock) bounds future timestamps and dates
+        holds."""
         try:
+            self.limits.check_size(len(source.value))
             event = parse_event(source.value)
-        except InvalidEvent as exc:
+        except (InvalidEvent, Rejected) as exc:
             return Outcome(dead_letters=[DeadLetter(source, exc.reason, str(exc))])
+        try:
+            self.limits.check_time(event.occurred_at, now)
+        except Rejected as exc:
+            letter = DeadLetter(source, exc.reason, str(exc))
+            return Outcome(dead_letters=[letter], event_type=event.type)
         if not source.key:
             # No key, no partition of its own: its state could be stored nowhere.
             detail = f"message has no key; it must be keyed by its ticket_id {event.ticket_id!r}"
@@ -150,6 +167,8 @@ class TicketProcessor:
                 "offset": source.offset,
                 "key": None if source.key is None else source.key.decode(),
                 "value": source.value.decode(),
+                # Kept for the dead letter should the hold expire (values may be binary).
+                "headers": [[k, base64.b64encode(v).decode()] for k, v in source.headers],
                 "until": (now + self.hold_unknown).isoformat(),
             }
         )
@@ -284,6 +303,7 @@ def _held_source(record: dict[str, Any]) -> Source:
         record["offset"],
         None if record["key"] is None else record["key"].encode(),
         record["value"].encode(),
+        tuple((k, base64.b64decode(v)) for k, v in record.get("headers", ())),
     )
 
 

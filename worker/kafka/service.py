@@ -42,6 +42,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import TopicPartition
 
 from worker.core.engine import Engine
+from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.kafka.assignment import ticket_assignor
 from worker.kafka.partition import Batch, Message, Partition, Topics
@@ -67,6 +68,9 @@ class LiveWorker:
         self.processor = TicketProcessor(
             Engine(policy),
             timedelta(seconds=settings.hold_unknown_seconds) if several_inputs else None,
+            InputLimits(
+                settings.max_message_bytes, timedelta(seconds=settings.max_clock_skew_seconds)
+            ),
         )
         self.topics = Topics(
             settings.warnings_topic,

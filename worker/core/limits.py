@@ -1,0 +1,44 @@
+"""Bounds on a single input, applied alike by replay and the live worker.
+
+- **Size.** A message (or line) larger than `max_bytes` is rejected as `too-large`
+  before it is parsed, so one hostile value cannot cost unbounded time or memory.
+- **Future timestamps.** An event whose `occurred_at` is more than `max_clock_skew`
+  ahead of the reader's clock is rejected as `future-timestamp`: applied, it would move
+  event time ahead and could fire other tickets' timers before their deadlines. The
+  reader's clock is passed in (the worker: the wall clock; replay: its start, or
+  `--now`); nothing here reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from worker.core.engine import Rejected
+
+DEFAULT_MAX_BYTES = 1 << 20
+DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
+
+    def check_size(self, size: int) -> None:
+        """Raise `Rejected("too-large")` for an input of `size` bytes over the limit."""
+        if size > self.max_bytes:
+            raise Rejected(
+                "too-large", f"{size} bytes; the limit is {self.max_bytes} (--max-message-bytes)"
+            )
+
+    def check_time(self, occurred_at: datetime, now: datetime | None) -> None:
+        """Raise `Rejected("future-timestamp")` for an event too far ahead of `now`."""
+        if now is not None and occurred_at > now + self.max_clock_skew:
+            ahead = occurred_at - now
+            raise Rejected(
+                "future-timestamp",
+                f"occurred_at {occurred_at.astimezone(UTC).isoformat()} is {ahead} ahead of "
+                f"the clock ({now.astimezone(UTC).isoformat()}); at most "
+                f"{self.max_clock_skew} is allowed (--max-clock-skew-seconds)",
+            )
