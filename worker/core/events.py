@@ -41,7 +41,23 @@ ProductStage = Literal["ga", "beta", "preview"]
 _Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 # Normalised to UTC on the way in: the engine compares instants constantly, and
 # datetimes that share one tzinfo compare without calling utcoffset().
-_Instant = Annotated[AwareDatetime, AfterValidator(lambda t: t.astimezone(UTC))]
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _to_utc(t: datetime) -> datetime:
+    """UTC, within the years 1970-8999: a deadline computed from an instant near year 1
+    or 9999 would not fit in a datetime, and no help desk event dates from then."""
+    try:
+        utc = t.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 at +23:59: before 0001-01-01 in UTC
+        raise ValueError("instant out of range (years 1970 to 8999 UTC)") from None
+    if not _EARLIEST <= utc < _LATEST:
+        raise ValueError("instant out of range (years 1970 to 8999 UTC)")
+    return utc
+
+
+_Instant = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 # Inbound events are frozen pydantic *dataclasses*, not BaseModels: validated the same
