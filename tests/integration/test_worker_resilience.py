@@ -167,3 +167,31 @@ async def test_sigterm_finishes_and_exits_zero(
     await produce_lines(tickets, [created(n, f"G-{n}") for n in range(20)])
     await asyncio.sleep(1)
     assert await asyncio.to_thread(worker.terminate) == 0, worker.tail()
+
+
+async def test_a_worker_without_partitions_is_a_ready_spare(
+    create_topic: Any, worker_factory: Any
+) -> None:
+    """More workers than partitions: the extra one is ready (a rollout must not wait for
+    it) and holds nothing; when the owner leaves, it takes the partition over."""
+    tickets = await create_topic(partitions=1)
+    options = {"input_topics": (tickets,), "partitions": 1}
+    first, second = worker_factory(**options), worker_factory(**options)
+    first.start()
+    await first.ready()
+    second.start()
+    await second.ready()
+    held = {}
+    for worker in (first, second):
+        status, body = await asyncio.to_thread(worker.get, "/readyz")
+        assert status == 200, body
+        held[worker.port] = body["partitions"]
+    assert sorted(held.values()) == [[], [0]]
+    owner, spare = (first, second) if held[first.port] == [0] else (second, first)
+    assert await asyncio.to_thread(owner.terminate) == 0
+    for _ in range(60):
+        status, body = await asyncio.to_thread(spare.get, "/readyz")
+        if body["partitions"] == [0]:
+            break
+        await asyncio.sleep(0.5)
+    assert status == 200 and body["partitions"] == [0]

@@ -123,25 +123,28 @@ class Partition:
         else:
             self.tickets[key.decode()] = value
 
-    def rebuild(self) -> list[tuple[str, dict[str, Any]]]:
-        """After loading: the due-index and holds; returns (ticket id, stored) for metrics.
+    def rebuild(self) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+        """After loading: the due-index and holds. Returns (ticket id, stored) of every
+        readable ticket, for metrics, and the ids of unreadable ones.
 
-        A value this version cannot read is skipped here (it has no timer to rebuild);
-        the next message for that ticket is dead-lettered as `unreadable-state`.
+        A value this version cannot read has no timer to rebuild; the service logs it,
+        and the next message for that ticket is dead-lettered as `unreadable-state`.
         """
         stored_values = []
+        unreadable = []
         for ticket_id, value in self.tickets.items():
             try:
                 stored = json.loads(value)
                 _, ticket, hold_until = self.processor.restore(stored)
             except (ValueError, KeyError, TypeError, StateFormatError):
+                unreadable.append(ticket_id)
                 continue
             if ticket is not None:
                 self.clock.due.schedule(ticket_id, ticket.due)
             if hold_until is not None:
                 self.clock.holds.schedule(ticket_id, hold_until)
             stored_values.append((ticket_id, stored))
-        return stored_values
+        return stored_values, unreadable
 
     # --- one step --------------------------------------------------------------------------
 

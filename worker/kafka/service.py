@@ -297,7 +297,16 @@ class LiveWorker:
         await self._read_changelog(to_read, ends)
         rows = 0
         for partition in to_read.values():
-            for ticket_id, stored in partition.rebuild():
+            readable, unreadable = partition.rebuild()
+            if unreadable:
+                log.warning(
+                    "partition %d: %d tickets' state cannot be read by this version (their "
+                    "next events are dead-lettered as unreadable-state), e.g. %s",
+                    partition.number,
+                    len(unreadable),
+                    unreadable[:5],
+                )
+            for ticket_id, stored in readable:
                 self.metrics.state(ticket_id, stored)
                 rows += 1
                 if rows % 5000 == 0:
