@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ from worker.core.events import INBOUND_TYPES, METRICS, Metric
 from worker.core.policy import Policy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
 
     from worker.kafka.partition import Batch
     from worker.kafka.processor import Outcome
@@ -152,6 +152,44 @@ class _TimerCollector(Collector):
             overdue.add_metric([plan, metric], n_overdue)
         yield running
         yield paused
+        yield overdue
+
+
+PartitionView = tuple[int, bool, datetime | None]
+"""(partition, caught up, earliest unfired due instant) of an owned partition."""
+
+
+class _PartitionCollector(Collector):
+    """Per owned partition: caught up, and how long its oldest timer is overdue.
+
+    Computed at scrape time from what the worker holds now, so a loop that stopped
+    stepping (a stuck partition) shows as a growing age even though nothing fires.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        caught_up = GaugeMetricFamily(
+            "sla_partition_caught_up",
+            "1 when the worker has read its input partition to the end (its timers fire on "
+            "the wall clock), 0 while it reads a backlog",
+            labels=["partition"],
+        )
+        overdue = GaugeMetricFamily(
+            "sla_oldest_overdue_timer_seconds",
+            "Seconds the partition's oldest unfired timer is past its due instant plus the "
+            "allowed lateness and one timer interval (0: none overdue)",
+            labels=["partition"],
+        )
+        now = datetime.now(UTC)
+        for partition, is_caught_up, earliest in self.metrics.partitions():
+            caught_up.add_metric([str(partition)], 1.0 if is_caught_up else 0.0)
+            age = 0.0
+            if earliest is not None:
+                age = max((now - earliest).total_seconds() - self.metrics.overdue_after, 0.0)
+            overdue.add_metric([str(partition)], age)
+        yield caught_up
         yield overdue
 
 
@@ -275,6 +313,9 @@ class Metrics:
 
         self.timers = TimerTable()
         r.register(_TimerCollector(self))
+        self.partitions: Callable[[], list[PartitionView]] = list
+        self.overdue_after = 0.0
+        r.register(_PartitionCollector(self))
         # monotonic start of the recovery under way (the first one: process start).
         self._recovery_started: float | None = time.monotonic()
         self.recovery_started.set(time.time())
@@ -381,6 +422,14 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def follow_partitions(
+        self, partitions: Callable[[], list[PartitionView]], overdue_after: float
+    ) -> None:
+        """Where the per-partition liveness gauges come from; `overdue_after`: seconds past
+        its due instant a timer may wait (allowed lateness plus one timer interval)."""
+        self.partitions = partitions
+        self.overdue_after = overdue_after
 
     def follow_readiness(self, is_ready: Callable[[], bool]) -> None:
         """`sla_worker_ready` is computed at every scrape: a rebalance shows as 0 without

@@ -419,3 +419,17 @@ def test_readiness_is_computed_at_every_scrape(metrics: Metrics) -> None:
     assert value(metrics, "sla_worker_ready") == 1
     metrics.ready.set(0)  # a computed gauge ignores sets
     assert value(metrics, "sla_worker_ready") == 1
+
+
+def test_partition_liveness_is_computed_at_scrape(metrics: Metrics) -> None:
+    now = datetime.now(UTC)
+    views = [(0, True, None), (3, False, now - timedelta(seconds=100))]
+    metrics.follow_partitions(lambda: views, overdue_after=10.0)
+    assert value(metrics, "sla_partition_caught_up", partition="0") == 1
+    assert value(metrics, "sla_partition_caught_up", partition="3") == 0
+    assert value(metrics, "sla_oldest_overdue_timer_seconds", partition="0") == 0
+    assert 89 <= value(metrics, "sla_oldest_overdue_timer_seconds", partition="3") < 95
+    views = [(0, True, now + timedelta(seconds=30))]  # partition 3 revoked: its series go
+    assert value(metrics, "sla_oldest_overdue_timer_seconds", partition="0") == 0
+    labels = {"partition": "3"}
+    assert metrics.registry.get_sample_value("sla_partition_caught_up", labels) is None

@@ -60,6 +60,9 @@ async def _serve(settings: WorkerSettings, policy: Policy) -> int:
     metrics = Metrics(policy)
     worker = LiveWorker(settings, policy, metrics)
     metrics.follow_readiness(lambda: worker.ready)
+    metrics.follow_partitions(
+        worker.liveness, settings.allowed_lateness_seconds + settings.timer_interval_seconds
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -120,6 +120,13 @@ class LiveWorker:
         """In the group, every assigned partition restored (none assigned counts)."""
         return self.joined and not self._unrestored
 
+    def liveness(self) -> list[tuple[int, bool, datetime | None]]:
+        """(partition, caught up, earliest unfired due instant) per owned partition."""
+        return [
+            (number, partition.clock.caught_up, partition.clock.due.peek())
+            for number, partition in sorted(self.partitions.items())
+        ]
+
     def owner_of(self, partition: int) -> str | None:
         return self.owners.get(partition)
 
