@@ -98,6 +98,14 @@ def main() -> None:
     show_default=True,
     help="Reject (too-large) longer lines without parsing them.",
 )
+@click.option(
+    "--finished-retention-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Forget a solved or closed ticket this long (event time) after its last event, "
+    "as the live worker does.",
+)
 def replay(
     events: IO[bytes],
     policies: Path | None,
@@ -108,6 +116,7 @@ def replay(
     now: datetime | None,
     max_clock_skew_seconds: float,
     max_message_bytes: int,
+    finished_retention_days: float,
 ) -> None:
     """Replay EVENTS (JSON Lines, '-' for stdin) and print the warnings and breaches.
 
@@ -130,7 +139,8 @@ def replay(
 
     limits = InputLimits(max_message_bytes, timedelta(seconds=max_clock_skew_seconds))
     clock = now or datetime.now(UTC)
-    run = Replay(Engine(_policy(policies)), on_event, on_reject, clock, limits)
+    engine = Engine(_policy(policies), timedelta(days=finished_retention_days))
+    run = Replay(engine, on_event, on_reject, clock, limits)
     with relaxed_garbage_collection():
         run.feed(events)
         try:

@@ -62,6 +62,7 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
     "out-of-order",
     "future-timestamp",
     "too-large",
+    "too-old",
     # docs/worker.md: rejections by the worker
     "missing-key",
     "key-mismatch",

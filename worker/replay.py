@@ -46,6 +46,7 @@ class Summary:
     breaches: int = 0
     met: int = 0
     running_timers: int = 0
+    removed: int = 0  # finished tickets forgotten after the retention
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -55,6 +56,8 @@ class Summary:
             f"breaches: {self.breaches}, timers met: {self.met}; "
             f"timers still running: {self.running_timers}"
         )
+        if self.removed:
+            text += f"; finished tickets removed after the retention: {self.removed}"
         if self.rejected_by_reason:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.rejected_by_reason.items()))
             text += f"\nrejected by reason: {reasons}"
@@ -113,6 +116,7 @@ class Replay:
         self._on_event = on_event
         self._on_reject = on_reject
         self._due = DueIndex()
+        self._expiry = DueIndex()  # finished tickets, at their last event plus retention
         self._clock: datetime | None = None
 
     def feed(self, lines: Iterable[bytes | str]) -> None:
@@ -144,7 +148,7 @@ class Replay:
         # Only an event that applies moves the clock: a rejected or duplicate one (say,
         # dated 2099) must not fire anyone's timers.
         try:
-            duplicate = self.engine.check(known, event)
+            duplicate = self.engine.check(known, event, self._clock)
         except Rejected as exc:
             self._reject(Rejection(number, exc.reason, str(exc), event.event_id, ticket_id))
             return
@@ -154,9 +158,13 @@ class Replay:
         first_due = self._due.peek()
         if first_due is not None and first_due < at:
             self._fire_due(at, inclusive=False)
+        first_expiry = self._expiry.peek()
+        if first_expiry is not None and first_expiry < at:
+            self._remove_expired(at)
+            known = self.tickets.get(ticket_id)
         if self._clock is None or at > self._clock:
             self._clock = at
-        result = self.engine.apply(known, event)  # checked above: it applies
+        result = self.engine.apply(known, event, self._clock)  # checked above: it applies
         summary.applied += 1
         ticket = result.ticket
         if ticket is not known:  # a new ticket (the engine updates known ones in place)
@@ -164,6 +172,9 @@ class Replay:
         if result.emissions:
             self._publish(result.emissions)
         self._due.schedule(ticket_id, ticket.due)  # `Engine.next_due`, without the call
+        retention = self.engine.retention
+        if ticket.finished and retention is not None:
+            self._expiry.schedule(ticket_id, ticket.last_event_at + retention)
 
     def finish(self, until: datetime | None = None) -> Summary:
         """Advance the clock to `until` (default: the last event's time) and fire."""
@@ -174,6 +185,7 @@ class Replay:
         end = until or self._clock
         if end is not None:
             self._fire_due(end, inclusive=True)
+            self._remove_expired(end)
         self.summary.running_timers = (
             sum(len(self.engine.timers(ticket, end)) for ticket in self.tickets.values())
             if end is not None
@@ -186,6 +198,15 @@ class Replay:
             ticket = self.tickets[ticket_id]
             self._publish(self.engine.advance(ticket, due))
             self._due.schedule(ticket_id, self.engine.next_due(ticket))
+
+    def _remove_expired(self, now: datetime) -> None:
+        """Forget finished tickets whose retention ended strictly before `now`."""
+        for ticket_id, _ in self._expiry.pop_due(now, inclusive=False):
+            ticket = self.tickets[ticket_id]
+            if self.engine.expired(ticket, now):
+                del self.tickets[ticket_id]
+                self._due.schedule(ticket_id, None)
+                self.summary.removed += 1
 
     def _publish(self, emissions: list[Emission]) -> None:
         for emission in emissions:

@@ -90,6 +90,12 @@ class WorkerSettings(BaseSettings):
         description="Once caught up, wait this long past a deadline (wall clock) before "
         "firing, for events produced late.",
     )
+    finished_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="A solved or closed ticket leaves state (a changelog tombstone) once "
+        "event time passes its last event plus this; later events for it are rejected.",
+    )
     max_clock_skew_seconds: float = Field(
         default=300.0,
         ge=0,

@@ -233,18 +233,47 @@ class TimerView:
 class Engine:
     """Applies a `Policy` to tickets. Holds no ticket state of its own."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, retention: timedelta | None = None) -> None:
+        """`retention`: how long (event time) a finished ticket is kept after its last
+        event; None keeps every ticket forever."""
         self.policy = policy
+        self.retention = retention
+
+    def expired(self, ticket: Ticket, at: datetime) -> bool:
+        """Is `ticket` gone at `at`? A finished (solved or closed) ticket is removed from
+        state once event time passes its last event plus the retention: no timer of it
+        can run again, and events for it are judged as for a ticket never seen."""
+        retention = self.retention
+        return retention is not None and ticket.finished and at > ticket.last_event_at + retention
 
     # --- the three entry points ---------------------------------------------------------
 
-    def check(self, ticket: Ticket | None, event: InboundEvent) -> bool:
+    def check(
+        self, ticket: Ticket | None, event: InboundEvent, clock: datetime | None = None
+    ) -> bool:
         """Raise `Rejected` if `event` cannot apply to `ticket`; True for a duplicate.
 
         Changes nothing. Replay asks before it moves its clock, so that a rejected or
-        duplicate event (say, one dated 2099) never fires other tickets' timers.
+        duplicate event (say, one dated 2099) never fires other tickets' timers. `clock`:
+        the reader's event time; with a retention, an event for an unknown ticket dated
+        more than the retention before it is `too-old` (a redelivered `ticket-created` of a
+        ticket already removed must not start it again).
         """
+        if ticket is not None and self.expired(ticket, event.occurred_at):
+            ticket = None
         if ticket is None:
+            retention = self.retention
+            if (
+                retention is not None
+                and clock is not None
+                and event.occurred_at < clock - retention
+            ):
+                raise Rejected(
+                    "too-old",
+                    f"occurred_at {event.occurred_at.isoformat()} is more than the "
+                    f"retention ({retention}) before the event time "
+                    f"{clock.isoformat()}, and ticket {event.ticket_id!r} is not in state",
+                )
             if type(event) is not TicketCreated:
                 raise Rejected(
                     "unknown-ticket", f"ticket {event.ticket_id!r} has no ticket-created event"
@@ -274,16 +303,21 @@ class Engine:
             )
         return False
 
-    def apply(self, ticket: Ticket | None, event: InboundEvent) -> Applied:
+    def apply(
+        self, ticket: Ticket | None, event: InboundEvent, clock: datetime | None = None
+    ) -> Applied:
         """Fold `event` into `ticket` (None when the ticket is unknown).
 
         Everything the ticket had due strictly before the event fires first, so a reply
         exactly at the deadline meets it while a reply one microsecond later does not.
         Points that the event itself puts in the past (a priority raised after its new
-        target already elapsed) fire at once. Raises `Rejected` (see `check`).
+        target already elapsed) fire at once. Raises `Rejected` (see `check`). An expired
+        ticket counts as unknown: a `ticket-created` starts a new one.
         """
         at = event.occurred_at  # UTC: events normalise it
-        duplicate = self.check(ticket, event)
+        duplicate = self.check(ticket, event, clock)
+        if ticket is not None and self.expired(ticket, at):
+            ticket = None
         if ticket is None:
             assert type(event) is TicketCreated
             ticket = self._create(event, at)

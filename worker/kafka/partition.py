@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from worker.core.due_index import DueIndex
 from worker.core.events import SlaEvent
 from worker.core.state_codec import StateFormatError
 from worker.kafka.clocks import PartitionClock
@@ -111,6 +112,7 @@ class Partition:
         self.lateness = lateness
         self.tickets: dict[str, bytes] = {}
         self.clock = PartitionClock()
+        self.retirements = DueIndex()  # finished tickets, at their last event + retention
 
     # --- restoring from the changelog ------------------------------------------------------
 
@@ -143,6 +145,7 @@ class Partition:
                 self.clock.due.schedule(ticket_id, ticket.due)
             if hold_until is not None:
                 self.clock.holds.schedule(ticket_id, hold_until)
+            self.retirements.schedule(ticket_id, self.processor.retire_at(stored))
             stored_values.append((ticket_id, stored))
         return stored_values, unreadable
 
@@ -185,7 +188,7 @@ class Partition:
         ticket_id = _ticket_key(message.key)
         try:
             stored = self._stored(ticket_id)
-            outcome = self.processor.on_event(source, stored, now)
+            outcome = self.processor.on_event(source, stored, now, self.clock.event_time)
         except Exception as exc:  # a bug must not stop the stream: dead-letter the message
             letter = DeadLetter(source, "internal-error", f"{type(exc).__name__}: {exc}")
             outcome = Outcome(dead_letters=[letter])
@@ -193,9 +196,11 @@ class Partition:
             ticket_id = None
         self._record(outcome, ticket_id, stored, batch)
         batch.inputs.append(outcome)
-        # Only applied events move the partition's event time (rejected or held ones never).
+        # Only applied events move the partition's event time (rejected or held ones never),
+        # and with it, as in replay, finished tickets whose retention ended leave state.
         if outcome.applied and outcome.occurred_at is not None:
             self.clock.observe(outcome.occurred_at)
+            self._retire(outcome.occurred_at, batch)
 
     def _fire(self, now: datetime, batch: Batch) -> None:
         for ticket_id, until, kind in self.clock.ready(now, self.lateness):
@@ -206,6 +211,19 @@ class Partition:
                 outcome = self.processor.on_due(stored, self.number, until)
             self._record(outcome, ticket_id, stored, batch)
             batch.timers.append(outcome)
+
+    def _retire(self, event_time: datetime, batch: Batch) -> None:
+        """Remove finished tickets whose retention ended before the partition's event
+        time: a tombstone in the changelog, so compaction reclaims them."""
+        for ticket_id, _ in self.retirements.pop_due(event_time, inclusive=False):
+            stored = self._stored(ticket_id)
+            if stored is None or not self.processor.expired(stored, event_time):
+                continue
+            del self.tickets[ticket_id]
+            self.clock.due.schedule(ticket_id, None)
+            key = ticket_id.encode()
+            batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
+            batch.state_changes.append((ticket_id, None, stored))
 
     def _record(self, outcome: Outcome, ticket_id: str | None, previous: Any, batch: Batch) -> None:
         """Turn an outcome into writes, and update memory (state, due-index, holds)."""
@@ -232,6 +250,8 @@ class Partition:
             elif self.tickets.pop(ticket_id, None) is not None:
                 batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
             batch.state_changes.append((ticket_id, outcome.state or None, previous))
+            if outcome.state:
+                self.retirements.schedule(ticket_id, self.processor.retire_at(outcome.state))
         if outcome.rescheduled:
             self.clock.due.schedule(ticket_id, outcome.due)
         if outcome.hold_until is not None:

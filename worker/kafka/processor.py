@@ -93,9 +93,16 @@ class TicketProcessor:
 
     # --- inbound events -------------------------------------------------------------------
 
-    def on_event(self, source: Source, stored: dict[str, Any] | None, now: datetime) -> Outcome:
+    def on_event(
+        self,
+        source: Source,
+        stored: dict[str, Any] | None,
+        now: datetime,
+        clock: datetime | None = None,
+    ) -> Outcome:
         """Decide one message; `now` (the wall clock) bounds future timestamps and dates
-        holds."""
+        holds; `clock` (the partition's event time) judges events for unknown tickets
+        against the retention (see `Engine.check`)."""
         try:
             self.limits.check_size(len(source.value))
             event = parse_event(source.value)
@@ -130,7 +137,7 @@ class TicketProcessor:
             return self._hold(source, event, list(held or []), now)
 
         outcome = Outcome(occurred_at=event.occurred_at, event_type=event.type)
-        ticket = self._apply(ticket, event, source, outcome)
+        ticket = self._apply(ticket, event, source, outcome, clock)
         if held and ticket is not None:
             ticket = self._release(ticket, held, outcome)
         if ticket is not None and (outcome.applied or held):
@@ -140,10 +147,15 @@ class TicketProcessor:
         return outcome
 
     def _apply(
-        self, ticket: Ticket | None, event: InboundEvent, source: Source, outcome: Outcome
+        self,
+        ticket: Ticket | None,
+        event: InboundEvent,
+        source: Source,
+        outcome: Outcome,
+        clock: datetime | None = None,
     ) -> Ticket | None:
         try:
-            result = self.engine.apply(ticket, event)
+            result = self.engine.apply(ticket, event, clock)
         except Rejected as exc:
             outcome.dead_letters.append(DeadLetter(source, exc.reason, str(exc)))
             return ticket
@@ -278,6 +290,17 @@ class TicketProcessor:
             return partition, None, expiry
         return partition, self._ticket(stored), None
 
+    def retire_at(self, stored: dict[str, Any]) -> datetime | None:
+        """When a stored ticket leaves state (finished tickets only; see `Engine.expired`)."""
+        retention = self.engine.retention
+        if retention is None or "held" in stored or not stored.get("finished"):
+            return None
+        return _EPOCH + timedelta(microseconds=int(stored["last"])) + retention
+
+    def expired(self, stored: dict[str, Any] | None, at: datetime) -> bool:
+        ticket = self._ticket(stored)
+        return ticket is not None and self.engine.expired(ticket, at)
+
     def _ticket(self, stored: dict[str, Any] | None) -> Ticket | None:
         if not stored or "held" in stored:
             return None
@@ -294,6 +317,9 @@ class TicketProcessor:
                 outcome.met.append(emission)
             else:
                 outcome.publish.append(emission)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _held_source(record: dict[str, Any]) -> Source:

@@ -66,7 +66,7 @@ class LiveWorker:
         self.metrics = metrics
         several_inputs = len(settings.input_topics) > 1
         self.processor = TicketProcessor(
-            Engine(policy),
+            Engine(policy, timedelta(days=settings.finished_retention_days)),
             timedelta(seconds=settings.hold_unknown_seconds) if several_inputs else None,
             InputLimits(
                 settings.max_message_bytes, timedelta(seconds=settings.max_clock_skew_seconds)
