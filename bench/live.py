@@ -288,7 +288,7 @@ class Metrics:
 
 @dataclass
 class WorkerProcess:
-    """`python -m worker worker` with its own data dir, port and log file."""
+    """`python -m worker worker` with its own port and log file."""
 
     bootstrap: str
     app_id: str

@@ -5,14 +5,14 @@
    plan `bulk` with first-response targets of 8 to 14 hours (by priority), plan `window`
    with one target of `--window-delay + --window-spread` seconds; warnings at 50 %.
 2. `--tickets` (default 1,000,000) `ticket-created` events on plan `bulk`, occurred_at =
-   now, keyed by ticket id, are produced; then one worker (fresh app id, own data dir)
+   now, keyed by ticket id, are produced; then one worker (fresh app id and topics)
    ingests them. Progress is read from Kafka (the group's committed offsets), so the
    worker's /metrics is not scraped while it works. Ingest rate = tickets / (ready ->
    all committed).
 3. With every timer running: the worker's RSS (VmRSS; VmHWM is the peak), and one timed
    /metrics scrape (running timers, state tickets).
-4. SIGTERM, restart on the same data dir and app id: spawn -> /readyz 200 is
-   restart-to-ready; RSS again.
+4. SIGTERM, restart with the same app id (state comes back from the changelog): spawn ->
+   /readyz 200 is restart-to-ready; RSS again.
 5. Lateness: `--window` (default 20,000) new tickets on plan `window` are produced with
    occurred_at = t0 - U(0, spread), so their deadlines fall uniformly over
    [t0 + delay, t0 + delay + spread] while every bulk timer is still running. A consumer of
