@@ -180,6 +180,26 @@ def worker(args: tuple[str, ...]) -> None:
     sys.exit(run_worker(list(args)))
 
 
+@main.command(
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def audit(args: tuple[str, ...]) -> None:
+    """Replay straight from Kafka, read-only; --verify checks what was published
+    (`sla-worker audit --help` lists every setting)."""
+    from pydantic_settings import CliApp
+
+    from worker.audit import main as run_audit
+    from worker.settings import AuditSettings
+
+    try:
+        settings = CliApp.run(AuditSettings, cli_args=list(args))
+    except ValidationError as exc:
+        raise click.UsageError(f"invalid settings:\n{exc}") from None
+    sys.exit(run_audit(settings, _policy(settings.policies)))
+
+
 @main.command()
 @click.option(
     "--bootstrap-servers",

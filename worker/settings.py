@@ -20,12 +20,13 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
-class WorkerSettings(BaseSettings):
+class KafkaConnection(BaseSettings):
+    """How to reach Kafka: shared by the worker and the audit."""
+
     model_config = SettingsConfigDict(
         env_prefix="SLA_",
         extra="forbid",
         frozen=True,
-        cli_prog_name="sla-worker worker",
         cli_kebab_case=True,
         cli_implicit_flags=True,
     )
@@ -52,6 +53,37 @@ class WorkerSettings(BaseSettings):
     ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL/SASL_SSL.")
     ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
     ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.security_protocol:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+        )
+        if self.ssl_certfile:
+            context.load_cert_chain(
+                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+            )
+        return context
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as logged at start: secrets masked."""
+        data = self.model_dump(mode="json")
+        if data.get("sasl_password") is not None:
+            data["sasl_password"] = "**********"
+        return data
+
+    @model_validator(mode="after")
+    def _check_sasl(self) -> KafkaConnection:
+        if self.security_protocol.startswith("SASL") and (
+            not self.sasl_username or self.sasl_password is None
+        ):
+            raise ValueError("sasl_username and sasl_password are required for SASL")
+        return self
+
+
+class WorkerSettings(KafkaConnection):
+    model_config = SettingsConfigDict(cli_prog_name="sla-worker worker")
 
     app_id: str = Field(
         default="sla-worker",
@@ -136,10 +168,6 @@ class WorkerSettings(BaseSettings):
     def _check(self) -> WorkerSettings:
         if not self.input_topics:
             raise ValueError("input_topics: at least one topic is needed")
-        if self.security_protocol.startswith("SASL") and (
-            not self.sasl_username or self.sasl_password is None
-        ):
-            raise ValueError("sasl_username and sasl_password are required for SASL")
         return self
 
     @property
@@ -152,25 +180,6 @@ class WorkerSettings(BaseSettings):
             return self.advertised_url
         host = socket.gethostname() if self.web_host in ("0.0.0.0", "::") else self.web_host
         return f"http://{host}:{self.web_port}"
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if "SSL" not in self.security_protocol:
-            return None
-        context = ssl.create_default_context(
-            cafile=str(self.ssl_cafile) if self.ssl_cafile else None
-        )
-        if self.ssl_certfile:
-            context.load_cert_chain(
-                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
-            )
-        return context
-
-    def redacted(self) -> dict[str, Any]:
-        """The settings as logged at start: secrets masked."""
-        data = self.model_dump(mode="json")
-        if data.get("sasl_password") is not None:
-            data["sasl_password"] = "**********"
-        return data
 
 
 def worker_command(**values: object) -> list[str]:
@@ -189,3 +198,59 @@ def worker_command(**values: object) -> list[str]:
         text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
         argv += ["--" + name.replace("_", "-"), text]
     return argv
+
+
+class AuditSettings(KafkaConnection):
+    """`sla-worker audit`: replay straight from Kafka, and verify what was published."""
+
+    model_config = SettingsConfigDict(cli_prog_name="sla-worker audit")
+
+    input_topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["tickets"],
+        description="Topics of inbound events (comma-separated), as the worker reads them.",
+    )
+    warnings_topic: str = Field(default="sla-warnings", description="Published warnings.")
+    breaches_topic: str = Field(default="sla-breaches", description="Published breaches.")
+    start: str = Field(
+        default="beginning",
+        validation_alias=AliasChoices("from", "start"),
+        description="Window start: 'beginning' or an RFC 3339 timestamp (Kafka record time).",
+    )
+    end: str = Field(
+        default="end",
+        validation_alias=AliasChoices("to", "end"),
+        description="Window end: 'end' (the end offsets when the run starts) or an RFC 3339 "
+        "timestamp (Kafka record time); also the replay's --until when a timestamp.",
+    )
+    policies: Path | None = Field(
+        default=None, description="Policy file (YAML); the built-in presets when unset."
+    )
+    output: Path | None = Field(
+        default=None, description="Warnings and breaches as JSON Lines (default: stdout)."
+    )
+    events: Path | None = Field(
+        default=None,
+        description="Also write the merged input as JSON Lines: `sla-worker replay` of this "
+        "file gives the audit's output byte for byte.",
+    )
+    verify: bool = Field(
+        default=False,
+        description="Compare the replay with what the warnings and breaches topics hold; "
+        "exit 1 on any difference.",
+    )
+    differences: Path | None = Field(
+        default=None, description="With --verify: each difference as JSON Lines."
+    )
+    now: str | None = Field(
+        default=None,
+        description="The clock future timestamps are judged against (default: now).",
+    )
+    max_clock_skew_seconds: float = Field(default=300.0, ge=0, description="As for replay.")
+    max_message_bytes: int = Field(default=1 << 20, ge=1, description="As for replay.")
+    finished_retention_days: float = Field(default=30.0, gt=0, description="As for replay.")
+
+    @field_validator("input_topics", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else value
+        return [str(t).strip() for t in items if str(t).strip()]

@@ -12,14 +12,14 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from worker.settings import WorkerSettings
+from worker.settings import KafkaConnection, WorkerSettings
 
 
 class TopicMismatch(RuntimeError):
     pass
 
 
-def client_options(settings: WorkerSettings) -> dict[str, Any]:
+def client_options(settings: KafkaConnection) -> dict[str, Any]:
     """aiokafka connection options for these settings (admin, producers, consumers)."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers,

@@ -1,0 +1,216 @@
+"""`sla-worker audit`: the replay engine straight over Kafka's history, and a check of
+what the live worker published against it.
+
+The audit reads the input topics read-only (`worker.kafka.history`), merges partitions
+into event-time order and feeds the lines to the same `Replay` as `sla-worker replay`:
+`--events` writes the merged lines, and `sla-worker replay` of that file prints the
+audit's output byte for byte.
+
+`--verify` then reads the warnings and breaches topics (read_committed) and compares by
+`event_id`, for the tickets created inside the window (tickets created before it cannot
+be judged from the window, and are reported as incomplete instead):
+
+- missing: replay emits it, nothing was published;
+- unexpected: published, not derivable from the input;
+- different: the same id with other content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+
+from pydantic import AwareDatetime, TypeAdapter
+
+from worker.core.engine import Engine
+from worker.core.events import SlaEvent
+from worker.core.limits import InputLimits
+from worker.core.policy import Policy
+from worker.kafka.history import Record, merged_history
+from worker.kafka.topics import client_options
+from worker.replay import Rejection, Replay, Summary
+from worker.settings import AuditSettings
+
+_instant = TypeAdapter(AwareDatetime)
+
+
+def parse_bound(value: str, open_word: str) -> datetime | None:
+    """`beginning`/`end` (None) or an RFC 3339 timestamp with an offset."""
+    if value == open_word:
+        return None
+    return _instant.validate_strings(value).astimezone(UTC)
+
+
+@dataclass
+class Verification:
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    unexpected: list[dict[str, Any]] = field(default_factory=list)
+    different: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    compared: int = 0
+    outside: int = 0  # published for tickets created before the window, or due after it
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.different)
+
+    def __str__(self) -> str:
+        return (
+            f"verify: {self.compared} published warnings and breaches compared; missing "
+            f"{len(self.missing)}, unexpected {len(self.unexpected)}, different "
+            f"{len(self.different)}; {self.outside} outside the window (tickets created "
+            "before it, or due after its end)"
+        )
+
+    def records(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = [{"kind": "missing", "expected": e} for e in self.missing]
+        rows += [{"kind": "unexpected", "published": e} for e in self.unexpected]
+        rows += [{"kind": "different", "expected": e, "published": p} for e, p in self.different]
+        return rows
+
+
+def verify(
+    expected: dict[str, dict[str, Any]],
+    published: list[dict[str, Any]],
+    window_tickets: set[str],
+    until: datetime | None,
+) -> Verification:
+    """Compare published events with the replay's, for the window's tickets (pure)."""
+    result = Verification()
+    seen: set[str] = set()
+    for event in published:
+        due = datetime.fromisoformat(event["due_at"])
+        if event["ticket_id"] not in window_tickets or (until is not None and due > until):
+            result.outside += 1
+            continue
+        result.compared += 1
+        if event["event_id"] in seen:
+            continue  # a repeat (read_uncommitted or a redelivery): the same event
+        seen.add(event["event_id"])
+        want = expected.get(event["event_id"])
+        if want is None:
+            result.unexpected.append(event)
+        elif want != event:
+            result.different.append((want, event))
+    result.missing = [e for event_id, e in expected.items() if event_id not in seen]
+    return result
+
+
+class Audit:
+    """Replay of the merged history, with the window's tickets recorded for `verify`."""
+
+    def __init__(self, policy: Policy, settings: AuditSettings, now: datetime) -> None:
+        self.settings = settings
+        self.expected: dict[str, dict[str, Any]] = {}
+        self.window_tickets: set[str] = set()
+        self.incomplete: set[str] = set()
+        self.lines: int = 0
+        self._outputs: list[Callable[[str], object]] = []
+        limits = InputLimits(
+            settings.max_message_bytes, timedelta(seconds=settings.max_clock_skew_seconds)
+        )
+        engine = Engine(policy, timedelta(days=settings.finished_retention_days))
+        self.replay = Replay(engine, self._on_event, self._on_reject, now, limits)
+
+    def write_to(self, write: Callable[[str], object]) -> None:
+        self._outputs.append(write)
+
+    def feed(self, record: Record) -> None:
+        self.lines += 1
+        before = self.replay.summary.applied
+        self.replay.feed_line(self.lines, record.value)
+        if self.replay.summary.applied > before and b"ticket-created" in record.value:
+            try:
+                data = json.loads(record.value)
+            except ValueError:
+                return
+            if data.get("type") == "ticket-created":
+                self.window_tickets.add(str(data.get("ticket_id")))
+
+    def finish(self, until: datetime | None) -> Summary:
+        return self.replay.finish(until)
+
+    def _on_event(self, event: SlaEvent) -> None:
+        text = event.model_dump_json()
+        self.expected[event.event_id] = json.loads(text)
+        for write in self._outputs:
+            write(text + "\n")
+
+    def _on_reject(self, rejection: Rejection) -> None:
+        if rejection.reason == "unknown-ticket" and rejection.ticket_id is not None:
+            self.incomplete.add(rejection.ticket_id)
+
+
+async def run_audit(
+    settings: AuditSettings,
+    policy: Policy,
+    output: IO[str],
+    events: IO[bytes] | None,
+    progress: IO[str] | None,
+) -> tuple[Audit, Summary, Verification | None]:
+    start = parse_bound(settings.start, "beginning")
+    end = parse_bound(settings.end, "end")
+    now = (
+        datetime.now(UTC)
+        if settings.now is None
+        else _instant.validate_strings(settings.now).astimezone(UTC)
+    )
+    audit = Audit(policy, settings, now)
+    audit.write_to(output.write)
+    options = client_options(settings)
+
+    def report(read: int, total: int) -> None:
+        if progress is not None:
+            share = read / total if total else 1.0
+            bar = "#" * int(share * 30)
+            progress.write(f"\rreading {read:,} of {total:,} records [{bar:<30}]")
+            progress.flush()
+
+    async for record in merged_history(options, settings.input_topics, start, end, report):
+        if events is not None:
+            events.write(record.value.replace(b"\n", b" ") + b"\n")
+        audit.feed(record)
+    if progress is not None:
+        progress.write("\n")
+    summary = audit.finish(end)
+    result = None
+    if settings.verify:
+        published = []
+        outputs = [settings.warnings_topic, settings.breaches_topic]
+        async for record in merged_history(options, outputs, start, None):
+            published.append(json.loads(record.value))
+        result = verify(audit.expected, published, audit.window_tickets, end)
+    return audit, summary, result
+
+
+def main(settings: AuditSettings, policy: Policy) -> int:
+    """Run the audit as the command line does; the exit status."""
+    output: IO[str] = sys.stdout if settings.output is None else settings.output.open("w")
+    events = None if settings.events is None else settings.events.open("wb")
+    progress = sys.stderr if sys.stderr.isatty() else None
+    try:
+        audit, summary, result = asyncio.run(run_audit(settings, policy, output, events, progress))
+    finally:
+        if output is not sys.stdout:
+            output.close()
+        if events is not None:
+            events.close()
+    print(str(summary), file=sys.stderr)
+    print(
+        f"tickets created in the window: {len(audit.window_tickets)}; incomplete, not "
+        f"judged (events for tickets created before the window, or never): "
+        f"{len(audit.incomplete)}",
+        file=sys.stderr,
+    )
+    if result is None:
+        return 0
+    print(str(result), file=sys.stderr)
+    if settings.differences is not None:
+        with settings.differences.open("w") as out:
+            for row in result.records():
+                out.write(json.dumps(row) + "\n")
+    return 0 if result.clean else 1
