@@ -82,14 +82,9 @@ class KafkaConnection(BaseSettings):
         return self
 
 
-class WorkerSettings(KafkaConnection):
-    model_config = SettingsConfigDict(cli_prog_name="sla-worker worker")
+class StreamSettings(KafkaConnection):
+    """What the worker and the audit read and write, and the rules both apply."""
 
-    app_id: str = Field(
-        default="sla-worker",
-        description="Consumer group id; prefix of the state changelog topic and of the "
-        "transactional ids.",
-    )
     # NoDecode: the environment gives "a,b", not JSON; the validator below splits it.
     input_topics: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["tickets"],
@@ -98,6 +93,48 @@ class WorkerSettings(KafkaConnection):
     )
     warnings_topic: str = Field(default="sla-warnings", description="Where warnings go.")
     breaches_topic: str = Field(default="sla-breaches", description="Where breaches go.")
+    policies: Path | None = Field(
+        default=None, description="Policy file (YAML); the built-in presets when unset."
+    )
+    finished_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="A solved or closed ticket leaves state (a changelog tombstone) once "
+        "event time passes its last event plus this; later events for it are rejected.",
+    )
+    max_clock_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Reject (future-timestamp) events dated more than this ahead of the "
+        "clock (the worker's wall clock; the audit's --now): they would move event time.",
+    )
+    max_message_bytes: int = Field(
+        default=1 << 20,
+        ge=1,
+        description="Reject (too-large) message values larger than this, unparsed.",
+    )
+
+    @field_validator("input_topics", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else value
+        return [str(t).strip() for t in items if str(t).strip()]
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> StreamSettings:
+        if not self.input_topics:
+            raise ValueError("input_topics: at least one topic is needed")
+        return self
+
+
+class WorkerSettings(StreamSettings):
+    model_config = SettingsConfigDict(cli_prog_name="sla-worker worker")
+
+    app_id: str = Field(
+        default="sla-worker",
+        description="Consumer group id; prefix of the state changelog topic and of the "
+        "transactional ids.",
+    )
     dead_letter_topic: str = Field(
         default="sla-dead-letter",
         description="Inputs that cannot be applied, with the reason in headers.",
@@ -106,9 +143,6 @@ class WorkerSettings(KafkaConnection):
         default=6, ge=1, description="Partitions of every topic; input topics must match."
     )
     replication_factor: int = Field(default=1, ge=1, description="For topics the worker creates.")
-    policies: Path | None = Field(
-        default=None, description="Policy file (YAML); the built-in presets when unset."
-    )
     web_host: str = Field(default="0.0.0.0", description="Address of the HTTP server.")
     web_port: int = Field(default=6066, description="HTTP API, /metrics, /healthz and /readyz.")
     advertised_url: str | None = Field(
@@ -121,23 +155,6 @@ class WorkerSettings(KafkaConnection):
         ge=0,
         description="Once caught up, wait this long past a deadline (wall clock) before "
         "firing, for events produced late.",
-    )
-    finished_retention_days: float = Field(
-        default=30.0,
-        gt=0,
-        description="A solved or closed ticket leaves state (a changelog tombstone) once "
-        "event time passes its last event plus this; later events for it are rejected.",
-    )
-    max_clock_skew_seconds: float = Field(
-        default=300.0,
-        ge=0,
-        description="Dead-letter (future-timestamp) events dated more than this ahead of "
-        "the worker's wall clock: they would move event time ahead.",
-    )
-    max_message_bytes: int = Field(
-        default=1 << 20,
-        ge=1,
-        description="Dead-letter (too-large) message values larger than this, unparsed.",
     )
     hold_unknown_seconds: float = Field(
         default=300.0,
@@ -157,18 +174,6 @@ class WorkerSettings(KafkaConnection):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logs are JSON lines on stderr."
     )
-
-    @field_validator("input_topics", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        items = value.split(",") if isinstance(value, str) else value
-        return [str(t).strip() for t in items if str(t).strip()]
-
-    @model_validator(mode="after")
-    def _check(self) -> WorkerSettings:
-        if not self.input_topics:
-            raise ValueError("input_topics: at least one topic is needed")
-        return self
 
     @property
     def log_level_number(self) -> int:
@@ -200,17 +205,11 @@ def worker_command(**values: object) -> list[str]:
     return argv
 
 
-class AuditSettings(KafkaConnection):
+class AuditSettings(StreamSettings):
     """`sla-worker audit`: replay straight from Kafka, and verify what was published."""
 
     model_config = SettingsConfigDict(cli_prog_name="sla-worker audit")
 
-    input_topics: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["tickets"],
-        description="Topics of inbound events (comma-separated), as the worker reads them.",
-    )
-    warnings_topic: str = Field(default="sla-warnings", description="Published warnings.")
-    breaches_topic: str = Field(default="sla-breaches", description="Published breaches.")
     start: str = Field(
         default="beginning",
         validation_alias=AliasChoices("from", "start"),
@@ -221,9 +220,6 @@ class AuditSettings(KafkaConnection):
         validation_alias=AliasChoices("to", "end"),
         description="Window end: 'end' (the end offsets when the run starts) or an RFC 3339 "
         "timestamp (Kafka record time); also the replay's --until when a timestamp.",
-    )
-    policies: Path | None = Field(
-        default=None, description="Policy file (YAML); the built-in presets when unset."
     )
     output: Path | None = Field(
         default=None, description="Warnings and breaches as JSON Lines (default: stdout)."
@@ -245,12 +241,3 @@ class AuditSettings(KafkaConnection):
         default=None,
         description="The clock future timestamps are judged against (default: now).",
     )
-    max_clock_skew_seconds: float = Field(default=300.0, ge=0, description="As for replay.")
-    max_message_bytes: int = Field(default=1 << 20, ge=1, description="As for replay.")
-    finished_retention_days: float = Field(default=30.0, gt=0, description="As for replay.")
-
-    @field_validator("input_topics", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        items = value.split(",") if isinstance(value, str) else value
-        return [str(t).strip() for t in items if str(t).strip()]
