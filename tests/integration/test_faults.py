@@ -204,15 +204,23 @@ async def test_kills_at_random_points_then_restarts(
     await check(setup, lines, tmp_path, record_property, what)
 
 
+async def backlog_and_worker(
+    setup_topics: Any, worker_factory: Any, seed: int
+) -> tuple[Setup, WorkerProcess, list[Line]]:
+    """A 3-partition backlog log, produced; a worker started on it."""
+    setup = await setup_topics(3)
+    worker = worker_factory(**setup.options())
+    lines = backlog_log(seed)
+    await produce(setup.bootstrap, setup.tickets, lines)
+    worker.start()
+    return setup, worker, lines
+
+
 @runs
 async def test_a_kill_during_state_recovery(
     setup_topics: Any, worker_factory: Any, tmp_path: Path, record_property: Any, run: int
 ) -> None:
-    setup = await setup_topics(3)
-    worker = worker_factory(**setup.options())
-    lines = backlog_log(100 + run)
-    await produce(setup.bootstrap, setup.tickets, lines)
-    worker.start()
+    setup, worker, lines = await backlog_and_worker(setup_topics, worker_factory, 100 + run)
     await wait_for_any(setup.bootstrap, setup.outputs)
     worker.kill()
     worker.start()
@@ -226,11 +234,7 @@ async def test_a_kill_during_state_recovery(
 async def test_a_kill_before_the_first_commit(
     setup_topics: Any, worker_factory: Any, tmp_path: Path, record_property: Any, run: int
 ) -> None:
-    setup = await setup_topics(3)
-    worker = worker_factory(**setup.options())
-    lines = backlog_log(200 + run)
-    await produce(setup.bootstrap, setup.tickets, lines)
-    worker.start()
+    setup, worker, lines = await backlog_and_worker(setup_topics, worker_factory, 200 + run)
     await wait_for_log(worker, "restored partitions", 1)
     worker.kill()  # state restored (empty), the first step not yet committed
     worker.start()
