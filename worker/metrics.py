@@ -327,17 +327,17 @@ class Metrics:
         """After a partition's step was committed: count everything it did."""
         self.processing.observe(seconds)
         for outcome in batch.inputs:
-            self.outcome(outcome, command=False)
+            self.outcome(outcome, timer=False)
         for outcome in batch.timers:
-            self.outcome(outcome, command=True)
+            self.outcome(outcome, timer=True)
         for ticket_id, stored, previous in batch.state_changes:
             self.state(ticket_id, stored, previous)
 
-    def outcome(self, outcome: Outcome, *, command: bool) -> None:
-        """After each message or timer: `command` is True for due timers and expired
-        holds (which are not inbound events and are not counted as consumed)."""
+    def outcome(self, outcome: Outcome, *, timer: bool) -> None:
+        """After each message or timer: `timer` is True for due timers and expired holds
+        (which are not inbound events and are not counted as consumed)."""
         now = datetime.now(UTC)
-        if not command:
+        if not timer:
             self._consumed(outcome)
         for letter in outcome.dead_letters:
             self.dead_letters.labels(letter.reason).inc()

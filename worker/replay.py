@@ -107,7 +107,7 @@ class Replay:
         limits: InputLimits | None = None,
     ) -> None:
         """`now`: the clock future timestamps are judged against (None: no such check);
-        `limits`: size and clock-skew bounds on each line (defaults: 1 MiB, 5 min)."""
+        `limits`: size and clock-skew bounds on each line (defaults: 1,000,000 bytes, 5 min)."""
         self.engine = engine
         self.now = now
         self.limits = limits or InputLimits()

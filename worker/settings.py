@@ -109,7 +109,7 @@ class StreamSettings(KafkaConnection):
         "clock (the worker's wall clock; the audit's --now): they would move event time.",
     )
     max_message_bytes: int = Field(
-        default=1 << 20,
+        default=1_000_000,
         ge=1,
         description="Reject (too-large) message values larger than this, unparsed.",
     )

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from worker.core.engine import Engine
+from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.kafka.assignment import plan
-from worker.kafka.partition import CLOCK_KEY, Batch, Message, Partition, Topics
+from worker.kafka.partition import CLOCK_KEY, DEAD_LETTER_PREFIX, Batch, Message, Partition, Topics
 from worker.kafka.processor import TicketProcessor
 
 TOPICS = Topics("warnings", "breaches", "dead", "changelog")
@@ -74,7 +75,8 @@ def test_a_dead_lettered_event_keeps_its_tickets_timer(partition: Partition) -> 
     bad = {**event(2, "reply-sent", "A", T0, author="agent"), "occurred_at": "not a time"}
     batch = partition.step([message(bad, 1)], T0 + MIN, caught_up=True)
     assert [letter.reason for letter in batch.dead_letters] == ["invalid-field"]
-    assert "changelog" not in topics_of(batch)  # the ticket's state is untouched
+    # The ticket's state is untouched: only the partition's own record (offsets) is written.
+    assert [w.key for w in batch.writes if w.topic == "changelog"] == [CLOCK_KEY]
     fired = partition.step([], T0 + 61 * MIN, caught_up=True)
     assert {e.type for e in fired.published} == {"sla-warning", "sla-breach"}
 
@@ -101,7 +103,7 @@ def test_a_restored_partition_continues_exactly(partition: Partition, presets: P
             assert write.partition == 0
             restored.load(write.key or b"", write.value)
     restored.rebuild()
-    assert restored.clock.event_time == T0
+    assert restored.clock.event_time == T0 and restored.offsets == {"tickets": 1}
     later = event(2, "ticket-created", "B", T0 + 90 * MIN, plan="vip", priority=1)
     original = partition.step([message(later, 1)], T0 + 90 * MIN, caught_up=False)
     again = restored.step([message(later, 1)], T0 + 90 * MIN, caught_up=False)
@@ -113,7 +115,8 @@ def test_the_clock_record_uses_the_empty_key_no_ticket_can_have(partition: Parti
     batch = partition.step([message(created(1, "A", T0), 0)], T0, caught_up=False)
     clock = [w for w in batch.writes if w.key == CLOCK_KEY]
     assert len(clock) == 1 and json.loads(clock[0].value or b"") == {
-        "event_time_us": (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        "event_time_us": (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1),
+        "offsets": {"tickets": 1},  # committed with the group's offsets, in one transaction
     }
     keyless = partition.step([message(created(2, "B", T0), 1, key=b"")], T0, caught_up=False)
     assert [letter.reason for letter in keyless.dead_letters] == ["missing-key"]
@@ -147,3 +150,14 @@ def test_partitions_are_spread_evenly_and_owners_keep_theirs() -> None:
     assert sorted(p for ps in layout.values() for p in ps) == [0, 1, 2, 3]
     assert plan(2, {"a": [], "b": [], "c": []}) == {"a": [0], "b": [1], "c": []}
     assert plan(3, {}) == {}
+
+
+def test_a_too_large_message_keeps_a_prefix_in_its_dead_letter(presets: Policy) -> None:
+    processor = TicketProcessor(Engine(presets), None, InputLimits(max_bytes=100_000))
+    partition = Partition(0, processor, TOPICS, timedelta(0))
+    huge = b"x" * 200_000
+    batch = partition.step([message(huge, 0, key=b"A")], T0, caught_up=True)
+    (write,) = [w for w in batch.writes if w.topic == "dead"]
+    assert write.value == huge[:DEAD_LETTER_PREFIX]
+    assert dict(write.headers)["sla-dlq-truncated-from"] == b"200000"
+    assert dict(write.headers)["sla-dlq-reason"] == b"too-large"

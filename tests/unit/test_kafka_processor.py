@@ -12,6 +12,7 @@ from worker.core.engine import Engine
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.kafka.processor import (
+    MAX_HELD_EVENTS,
     Source,
     TicketProcessor,
 )
@@ -165,3 +166,15 @@ def test_a_too_large_message_is_dead_lettered_unparsed(presets: Policy) -> None:
     outcome = processor.on_event(source(b"[" * 101, key=b"T"), None, NOW)
     assert [letter.reason for letter in outcome.dead_letters] == ["too-large"]
     assert "101 bytes; the limit is 100" in outcome.dead_letters[0].detail
+
+
+def test_events_held_for_one_ticket_are_bounded(presets: Policy) -> None:
+    processor = TicketProcessor(Engine(presets), hold_unknown=timedelta(minutes=5))
+    stored = None
+    for n in range(MAX_HELD_EVENTS):
+        outcome = processor.on_event(source({**reply(), "event_id": f"r-{n}"}), stored, NOW)
+        assert outcome.held
+        stored = outcome.state
+    over = processor.on_event(source({**reply(), "event_id": "r-over"}), stored, NOW)
+    assert [letter.reason for letter in over.dead_letters] == ["unknown-ticket"]
+    assert over.state is None and "held for this ticket already" in over.dead_letters[0].detail

@@ -115,12 +115,10 @@ def test_an_applied_event_is_counted_with_its_end_to_end_lag(metrics: Metrics) -
 
 def test_duplicates_and_held_events_are_counted_but_not_lagged(metrics: Metrics) -> None:
     now = datetime.now(UTC)
-    metrics.outcome(
-        Outcome(event_type="reply-sent", duplicate=True, occurred_at=now), command=False
-    )
+    metrics.outcome(Outcome(event_type="reply-sent", duplicate=True, occurred_at=now), timer=False)
     metrics.outcome(
         Outcome(event_type="status-changed", held=True, occurred_at=now, state={"held": []}),
-        command=False,
+        timer=False,
     )
     consumed = "sla_events_consumed_total"
     assert value(metrics, consumed, type="reply-sent", outcome="duplicate", reason="") == 1
@@ -130,14 +128,14 @@ def test_duplicates_and_held_events_are_counted_but_not_lagged(metrics: Metrics)
 
 def test_a_dead_lettered_message_is_counted_once_with_its_reason(metrics: Metrics) -> None:
     undecodable = Outcome(dead_letters=[DeadLetter(source(b"{not json"), "invalid-json", "x")])
-    metrics.outcome(undecodable, command=False)
+    metrics.outcome(undecodable, timer=False)
     rejected = Outcome(
         event_type="reply-sent",
         occurred_at=datetime.now(UTC),
         dead_letters=[DeadLetter(source({"type": "reply-sent"}), "out-of-order", "x")],
         state={"v": 1},  # the ticket's state is stored again
     )
-    metrics.outcome(rejected, command=False)
+    metrics.outcome(rejected, timer=False)
 
     consumed = "sla_events_consumed_total"
     assert (
@@ -165,7 +163,7 @@ def test_held_events_released_and_rejected_count_as_dead_letters_not_as_the_mess
         dead_letters=[letter],
         state={"v": 1},
     )
-    metrics.outcome(outcome, command=False)
+    metrics.outcome(outcome, timer=False)
     consumed = "sla_events_consumed_total"
     assert value(metrics, consumed, type="ticket-created", outcome="applied", reason="") == 1
     assert (
@@ -186,7 +184,7 @@ def test_expired_held_events_are_dead_letters_but_no_consumed_message(
         DeadLetter(source({"type": "reply-sent"}), "unknown-ticket", "never created"),
         DeadLetter(source({"type": "status-changed"}), "unknown-ticket", "never created"),
     ]
-    metrics.outcome(Outcome(dead_letters=letters, state={}), command=True)
+    metrics.outcome(Outcome(dead_letters=letters, state={}), timer=True)
     assert value(metrics, "sla_dead_letters_total", reason="unknown-ticket") == 2
     families = {f.name: f for f in metrics.registry.collect()}
     assert all(
@@ -197,7 +195,7 @@ def test_expired_held_events_are_dead_letters_but_no_consumed_message(
 
 def test_an_internal_error_is_a_dead_letter_of_an_unknown_type(metrics: Metrics) -> None:
     letter = DeadLetter(source({"type": "reply-sent"}), "internal-error", "KeyError: 'x'")
-    metrics.outcome(Outcome(dead_letters=[letter]), command=False)
+    metrics.outcome(Outcome(dead_letters=[letter]), timer=False)
     consumed = "sla_events_consumed_total"
     labels = {"outcome": "dead_lettered", "reason": "internal-error"}
     assert value(metrics, consumed, type="unknown", **labels) == 1
@@ -224,7 +222,7 @@ def test_warnings_breaches_and_met_timers_by_plan_priority_and_metric(metrics: M
     warning = SlaWarning(**sla_fields(threshold=0.5))
     breach = SlaBreach(**sla_fields(event_id="e-2"))
     outcome = Outcome(publish=[warning, breach], met=[met(priority=2)])
-    metrics.outcome(outcome, command=True)
+    metrics.outcome(outcome, timer=True)
 
     labels = {"plan": "fast", "priority": "1", "metric": "first_response"}
     assert value(metrics, "sla_warnings_published_total", **labels) == 1
@@ -245,7 +243,7 @@ def test_warnings_breaches_and_met_timers_by_plan_priority_and_metric(metrics: M
 def test_a_breach_published_before_its_deadline_counts_zero_lateness(metrics: Metrics) -> None:
     future = datetime.now(UTC) + timedelta(seconds=30)
     breach = SlaBreach(**sla_fields(due_at=future, deadline=future))
-    metrics.outcome(Outcome(publish=[breach]), command=True)
+    metrics.outcome(Outcome(publish=[breach]), timer=True)
     assert value(metrics, "sla_breach_publication_lateness_seconds_sum") == 0
 
 
@@ -274,7 +272,7 @@ def test_the_engine_s_own_emissions_feed_the_counters(policy: Policy, metrics: M
     ]:
         ticket = src.key.decode() if src.key else ""
         outcome = processor.on_event(src, stored.get(ticket), start)
-        metrics.outcome(outcome, command=False)
+        metrics.outcome(outcome, timer=False)
         if outcome.state is not None:
             metrics.state(ticket, outcome.state, stored.get(ticket))
             stored[ticket] = outcome.state

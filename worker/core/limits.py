@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from worker.core.engine import Rejected
 
-DEFAULT_MAX_BYTES = 1 << 20
+DEFAULT_MAX_BYTES = 1_000_000
+"""Under Kafka's default message limit (1 MiB), leaving room for a dead letter's headers."""
 DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 

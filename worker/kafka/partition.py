@@ -11,8 +11,9 @@ may run ahead of Kafka here without ever being trusted ahead of it.
 
 The changelog of a partition holds one record per ticket (key: ticket id, value: the
 stored JSON; a tombstone deletes) and one record under the empty key (no ticket id is
-empty) with the partition's event time, so a restored partition resumes with the same
-clock that the committed input offsets imply.
+empty) with the partition's event time and the input offsets it has consumed, written in
+the same transaction as the group's offset commit: a restored partition resumes with the
+clock and the positions of one and the same committed step.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from worker.kafka.clocks import PartitionClock
 from worker.kafka.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
 
 CLOCK_KEY = b""
-"""Changelog key of the partition's own record (event time); never a ticket id."""
+"""Changelog key of the partition's own record (event time, offsets); never a ticket id."""
+
+DEAD_LETTER_PREFIX = 64 * 1024
+"""Bytes of a too-large message kept in its dead letter."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -73,6 +77,8 @@ class Batch:
         default_factory=list
     )
     """(ticket id, new stored value or None when deleted, previous value), for metrics."""
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    """(ticket id, error) of timers that could not be fired (a bug; logged)."""
 
     def __bool__(self) -> bool:
         return bool(self.writes or self.offsets)
@@ -112,6 +118,8 @@ class Partition:
         self.lateness = lateness
         self.tickets: dict[str, bytes] = {}
         self.clock = PartitionClock()
+        self.offsets: dict[str, int] = {}  # input topic -> next offset, as committed
+        self.changelog_end = -1  # the changelog's committed end as of this state
         self.retirements = DueIndex()  # finished tickets, at their last event + retention
 
     # --- restoring from the changelog ------------------------------------------------------
@@ -119,7 +127,7 @@ class Partition:
     def load(self, key: bytes, value: bytes | None) -> None:
         """Apply one changelog record (in changelog order)."""
         if key == CLOCK_KEY:
-            self.clock.event_time = None if value is None else _load_clock(value)
+            self.clock.event_time, self.offsets = _load_clock(value)
         elif value is None:
             self.tickets.pop(key.decode(), None)
         else:
@@ -163,16 +171,13 @@ class Partition:
         for message in messages:
             self._consume(message, now, batch)
             batch.offsets[(message.topic, message.partition)] = message.offset + 1
+            self.offsets[message.topic] = message.offset + 1
         self.clock.caught_up = caught_up
         self._fire(now, batch)
-        if self.clock.event_time != event_time and self.clock.event_time is not None:
+        if messages or self.clock.event_time != event_time:
+            value = _dump_clock(self.clock.event_time, self.offsets)
             batch.writes.append(
-                Write(
-                    self.topics.changelog,
-                    CLOCK_KEY,
-                    _dump_clock(self.clock.event_time),
-                    partition=self.number,
-                )
+                Write(self.topics.changelog, CLOCK_KEY, value, partition=self.number)
             )
         return batch
 
@@ -204,11 +209,15 @@ class Partition:
 
     def _fire(self, now: datetime, batch: Batch) -> None:
         for ticket_id, until, kind in self.clock.ready(now, self.lateness):
-            stored = self._stored(ticket_id)
-            if kind == "expire":
-                outcome = self.processor.expire_held(stored, self.number, until)
-            else:
-                outcome = self.processor.on_due(stored, self.number, until)
+            try:
+                stored = self._stored(ticket_id)
+                if kind == "expire":
+                    outcome = self.processor.expire_held(stored, self.number, until)
+                else:
+                    outcome = self.processor.on_due(stored, self.number, until)
+            except Exception as exc:  # a bug: report it, and keep the partition going
+                batch.errors.append((ticket_id, f"{type(exc).__name__}: {exc}"))
+                continue
             self._record(outcome, ticket_id, stored, batch)
             batch.timers.append(outcome)
 
@@ -231,14 +240,13 @@ class Partition:
             topic = self.topics.breaches if event.type == "sla-breach" else self.topics.warnings
             batch.writes.append(Write(topic, event.ticket_id.encode(), encode_event(event)))
         for letter in outcome.dead_letters:
-            batch.writes.append(
-                Write(
-                    self.topics.dead_letters,
-                    letter.source.key,
-                    letter.source.value,
-                    tuple(letter.headers()),
-                )
-            )
+            value, headers = letter.source.value, tuple(letter.headers())
+            if len(value) > self.processor.limits.max_bytes:
+                # A too-large input keeps a prefix: the dead letter must fit in a Kafka
+                # message, or its transaction would fail again at every attempt.
+                value = value[:DEAD_LETTER_PREFIX]
+                headers += (("sla-dlq-truncated-from", str(len(letter.source.value)).encode()),)
+            batch.writes.append(Write(self.topics.dead_letters, letter.source.key, value, headers))
         if ticket_id is None:
             return
         if outcome.state is not None:
@@ -279,9 +287,15 @@ def _ticket_key(key: bytes | None) -> str | None:
         return None
 
 
-def _dump_clock(event_time: datetime) -> bytes:
-    return json.dumps({"event_time_us": (event_time - _EPOCH) // _US}).encode()
+def _dump_clock(event_time: datetime | None, offsets: dict[str, int]) -> bytes:
+    us = None if event_time is None else (event_time - _EPOCH) // _US
+    return json.dumps({"event_time_us": us, "offsets": offsets}).encode()
 
 
-def _load_clock(value: bytes) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(json.loads(value)["event_time_us"]))
+def _load_clock(value: bytes | None) -> tuple[datetime | None, dict[str, int]]:
+    if value is None:
+        return None, {}
+    data = json.loads(value)
+    us = data.get("event_time_us")
+    at = None if us is None else _EPOCH + timedelta(microseconds=int(us))
+    return at, {str(t): int(o) for t, o in data.get("offsets", {}).items()}

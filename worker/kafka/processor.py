@@ -23,6 +23,10 @@ from worker.core.events import InboundEvent, InvalidEvent, SlaEvent, parse_event
 from worker.core.limits import InputLimits
 from worker.core.state_codec import StateFormatError, dump_ticket, load_ticket
 
+MAX_HELD_EVENTS = 100
+MAX_HELD_BYTES = 256 * 1024
+"""Bounds on the events held for one ticket not yet created (several input topics)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -86,7 +90,7 @@ class TicketProcessor:
     ) -> None:
         """`hold_unknown`: how long to hold events for tickets not yet created (several
         input topics); None dead-letters them at once (one topic keeps them in order).
-        `limits`: size and clock-skew bounds on each message (defaults: 1 MiB, 5 min)."""
+        `limits`: size and clock-skew bounds on each message (defaults: 1,000,000 bytes, 5 min)."""
         self.engine = engine
         self.hold_unknown = hold_unknown
         self.limits = limits or InputLimits()
@@ -172,6 +176,15 @@ class TicketProcessor:
         self, source: Source, event: InboundEvent, held: list[dict[str, Any]], now: datetime
     ) -> Outcome:
         assert self.hold_unknown is not None
+        held_bytes = sum(len(h["value"]) for h in held) + len(source.value)
+        if len(held) >= MAX_HELD_EVENTS or held_bytes > MAX_HELD_BYTES:
+            # The held events live in the ticket's changelog record: keep it small.
+            detail = (
+                f"no ticket-created yet, and {len(held)} events ({held_bytes} bytes) are "
+                f"held for this ticket already (at most {MAX_HELD_EVENTS}, {MAX_HELD_BYTES} B)"
+            )
+            letter = DeadLetter(source, "unknown-ticket", detail)
+            return Outcome(dead_letters=[letter], event_type=event.type)
         held.append(
             {
                 "topic": source.topic,
@@ -226,10 +239,10 @@ class TicketProcessor:
             outcome.hold_until = min(datetime.fromisoformat(h["until"]) for h in keep)
         return outcome
 
-    # --- timer commands -------------------------------------------------------------------
+    # --- timers ---------------------------------------------------------------------------
 
     def on_due(self, stored: dict[str, Any] | None, partition: int, until: datetime) -> Outcome:
-        """Fire what a ticket has due at or before `until` (sent by the timer)."""
+        """Fire what a ticket has due at or before `until` (the partition's horizon)."""
         try:
             ticket = self._ticket(stored)
         except StateFormatError:

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import TopicPartition
 
 from worker.core.engine import Engine
@@ -56,6 +56,10 @@ log = logging.getLogger("sla_worker")
 MAX_RECORDS = 2000
 """Most messages one loop turn takes from the consumer (over all partitions)."""
 RESTORE_RETRY_SECONDS = 2.0
+FENCED_RETRY_SECONDS = 10.0
+"""After being fenced: give the group time to settle before fencing back."""
+CHANGELOG_STALL_SECONDS = 60.0
+"""A changelog read that gets no record for this long fails (and is retried)."""
 
 
 class LiveWorker:
@@ -82,9 +86,8 @@ class LiveWorker:
         self.partitions: dict[int, Partition] = {}  # assigned and restored
         self.owners: dict[int, str] = {}  # the group's map partition -> HTTP address
         self.joined = False  # a member of the group with a settled assignment
-        self._assigned: set[int] = set()
         self._unrestored: set[int] = set()  # assigned, state not (yet) restored
-        self._parked: dict[int, tuple[Partition, int]] = {}  # revoked: state, changelog end
+        self._parked: dict[int, Partition] = {}  # revoked, kept in case it comes back
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._lock = asyncio.Lock()  # one step, one restore or one rebalance at a time
         self._next_restore = 0.0
@@ -100,8 +103,6 @@ class LiveWorker:
             isolation_level="read_committed",
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(session_ms // 10, 100),
-            # Restoring state happens inside the rebalance: give it time.
-            rebalance_timeout_ms=max(session_ms, 120_000),
             partition_assignment_strategy=(assignor,),
         )
         self.restorer = AIOKafkaConsumer(
@@ -151,8 +152,8 @@ class LiveWorker:
                     timeout_ms=interval_ms, max_records=MAX_RECORDS
                 )
                 async with self._lock:
-                    await self._restore_pending(retry=True)
-                    await self._step(records)
+                    fresh = await self._restore_pending()
+                    await self._step(records, fresh)
         finally:
             async with self._lock:
                 self.joined = False
@@ -162,13 +163,15 @@ class LiveWorker:
                 with contextlib.suppress(Exception):
                     await producer.stop()
 
-    async def _step(self, records: dict[TopicPartition, list[Any]]) -> None:
+    async def _step(self, records: dict[TopicPartition, list[Any]], fresh: set[int]) -> None:
+        """Step every owned partition; `fresh`: partitions restored in this turn, whose
+        records (if any came) were fetched before the restore seeked and are not used."""
         now = datetime.now(UTC)
         messages: dict[int, list[Message]] = {}
         for tp, fetched in records.items():
-            if tp.partition not in self.partitions:
-                # Fetched before a restore, or after the partition was dropped: leave it
-                # unconsumed; the restore seeks to the committed offset anyway.
+            if tp.partition not in self.partitions or tp.partition in fresh:
+                # Not ours (any more), or fetched before the restore's seek: the
+                # consumer reads them again from the restored position.
                 continue
             messages.setdefault(tp.partition, []).extend(
                 Message(r.topic, r.partition, r.offset, r.key, r.value, _headers(r.headers))
@@ -220,37 +223,54 @@ class LiveWorker:
                 )
                 for w in batch.writes
             ]
-            await asyncio.gather(*sent)
+            acknowledged = await asyncio.gather(*sent)
             if batch.offsets:
                 offsets = {TopicPartition(t, p): o for (t, p), o in batch.offsets.items()}
                 await producer.send_offsets_to_transaction(offsets, self.settings.app_id)
             await producer.commit_transaction()
         except ProducerFenced:
-            # Another worker was given this partition (we missed the session timeout):
-            # its producer fenced ours. Drop the partition until the group says otherwise.
-            log.warning("fenced on partition %d: another worker owns it now", batch.partition)
-            self._drop(batch.partition)
+            # Another producer with this partition's transactional id started: a worker
+            # that was given the partition (we missed the session timeout). Stop; restore
+            # later, by when the group has settled who owns it.
+            self._lose(batch.partition, "fenced by another owner", FENCED_RETRY_SECONDS)
             await self._close_producer(batch.partition)
-            self._assigned.discard(batch.partition)
             return
         except Exception as exc:
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
             self._lose(batch.partition, f"{type(exc).__name__}: {exc}")
             return
+        partition = self.partitions.get(batch.partition)
+        changelog = [
+            meta.offset
+            for write, meta in zip(batch.writes, acknowledged, strict=True)
+            if write.topic == self.topics.changelog
+        ]
+        if partition is not None and changelog:
+            # The changelog's committed end: our last record, then the commit marker.
+            partition.changelog_end = max(changelog) + 2
         self.metrics.step(batch, time.perf_counter() - started)
         _log_batch(batch)
 
-    def _lose(self, number: int, why: str) -> None:
-        """A step could not be committed: forget what memory holds, restore from Kafka."""
+    def _lose(self, number: int, why: str, wait: float = RESTORE_RETRY_SECONDS) -> None:
+        """A step could not be committed: forget what memory holds, stop reading the
+        partition's inputs, and restore it from Kafka in `wait` seconds."""
         log.warning(
             "could not commit a step of partition %d (%s); restoring it from the changelog",
             number,
             why,
         )
         self._drop(number)
+        self._pause(number)
         self._unrestored.add(number)
-        self._next_restore = time.monotonic() + RESTORE_RETRY_SECONDS
+        self._next_restore = time.monotonic() + wait
+
+    def _inputs(self, number: int) -> list[TopicPartition]:
+        return [TopicPartition(t, number) for t in self.settings.input_topics]
+
+    def _pause(self, number: int) -> None:
+        with contextlib.suppress(Exception):  # not assigned any more: nothing to pause
+            self.consumer.pause(*self._inputs(number))
 
     def _drop(self, number: int) -> None:
         partition = self.partitions.pop(number, None)
@@ -259,9 +279,11 @@ class LiveWorker:
 
     # --- restoring partitions --------------------------------------------------------------
 
-    async def _restore_pending(self, *, retry: bool = False) -> None:
-        if not self._unrestored or (retry and time.monotonic() < self._next_restore):
-            return
+    async def _restore_pending(self) -> set[int]:
+        """Restore the assigned partitions not restored yet (after an assignment, or a
+        failure once its wait is over); returns those restored now."""
+        if not self._unrestored or time.monotonic() < self._next_restore:
+            return set()
         numbers = sorted(self._unrestored)
         try:
             await self._restore(numbers)
@@ -276,17 +298,24 @@ class LiveWorker:
             for number in numbers:
                 self._drop(number)
             self._next_restore = time.monotonic() + RESTORE_RETRY_SECONDS
-            return
+            return set()
         self._unrestored.difference_update(numbers)
+        return set(numbers)
 
     async def _restore(self, numbers: list[int]) -> None:
-        """Fence earlier owners, load the changelog, seek inputs to committed offsets."""
+        """Fence earlier owners, load the changelog, seek inputs to committed offsets.
+
+        Runs in the main loop, not in the rebalance callback, so the consumer's heartbeats
+        go on however long the changelog takes to read. The partitions' inputs stay paused
+        until their position is the committed one.
+        """
         started = time.monotonic()
         log.info("restoring partitions %s", numbers)
-        inputs = [TopicPartition(t, p) for p in numbers for t in self.settings.input_topics]
+        inputs = [tp for p in numbers for tp in self._inputs(p)]
         self.consumer.pause(*inputs)
         # 1. Fence: our producer for the partition aborts whatever an earlier owner left
-        #    open, so the changelog's and the offsets' committed ends are final below.
+        #    open (and waits for the commit of one that is completing), so the changelog's
+        #    and the offsets' committed ends are final below.
         await asyncio.gather(*(self._open_producer(p) for p in numbers))
         # 2. State: keep a partition we held before if nobody wrote its changelog since.
         changelog = {p: TopicPartition(self.topics.changelog, p) for p in numbers}
@@ -295,15 +324,16 @@ class LiveWorker:
         to_read: dict[int, Partition] = {}
         for p in numbers:
             parked = self._parked.pop(p, None)
-            if parked is not None and parked[1] == ends[changelog[p]]:
-                restored[p] = parked[0]
+            if parked is not None and parked.changelog_end == ends[changelog[p]]:
+                restored[p] = parked
             else:
                 if parked is not None:
-                    self.metrics.forget(parked[0].tickets)
+                    self.metrics.forget(parked.tickets)
                 to_read[p] = restored[p] = self._new_partition(p)
         await self._read_changelog(to_read, ends)
         rows = 0
         for partition in to_read.values():
+            partition.changelog_end = ends[changelog[partition.number]]
             readable, unreadable = partition.rebuild()
             if unreadable:
                 log.warning(
@@ -317,14 +347,17 @@ class LiveWorker:
                 self.metrics.state(ticket_id, stored)
                 rows += 1
                 if rows % 5000 == 0:
-                    await asyncio.sleep(0)  # a long rebuild must not starve heartbeats
-        # 3. Inputs: from the offsets the last committed transaction recorded.
+                    await asyncio.sleep(0)  # a long rebuild must not starve the web API
+        # 3. Inputs: from the offsets the last committed transaction recorded (the group's
+        #    committed offsets, or those the changelog's clock record holds, if later).
         for tp in inputs:
             committed = await self.consumer.committed(tp)
-            if committed is None:
+            recorded = restored[tp.partition].offsets.get(tp.topic)
+            start = max((o for o in (committed, recorded) if o is not None), default=None)
+            if start is None:
                 await self.consumer.seek_to_beginning(tp)
             else:
-                self.consumer.seek(tp, committed)
+                self.consumer.seek(tp, start)
         self.partitions.update(restored)
         self.consumer.resume(*inputs)
         seconds = time.monotonic() - started
@@ -349,12 +382,20 @@ class LiveWorker:
             for tp in tps:
                 await self.restorer.seek_to_beginning(tp)
             remaining = {tp for tp in tps if await self.restorer.position(tp) < ends[tp]}
+            progress = time.monotonic()
             while remaining:
                 fetched = await self.restorer.getmany(*remaining, timeout_ms=500)
                 for tp, records in fetched.items():
                     partition = tps[tp]
                     for record in records:
                         partition.load(record.key or b"", record.value)
+                if fetched:
+                    progress = time.monotonic()
+                elif time.monotonic() - progress > CHANGELOG_STALL_SECONDS:
+                    raise TimeoutError(
+                        f"no changelog record for {CHANGELOG_STALL_SECONDS:.0f} s while "
+                        f"reading {sorted(tp.partition for tp in remaining)}"
+                    )
                 for tp in list(remaining):
                     if await self.restorer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
@@ -389,34 +430,24 @@ class LiveWorker:
         async with self._lock:  # waits for the step in flight and its transaction
             self.joined = False
             self.metrics.rebalance_started()
-            held = dict(self.partitions)
+            self._parked.update(self.partitions)  # kept in case they come back
             self.partitions.clear()
             self._unrestored.clear()
-            if not held:
-                return
-            tps = {p: TopicPartition(self.topics.changelog, p) for p in held}
-            try:
-                ends = await self.restorer.end_offsets(list(tps.values()))
-            except KafkaError:
-                ends = {}
-            for p, partition in held.items():
-                if tps[p] in ends:
-                    self._parked[p] = (partition, ends[tps[p]])
-                else:
-                    self.metrics.forget(partition.tickets)
 
     async def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        """Only take note: the main loop restores (heartbeats stop during this callback)."""
         async with self._lock:
             numbers = {tp.partition for tp in assigned}
             for p in list(self._parked):
                 if p not in numbers:
-                    self.metrics.forget(self._parked.pop(p)[0].tickets)
+                    self.metrics.forget(self._parked.pop(p).tickets)
             for p in list(self._producers):
                 if p not in numbers:
                     await self._close_producer(p)
-            self._assigned = numbers
+            for p in numbers:
+                self._pause(p)
             self._unrestored = set(numbers)
-            await self._restore_pending()
+            self._next_restore = 0.0
             self.joined = True
 
     # --- the HTTP API ------------------------------------------------------------------------
@@ -448,6 +479,14 @@ def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
 
 
 def _log_batch(batch: Batch) -> None:
+    for ticket_id, error in batch.errors:
+        log.error(
+            "could not fire the timers of ticket %r on partition %d: %s (a bug: please "
+            "report it; the ticket's next event reschedules them)",
+            ticket_id,
+            batch.partition,
+            error,
+        )
     for event in batch.published:
         log.info(
             "published %s",

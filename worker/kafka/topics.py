@@ -64,8 +64,8 @@ async def ensure_topics(settings: WorkerSettings) -> list[str]:
                     raise TopicMismatch(
                         f"topic {description['topic']!r} has {count} partitions but the "
                         f"worker is configured for {settings.partitions} (SLA_PARTITIONS / "
-                        "--partitions). Inputs, timer commands and the state changelog must "
-                        "have the same count: set --partitions to match, or repartition."
+                        "--partitions). Inputs and the state changelog must have the "
+                        "same count: set --partitions to match, or repartition."
                     )
         missing = [t for t in wanted if t not in existing]
         if missing:
