@@ -24,6 +24,9 @@ from tests.integration.fault_log import (
     wait_for_outputs,
 )
 from tests.integration.workers import WorkerProcess
+from worker.kafka.partition import DEAD_LETTER_PREFIX
+
+LIMIT = 150_000  # --max-message-bytes of the hostile run
 
 
 def iso(at: datetime) -> str:
@@ -159,7 +162,7 @@ async def test_hostile_messages_are_dead_lettered_and_the_stream_goes_on(
         lines.insert(3 + 4 * n, Line(valid[0].at, key, value, bad=True))
     await produce(kafka_bootstrap, names["in"], lines)
 
-    worker = start(worker_factory, names, 3, "--max-message-bytes", "150000")
+    worker = start(worker_factory, names, 3, "--max-message-bytes", str(LIMIT))
     worker.start()
     end = valid[-1].at + timedelta(seconds=15)
     want = replay_expected([line for line in valid], end, tmp_path)
@@ -171,8 +174,15 @@ async def test_hostile_messages_are_dead_lettered_and_the_stream_goes_on(
     expected_reasons = Counter(reason for _, _, reason in hostile)
     expected_reasons.update(["invalid-field", "invalid-json", "unknown-ticket", "unknown-type"])
     assert reasons == expected_reasons  # the hostile ones and fault_log's own bad lines
-    by_value = {value: key for key, value, _ in letters}
-    assert all(by_value[value] == key for key, value, _ in hostile)  # bytes untouched
+    # The original bytes, untouched; a too-large one keeps its first 64 KiB, and says so.
+    by_value = {value: (key, dict(headers)) for key, value, headers in letters}
+    for key, value, _ in hostile:
+        kept = value if len(value) <= LIMIT else value[:DEAD_LETTER_PREFIX]
+        assert kept in by_value, f"no dead letter for {value[:60]!r}..."
+        dead_key, headers = by_value[kept]
+        assert dead_key == key
+        if kept is not value:
+            assert headers["sla-dlq-truncated-from"] == str(len(value)).encode()
 
     counts = await asyncio.to_thread(consumed, worker)
     assert sum(counts.values()) == len(lines)
