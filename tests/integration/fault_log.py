@@ -51,8 +51,10 @@ def _event(event_id: str, kind: str, ticket: str, at: datetime, **fields: Any) -
 
 
 def fault_log(seed: int, start: datetime, tickets: int = 30) -> list[Line]:
-    """The log in time order. Deadlines are 6-12 s after creation; no event lies within
-    2 s of a deadline, so live runs do not depend on millisecond timing."""
+    """The log in time order. Points fall 3, 6 and 12 s after creation (first response:
+    warnings at half the 6 or 12 s target) and 9 and 13 s after a customer reply (the
+    8 s follow-up); no event of a ticket lies within 2 s of one of its points, so live
+    runs, whose events are produced when they happen, do not depend on timing."""
     rng = random.Random(seed)
     lines: list[Line] = []
 
@@ -66,8 +68,8 @@ def fault_log(seed: int, start: datetime, tickets: int = 30) -> list[Line]:
         priority = rng.choice([1, 2])
         add(at, _event(f"c-{ticket}", "ticket-created", ticket, at, plan="fast", priority=priority))
         roll = rng.random()
-        if roll < 0.45:  # answered in time (first response targets: 6 s and 12 s)
-            add(at + 3 * s, _event(f"a-{ticket}", "reply-sent", ticket, at + 3 * s, author="agent"))
+        if roll < 0.45:  # answered in time, before the first warning (3 s at priority 1)
+            add(at + 1 * s, _event(f"a-{ticket}", "reply-sent", ticket, at + 1 * s, author="agent"))
             if priority == 1 and rng.random() < 0.6:  # a follow-up cycle, left to breach (8 s)
                 add(
                     at + 5 * s,
