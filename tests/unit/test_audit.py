@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.structs import TopicPartition
+
 from worker.audit import parse_bound, verify
+from worker.kafka.history import Record, _Cursor
 
 UNTIL = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -42,3 +45,23 @@ def test_a_truthful_output_is_clean() -> None:
 def test_window_bounds() -> None:
     assert parse_bound("beginning", "beginning") is None
     assert parse_bound("2026-11-30T10:00:00+01:00", "end") == datetime(2026, 11, 30, 9, tzinfo=UTC)
+
+
+def test_a_partitions_merge_key_never_goes_back() -> None:
+    """A record without a readable occurred_at (or dated before its predecessor) sorts at
+    its partition's event time so far: it never holds back the records after it."""
+
+    def record(offset: int, value: bytes) -> Record:
+        return Record("tickets", 0, offset, 1_700_000_000_000, b"T", value)
+
+    cursor = _Cursor(TopicPartition("tickets", 0), end=4)
+    cursor.buffer.extend(
+        [
+            record(0, b'{"occurred_at": "2026-11-30T10:00:00Z"}'),
+            record(1, b"not json"),
+            record(2, b'{"occurred_at": "2026-11-30T09:00:00Z"}'),
+            record(3, b'{"occurred_at": "2026-11-30T11:00:00+01:00"}'),
+        ]
+    )
+    keys = [cursor.take()[0][0] for _ in range(4)]
+    assert keys == ["2026-11-30T10:00:00+00:00"] * 4
