@@ -181,11 +181,15 @@ async def test_a_worker_without_partitions_is_a_ready_spare(
     await first.ready()
     second.start()
     await second.ready()
-    held = {}
-    for worker in (first, second):
-        status, body = await asyncio.to_thread(worker.get, "/readyz")
-        assert status == 200, body
-        held[worker.port] = body["partitions"]
+    held: dict[int, Any] = {}
+    for _ in range(60):  # until the rebalance that `second` caused has settled on both
+        answers = [await asyncio.to_thread(w.get, "/readyz") for w in (first, second)]
+        held = {w.port: body for w, (status, body) in zip((first, second), answers, strict=True)}
+        if all(status == 200 for status, _ in answers):
+            break
+        await asyncio.sleep(0.5)
+    assert all(body["ready"] for body in held.values()), held
+    held = {port: body["partitions"] for port, body in held.items()}
     assert sorted(held.values()) == [[], [0]]
     owner, spare = (first, second) if held[first.port] == [0] else (second, first)
     assert await asyncio.to_thread(owner.terminate) == 0
