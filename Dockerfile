@@ -26,11 +26,11 @@ RUN pip install /wheels/*.whl \
  && mkdir -p /var/lib/sla-worker \
  && chown sla:sla /var/lib/sla-worker
 
-# Working directory = state directory (faust keeps its table stores under the cwd).
+# Working directory of the worker (its state lives in Kafka: nothing is kept on disk).
 WORKDIR /var/lib/sla-worker
 USER sla
 
-# The worker's HTTP port (faust web: health, metrics).
+# The worker's HTTP port: /tickets, /metrics, /healthz, /readyz.
 EXPOSE 6066
 
 ENTRYPOINT ["sla-worker"]
