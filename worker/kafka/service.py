@@ -22,9 +22,13 @@ transactions, which carry the same `event_id`s as their committed repeats.
 **Fencing.** Each partition has its own transactional id (`<app-id>-state-<p>`). Whoever
 is assigned the partition creates a producer with that id first, which fences any
 earlier owner (a crashed or paused worker) and aborts its open transaction, before it
-reads the changelog and the committed offsets. A fenced worker's commit fails, and it
-drops the partition. This is Kafka's own fencing (as in Kafka Streams' per-task
-producers), not a mechanism of ours.
+reads the changelog and the committed offsets. A fenced worker's commit fails; it drops
+the partition and tries to restore it only after the group has had time to settle. This
+is Kafka's own fencing (as in Kafka Streams' per-task producers), not a mechanism of ours.
+
+**Rebalances** only take note (revoked partitions are parked in memory, assigned ones
+paused); restores run in the main loop, where heartbeats go on however long a changelog
+takes to read.
 """
 
 from __future__ import annotations
