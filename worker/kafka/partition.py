@@ -19,6 +19,7 @@ clock and the positions of one and the same committed step.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -120,6 +121,7 @@ class Partition:
         self.clock = PartitionClock()
         self.offsets: dict[str, int] = {}  # input topic -> next offset, as committed
         self.changelog_end = -1  # the changelog's committed end as of this state
+        self.unreadable: list[str] = []  # tickets whose stored state this version cannot read
         self.retirements = DueIndex()  # finished tickets, at their last event + retention
 
     # --- restoring from the changelog ------------------------------------------------------
@@ -133,29 +135,28 @@ class Partition:
         else:
             self.tickets[key.decode()] = value
 
-    def rebuild(self) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
-        """After loading: the due-index and holds. Returns (ticket id, stored) of every
-        readable ticket, for metrics, and the ids of unreadable ones.
+    def rebuild(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """After loading: rebuild the due-index and holds; yields (ticket id, stored) of
+        each readable ticket, for metrics, one at a time (a million decoded states held
+        at once would cost a gigabyte). Ids of unreadable ones end up in `unreadable`.
 
         A value this version cannot read has no timer to rebuild; the service logs it,
         and the next message for that ticket is dead-lettered as `unreadable-state`.
         """
-        stored_values = []
-        unreadable = []
+        self.unreadable = []
         for ticket_id, value in self.tickets.items():
             try:
                 stored = json.loads(value)
                 _, ticket, hold_until = self.processor.restore(stored)
             except (ValueError, KeyError, TypeError, StateFormatError):
-                unreadable.append(ticket_id)
+                self.unreadable.append(ticket_id)
                 continue
             if ticket is not None:
                 self.clock.due.schedule(ticket_id, ticket.due)
             if hold_until is not None:
                 self.clock.holds.schedule(ticket_id, hold_until)
             self.retirements.schedule(ticket_id, self.processor.retire_at(stored))
-            stored_values.append((ticket_id, stored))
-        return stored_values, unreadable
+            yield ticket_id, stored
 
     # --- one step --------------------------------------------------------------------------
 

@@ -338,20 +338,19 @@ class LiveWorker:
         rows = 0
         for partition in to_read.values():
             partition.changelog_end = ends[changelog[partition.number]]
-            readable, unreadable = partition.rebuild()
-            if unreadable:
-                log.warning(
-                    "partition %d: %d tickets' state cannot be read by this version (their "
-                    "next events are dead-lettered as unreadable-state), e.g. %s",
-                    partition.number,
-                    len(unreadable),
-                    unreadable[:5],
-                )
-            for ticket_id, stored in readable:
+            for ticket_id, stored in partition.rebuild():
                 self.metrics.state(ticket_id, stored)
                 rows += 1
                 if rows % 5000 == 0:
                     await asyncio.sleep(0)  # a long rebuild must not starve the web API
+            if partition.unreadable:
+                log.warning(
+                    "partition %d: %d tickets' state cannot be read by this version (their "
+                    "next events are dead-lettered as unreadable-state), e.g. %s",
+                    partition.number,
+                    len(partition.unreadable),
+                    partition.unreadable[:5],
+                )
         # 3. Inputs: from the offsets the last committed transaction recorded (the group's
         #    committed offsets, or those the changelog's clock record holds, if later).
         for tp in inputs:
