@@ -72,7 +72,9 @@ class _Inbound:
     event_id: _Identifier = Field(description="Unique id of this event; redeliveries repeat it.")
     ticket_id: _Identifier = Field(description="The ticket; also the Kafka message key.")
     occurred_at: _Instant = Field(
-        description="When it happened (RFC 3339 with an offset). All SLA math uses this time."
+        description="When it happened (RFC 3339 with an offset), between 1970 and 8999 UTC "
+        "and at most the allowed clock skew ahead of the reader's clock. All SLA math uses "
+        "this time."
     )
 
 
