@@ -164,7 +164,7 @@ class Replay:
             known = self.tickets.get(ticket_id)
         if self._clock is None or at > self._clock:
             self._clock = at
-        result = self.engine.apply(known, event, self._clock)  # checked above: it applies
+        result = self.engine.apply_checked(known, event)  # checked above: not a duplicate
         summary.applied += 1
         ticket = result.ticket
         if ticket is not known:  # a new ticket (the engine updates known ones in place)

@@ -314,8 +314,16 @@ class Engine:
         target already elapsed) fire at once. Raises `Rejected` (see `check`). An expired
         ticket counts as unknown: a `ticket-created` starts a new one.
         """
+        return self.apply_checked(ticket, event, self.check(ticket, event, clock))
+
+    def apply_checked(
+        self, ticket: Ticket | None, event: InboundEvent, duplicate: bool = False
+    ) -> Applied:
+        """`apply`, once `check` has passed and said whether `event` is a `duplicate`.
+
+        For replay, which checks before it moves its clock and so need not check twice.
+        """
         at = event.occurred_at  # UTC: events normalise it
-        duplicate = self.check(ticket, event, clock)
         if ticket is not None and self.expired(ticket, at):
             ticket = None
         if ticket is None:

@@ -22,25 +22,27 @@ class StateFormatError(ValueError):
     """Stored state this version cannot read."""
 
 
-def _us(t: datetime) -> int:
+def to_us(t: datetime) -> int:
+    """An instant as integer microseconds since the epoch (the stored form)."""
     return (t - _EPOCH) // _US
 
 
-def _at(us: int) -> datetime:
+def from_us(us: int) -> datetime:
+    """The instant of `to_us`."""
     return _EPOCH + timedelta(microseconds=us)
 
 
 def _clock(clock: Clock | None) -> list[Any] | None:
     if clock is None:
         return None
-    return [clock.metric, clock.cycle, _us(clock.started_at), clock.warned, clock.breached]
+    return [clock.metric, clock.cycle, to_us(clock.started_at), clock.warned, clock.breached]
 
 
 def _load_clock(data: list[Any] | None) -> Clock | None:
     if data is None:
         return None
     metric, cycle, started, warned, breached = data
-    return Clock(metric, cycle, _at(started), list(warned), breached)
+    return Clock(metric, cycle, from_us(started), list(warned), breached)
 
 
 def dump_ticket(ticket: Ticket) -> dict[str, Any]:
@@ -50,14 +52,16 @@ def dump_ticket(ticket: Ticket) -> dict[str, Any]:
         "plan": ticket.plan,
         "priority": ticket.priority,
         "exempt": ticket.exempt,
-        "last": _us(ticket.last_event_at),
+        "last": to_us(ticket.last_event_at),
         "status": ticket.status,
         "responded": ticket.responded,
         "finished": ticket.finished,
         "cycles": ticket.follow_up_cycles,
         "fr": _clock(ticket.first_response),
         "fu": _clock(ticket.follow_up),
-        "pauses": [[_us(p.start), None if p.end is None else _us(p.end)] for p in ticket.pauses],
+        "pauses": [
+            [to_us(p.start), None if p.end is None else to_us(p.end)] for p in ticket.pauses
+        ],
         "seen": list(ticket.seen),  # oldest first: the bound drops from the front
     }
 
@@ -71,13 +75,21 @@ def load_ticket(data: dict[str, Any]) -> Ticket:
         plan=data["plan"],
         priority=data["priority"],
         exempt=data["exempt"],
-        last_event_at=_at(data["last"]),
+        last_event_at=from_us(data["last"]),
         status=data["status"],
         responded=data["responded"],
         finished=data["finished"],
         follow_up_cycles=data["cycles"],
         first_response=_load_clock(data["fr"]),
         follow_up=_load_clock(data["fu"]),
-        pauses=[Pause(_at(s), None if e is None else _at(e)) for s, e in data["pauses"]],
+        pauses=[Pause(from_us(s), None if e is None else from_us(e)) for s, e in data["pauses"]],
         seen=dict.fromkeys(data["seen"]),
     )
+
+
+def finished_since(data: dict[str, Any]) -> datetime | None:
+    """A stored ticket's last event if it is finished (solved or closed), else None; for
+    the retention of finished tickets without decoding the whole state."""
+    if data.get("v") != FORMAT_VERSION or not data.get("finished"):
+        return None
+    return from_us(int(data["last"]))

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from worker.core.due_index import DueIndex
 from worker.core.events import SlaEvent
-from worker.core.state_codec import StateFormatError
+from worker.core.state_codec import StateFormatError, from_us, to_us
 from worker.kafka.clocks import PartitionClock
 from worker.kafka.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
 
@@ -35,9 +35,6 @@ CLOCK_KEY = b""
 
 DEAD_LETTER_PREFIX = 64 * 1024
 """Bytes of a too-large message kept in its dead letter."""
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +221,11 @@ class Partition:
 
     def _retire(self, event_time: datetime, batch: Batch) -> None:
         """Remove finished tickets whose retention ended before the partition's event
-        time: a tombstone in the changelog, so compaction reclaims them."""
+        time: a tombstone in the changelog, so compaction reclaims them. Every state write
+        reschedules its ticket here, so an entry that comes due is an expired ticket."""
         for ticket_id, _ in self.retirements.pop_due(event_time, inclusive=False):
             stored = self._stored(ticket_id)
-            if stored is None or not self.processor.expired(stored, event_time):
+            if stored is None:
                 continue
             del self.tickets[ticket_id]
             self.clock.due.schedule(ticket_id, None)
@@ -289,7 +287,7 @@ def _ticket_key(key: bytes | None) -> str | None:
 
 
 def _dump_clock(event_time: datetime | None, offsets: dict[str, int]) -> bytes:
-    us = None if event_time is None else (event_time - _EPOCH) // _US
+    us = None if event_time is None else to_us(event_time)
     return json.dumps({"event_time_us": us, "offsets": offsets}).encode()
 
 
@@ -298,5 +296,5 @@ def _load_clock(value: bytes | None) -> tuple[datetime | None, dict[str, int]]:
         return None, {}
     data = json.loads(value)
     us = data.get("event_time_us")
-    at = None if us is None else _EPOCH + timedelta(microseconds=int(us))
+    at = None if us is None else from_us(int(us))
     return at, {str(t): int(o) for t, o in data.get("offsets", {}).items()}

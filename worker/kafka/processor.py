@@ -21,7 +21,7 @@ from worker.core.durations import format_duration
 from worker.core.engine import Engine, Rejected, Ticket, TimerMet
 from worker.core.events import InboundEvent, InvalidEvent, SlaEvent, parse_event
 from worker.core.limits import InputLimits
-from worker.core.state_codec import StateFormatError, dump_ticket, load_ticket
+from worker.core.state_codec import StateFormatError, dump_ticket, finished_since, load_ticket
 
 MAX_HELD_EVENTS = 100
 MAX_HELD_BYTES = 256 * 1024
@@ -304,15 +304,11 @@ class TicketProcessor:
         return partition, self._ticket(stored), None
 
     def retire_at(self, stored: dict[str, Any]) -> datetime | None:
-        """When a stored ticket leaves state (finished tickets only; see `Engine.expired`)."""
+        """When a stored ticket leaves state: `Engine.expired` holds strictly after this
+        instant (finished tickets only; None for the others)."""
         retention = self.engine.retention
-        if retention is None or "held" in stored or not stored.get("finished"):
-            return None
-        return _EPOCH + timedelta(microseconds=int(stored["last"])) + retention
-
-    def expired(self, stored: dict[str, Any] | None, at: datetime) -> bool:
-        ticket = self._ticket(stored)
-        return ticket is not None and self.engine.expired(ticket, at)
+        since = finished_since(stored)
+        return None if retention is None or since is None else since + retention
 
     def _ticket(self, stored: dict[str, Any] | None) -> Ticket | None:
         if not stored or "held" in stored:
@@ -330,9 +326,6 @@ class TicketProcessor:
                 outcome.met.append(emission)
             else:
                 outcome.publish.append(emission)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _held_source(record: dict[str, Any]) -> Source:

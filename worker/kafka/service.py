@@ -96,7 +96,7 @@ class LiveWorker:
         self._lock = asyncio.Lock()  # one step, one restore or one rebalance at a time
         self._next_restore = 0.0
         assignor = ticket_assignor(settings.canonical_url, self._held, self._set_owners)
-        options = client_options(settings)
+        options = self._options = client_options(settings)  # SSL context made once
         session_ms = int(settings.session_timeout_seconds * 1000)
         self.consumer = AIOKafkaConsumer(
             **options,
@@ -194,8 +194,7 @@ class LiveWorker:
     async def _caught_up(self, number: int) -> bool:
         """Has this worker read everything its input partitions held at the last fetch?"""
         caught_up = True
-        for topic in self.settings.input_topics:
-            tp = TopicPartition(topic, number)
+        for tp in self._inputs(number):
             try:
                 end = self.consumer.last_stable_offset(tp)
                 position = await self.consumer.position(tp)
@@ -204,7 +203,7 @@ class LiveWorker:
             if end is None:
                 caught_up = False
                 continue
-            self.metrics.consumer_lag_of(topic, number, max(end - position, 0))
+            self.metrics.consumer_lag_of(tp.topic, number, max(end - position, 0))
             if position < end:
                 caught_up = False
         return caught_up
@@ -411,7 +410,7 @@ class LiveWorker:
     async def _open_producer(self, number: int) -> None:
         await self._close_producer(number)
         producer = AIOKafkaProducer(
-            **client_options(self.settings),
+            **self._options,
             client_id=f"{self.settings.app_id}-state-{number}",
             transactional_id=f"{self.settings.app_id}-state-{number}",
             enable_idempotence=True,
