@@ -27,9 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from tests.integration.workers import FAST_POLICY
+
+SESSION_TIMEOUT = "6"  # the smallest the worker accepts: takeovers within seconds
+TIMERS_OVER = timedelta(seconds=15)  # after the last event every timer has fired
 
 
 @dataclass(frozen=True)
@@ -167,8 +171,12 @@ def replay_expected(lines: list[Line], until: datetime, workdir: Path) -> dict[s
     return result
 
 
-async def produce(bootstrap: str, topic: str, lines: list[Line], *, live: bool = False) -> None:
-    """Produce the lines in order; `live`: each when the wall clock reaches its time."""
+async def produce(
+    bootstrap: str, topic: str, lines: list[Line], *, live: bool = False, patient: bool = False
+) -> None:
+    """Produce the lines in order; `live`: each when the wall clock reaches its time;
+    `patient`: a line that cannot be sent (the broker is down) is retried until it is, as
+    a help desk's producer buffers through a broker outage."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
@@ -177,7 +185,14 @@ async def produce(bootstrap: str, topic: str, lines: list[Line], *, live: bool =
                 wait = (line.at - datetime.now(UTC)).total_seconds()
                 if wait > 0:
                     await asyncio.sleep(wait)
-            await producer.send_and_wait(topic, line.value, key=line.key)
+            while True:
+                try:
+                    await producer.send_and_wait(topic, line.value, key=line.key)
+                    break
+                except KafkaError:
+                    if not patient:
+                        raise
+                    await asyncio.sleep(0.5)
     finally:
         await producer.stop()
 
@@ -294,3 +309,59 @@ async def wait_for_any(bootstrap: str, topics: list[str], timeout: float = 60) -
 async def dead_letters(bootstrap: str, topic: str) -> Counter[bytes]:
     """Dead-lettered values (read_committed), counted."""
     return Counter(value for _, value, _ in await read_all(bootstrap, topic))
+
+
+@dataclass
+class Setup:
+    bootstrap: str
+    tickets: str
+    warnings: str
+    breaches: str
+    dead: str
+    partitions: int
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "input_topics": (self.tickets,),
+            "partitions": self.partitions,
+            "extra": (
+                *("--warnings-topic", self.warnings, "--breaches-topic", self.breaches),
+                *("--dead-letter-topic", self.dead),
+                *("--session-timeout-seconds", SESSION_TIMEOUT),
+            ),
+        }
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.warnings, self.breaches]
+
+
+async def check(
+    setup: Setup, lines: list[Line], tmp_path: Path, record_property: Any, what: str
+) -> None:
+    end = lines[-1].at + TIMERS_OVER
+    if (wait := (end - datetime.now(UTC)).total_seconds()) > 0:
+        await asyncio.sleep(wait)
+    want = replay_expected(lines, end, tmp_path)
+    assert len(want) > 20, "the log must make the worker publish"
+    got = await wait_for_outputs(setup.bootstrap, setup.outputs, want)
+    missing = sorted(set(want) - set(got.events))
+    invented = sorted(set(got.events) - set(want))
+    different = sorted(i for i in want if i in got.events and got.events[i] != want[i])
+    assert (missing, invented, different, got.conflicts) == ([], [], [], []), (
+        f"missing {missing}, invented {invented}, different {different}"
+    )
+    # Transactions: a read_committed consumer sees each warning and breach exactly once.
+    assert not got.repeats, f"repeated in committed output: {dict(got.repeats)}"
+    letters = await dead_letters(setup.bootstrap, setup.dead)
+    assert letters == Counter(line.value for line in lines if line.bad)
+    uncommitted = await published(setup.bootstrap, setup.outputs, committed=False)
+    repeats = sum(got.repeats.values())
+    aborted = uncommitted.records - got.records
+    record_property("expected", len(want))
+    record_property("repeats_committed", repeats)
+    record_property("records_of_aborted_transactions", aborted)
+    print(
+        f"\n{what}: {len(want)} expected, 0 missing, 0 invented, {repeats} repeats "
+        f"(read_committed); {aborted} records of aborted transactions"
+    )

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,46 +23,17 @@ import pytest
 
 from tests.integration.fault_log import (
     Line,
-    dead_letters,
+    Setup,
+    check,
     fault_log,
     produce,
-    published,
-    replay_expected,
     shifted,
     wait_for_any,
-    wait_for_outputs,
 )
 from tests.integration.workers import WorkerProcess
 
 RUNS = int(os.environ.get("SLA_FAULT_RUNS", "1"))
 runs = pytest.mark.parametrize("run", range(RUNS))
-SESSION_TIMEOUT = "6"  # the smallest the worker accepts: takeovers within seconds
-TIMERS_OVER = timedelta(seconds=15)  # after the last event every timer has fired
-
-
-@dataclass
-class Setup:
-    bootstrap: str
-    tickets: str
-    warnings: str
-    breaches: str
-    dead: str
-    partitions: int
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "input_topics": (self.tickets,),
-            "partitions": self.partitions,
-            "extra": (
-                *("--warnings-topic", self.warnings, "--breaches-topic", self.breaches),
-                *("--dead-letter-topic", self.dead),
-                *("--session-timeout-seconds", SESSION_TIMEOUT),
-            ),
-        }
-
-    @property
-    def outputs(self) -> list[str]:
-        return [self.warnings, self.breaches]
 
 
 @pytest.fixture
@@ -84,37 +53,6 @@ def backlog_log(seed: int) -> list[Line]:
 def live_log(seed: int) -> list[Line]:
     """Starting in two seconds, to be produced as it happens."""
     return shifted(fault_log(seed, datetime.now(UTC)), datetime.now(UTC) + timedelta(seconds=2))
-
-
-async def check(
-    setup: Setup, lines: list[Line], tmp_path: Path, record_property: Any, what: str
-) -> None:
-    end = lines[-1].at + TIMERS_OVER
-    if (wait := (end - datetime.now(UTC)).total_seconds()) > 0:
-        await asyncio.sleep(wait)
-    want = replay_expected(lines, end, tmp_path)
-    assert len(want) > 20, "the log must make the worker publish"
-    got = await wait_for_outputs(setup.bootstrap, setup.outputs, want)
-    missing = sorted(set(want) - set(got.events))
-    invented = sorted(set(got.events) - set(want))
-    different = sorted(i for i in want if i in got.events and got.events[i] != want[i])
-    assert (missing, invented, different, got.conflicts) == ([], [], [], []), (
-        f"missing {missing}, invented {invented}, different {different}"
-    )
-    # Transactions: a read_committed consumer sees each warning and breach exactly once.
-    assert not got.repeats, f"repeated in committed output: {dict(got.repeats)}"
-    letters = await dead_letters(setup.bootstrap, setup.dead)
-    assert letters == Counter(line.value for line in lines if line.bad)
-    uncommitted = await published(setup.bootstrap, setup.outputs, committed=False)
-    repeats = sum(got.repeats.values())
-    aborted = uncommitted.records - got.records
-    record_property("expected", len(want))
-    record_property("repeats_committed", repeats)
-    record_property("records_of_aborted_transactions", aborted)
-    print(
-        f"\n{what}: {len(want)} expected, 0 missing, 0 invented, {repeats} repeats "
-        f"(read_committed); {aborted} records of aborted transactions"
-    )
 
 
 async def start_ready(worker: WorkerProcess) -> None:

@@ -29,6 +29,16 @@ is Kafka's own fencing (as in Kafka Streams' per-task producers), not a mechanis
 **Rebalances** only take note (revoked partitions are parked in memory, assigned ones
 paused); restores run in the main loop, where heartbeats go on however long a changelog
 takes to read.
+
+**Broker outages** are ridden out. A probe asks the brokers for metadata every few
+seconds; after two failures in a row the worker counts them unreachable: `/readyz` turns
+503, every input is paused and nothing is stepped or restored, so no transaction is
+begun that cannot commit and no timer fires on a partition whose input cannot be read.
+The state in memory stays as the last committed transaction left it. When a probe
+succeeds again, the inputs resume where they were. A transaction that was in flight when
+the broker went away fails and its partition is restored from the changelog, as after
+any failed commit. The process never exits for an outage: a restart could do nothing
+better and would have to read the changelogs again.
 """
 
 from __future__ import annotations
@@ -52,10 +62,13 @@ from worker.kafka.assignment import ticket_assignor
 from worker.kafka.partition import Batch, Message, Partition, Topics
 from worker.kafka.processor import TicketProcessor
 from worker.kafka.topics import changelog_topic_name, client_options
+from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("sla_worker")
+# Failures that come in thousands while the broker is away: rate-limited (worker/logs.py).
+broker_log = logging.getLogger(BROKER_LOGGER)
 
 MAX_RECORDS = 2000
 """Most messages one loop turn takes from the consumer (over all partitions)."""
@@ -64,6 +77,10 @@ FENCED_RETRY_SECONDS = 10.0
 """After being fenced: give the group time to settle before fencing back."""
 CHANGELOG_STALL_SECONDS = 60.0
 """A changelog read that gets no record for this long fails (and is retried)."""
+PROBE_INTERVAL_SECONDS = 2.0
+PROBE_TIMEOUT_SECONDS = 5.0
+PROBE_FAILURES = 2
+"""Consecutive failed metadata probes after which the brokers count as unreachable."""
 
 
 class LiveWorker:
@@ -95,6 +112,9 @@ class LiveWorker:
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._lock = asyncio.Lock()  # one step, one restore or one rebalance at a time
         self._next_restore = 0.0
+        self.broker_reachable = True
+        self._probe_failures = 0
+        self._unreachable_since = 0.0  # monotonic, while unreachable
         assignor = ticket_assignor(settings.canonical_url, self._held, self._set_owners)
         options = self._options = client_options(settings)  # SSL context made once
         session_ms = int(settings.session_timeout_seconds * 1000)
@@ -122,8 +142,9 @@ class LiveWorker:
 
     @property
     def ready(self) -> bool:
-        """In the group, every assigned partition restored (none assigned counts)."""
-        return self.joined and not self._unrestored
+        """In the group, every assigned partition restored (none assigned counts), and the
+        brokers reachable."""
+        return self.joined and not self._unrestored and self.broker_reachable
 
     def liveness(self) -> list[tuple[int, bool, datetime | None]]:
         """(partition, caught up, earliest unfired due instant) per owned partition."""
@@ -150,15 +171,22 @@ class LiveWorker:
         await self.consumer.start()
         self.consumer.subscribe(self.settings.input_topics, listener=_Listener(self))
         interval_ms = max(int(self.settings.timer_interval_seconds * 1000), 1)
+        probe = asyncio.create_task(self._watch_brokers())
         try:
             while not stop.is_set():
                 records = await self.consumer.getmany(
                     timeout_ms=interval_ms, max_records=MAX_RECORDS
                 )
                 async with self._lock:
+                    if not self.broker_reachable:
+                        # Nothing can commit: fire nothing, and give back what was fetched
+                        # before the inputs were paused; it is read again on resume.
+                        self._give_back(records)
+                        continue
                     fresh = await self._restore_pending()
                     await self._step(records, fresh)
         finally:
+            probe.cancel()
             async with self._lock:
                 self.joined = False
             await self.consumer.stop()  # leaves the group: the others take over at once
@@ -166,6 +194,54 @@ class LiveWorker:
             for producer in self._producers.values():
                 with contextlib.suppress(Exception):
                     await producer.stop()
+
+    async def _watch_brokers(self) -> None:
+        """Probe the brokers with a metadata request every few seconds (see the module
+        docstring, "Broker outages")."""
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+            try:
+                await asyncio.wait_for(self.restorer.topics(), PROBE_TIMEOUT_SECONDS)
+            except Exception as exc:  # any failure is a failed probe
+                self._probe_failures += 1
+                if self._probe_failures == PROBE_FAILURES and self.broker_reachable:
+                    await self._brokers_lost(f"{type(exc).__name__}: {exc}")
+            else:
+                self._probe_failures = 0
+                if not self.broker_reachable:
+                    await self._brokers_back()
+
+    async def _brokers_lost(self, why: str) -> None:
+        # Not ready at once; the pause waits for a step in flight (its commit may hang
+        # until the client's request timeout, then fails and restores the partition).
+        self.broker_reachable = False
+        self._unreachable_since = time.monotonic()
+        log.error(
+            "the Kafka brokers are unreachable (%s): not ready; processing is paused and "
+            "resumes by itself when they answer again",
+            why,
+        )
+        async with self._lock:
+            for number in set(self.partitions) | self._unrestored:
+                self._pause(number)
+
+    def _give_back(self, records: dict[TopicPartition, list[Any]]) -> None:
+        """Rewind the consumer to the first of these records: they were not applied."""
+        for tp, fetched in records.items():
+            if fetched:
+                with contextlib.suppress(Exception):  # not assigned any more: nothing to do
+                    self.consumer.seek(tp, fetched[0].offset)
+
+    async def _brokers_back(self) -> None:
+        async with self._lock:
+            self.broker_reachable = True
+            for number in self.partitions:  # unrestored ones resume when restored
+                with contextlib.suppress(Exception):
+                    self.consumer.resume(*self._inputs(number))
+        log.warning(
+            "the Kafka brokers answer again after %.0f s: processing resumes",
+            time.monotonic() - self._unreachable_since,
+        )
 
     async def _step(self, records: dict[TopicPartition, list[Any]], fresh: set[int]) -> None:
         """Step every owned partition; `fresh`: partitions restored in this turn, whose
@@ -214,24 +290,22 @@ class LiveWorker:
         if producer is None:
             self._lose(batch.partition, "no producer for the partition")
             return
+        sent: list[asyncio.Future[Any]] = []
         try:
             await producer.begin_transaction()
-            sent = [
-                await producer.send(
-                    w.topic,
-                    w.value,
-                    key=w.key,
-                    partition=w.partition,
-                    headers=list(w.headers),
+            for w in batch.writes:
+                sent.append(
+                    await producer.send(
+                        w.topic, w.value, key=w.key, partition=w.partition, headers=list(w.headers)
+                    )
                 )
-                for w in batch.writes
-            ]
             acknowledged = await asyncio.gather(*sent)
             if batch.offsets:
                 offsets = {TopicPartition(t, p): o for (t, p), o in batch.offsets.items()}
                 await producer.send_offsets_to_transaction(offsets, self.settings.app_id)
             await producer.commit_transaction()
         except ProducerFenced:
+            _forget(sent)
             # Another producer with this partition's transactional id started: a worker
             # that was given the partition (we missed the session timeout). Stop; restore
             # later, by when the group has settled who owns it.
@@ -239,6 +313,7 @@ class LiveWorker:
             await self._close_producer(batch.partition)
             return
         except Exception as exc:
+            _forget(sent)
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
             self._lose(batch.partition, f"{type(exc).__name__}: {exc}")
@@ -258,7 +333,7 @@ class LiveWorker:
     def _lose(self, number: int, why: str, wait: float = RESTORE_RETRY_SECONDS) -> None:
         """A step could not be committed: forget what memory holds, stop reading the
         partition's inputs, and restore it from Kafka in `wait` seconds."""
-        log.warning(
+        broker_log.warning(
             "could not commit a step of partition %d (%s); restoring it from the changelog",
             number,
             why,
@@ -291,7 +366,7 @@ class LiveWorker:
         try:
             await self._restore(numbers)
         except Exception as exc:
-            log.warning(
+            broker_log.warning(
                 "could not restore partitions %s (%s: %s); retrying in %.0f s",
                 numbers,
                 type(exc).__name__,
@@ -471,6 +546,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.worker.on_assigned(assigned)
+
+
+def _forget(sent: list[asyncio.Future[Any]]) -> None:
+    """The sends of a failed transaction fail with it: mark their outcomes as seen, so
+    asyncio does not log each as "Future exception was never retrieved"."""
+    for future in sent:
+        future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
 
 
 def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
