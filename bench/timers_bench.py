@@ -4,11 +4,14 @@
    a fresh input topic, and a policy file (written to a temp dir) on a 24x7 calendar:
    plan `bulk` with first-response targets of 8 to 14 hours (by priority), plan `window`
    with one target of `--window-delay + --window-spread` seconds; warnings at 50 %.
-2. `--tickets` (default 1,000,000) `ticket-created` events on plan `bulk`, occurred_at =
-   now, keyed by ticket id, are produced; then one worker (fresh app id and topics)
-   ingests them. Progress is read from Kafka (the group's committed offsets), so the
-   worker's /metrics is not scraped while it works. Ingest rate = tickets / (ready ->
-   all committed).
+2. First `--finished` (default 1,000,000) tickets that were created and solved 40 days
+   ago (two events each), then `--tickets` (default 1,000,000) `ticket-created` events on
+   plan `bulk`, occurred_at = now, keyed by ticket id, are produced; then one worker
+   (fresh app id and topics) ingests them. The bulk events move each partition's event
+   time 40 days on, past the finished tickets' retention (30 days): they leave state,
+   with changelog tombstones, while the bulk comes in. Progress is read from Kafka (the
+   group's committed offsets), so the worker's /metrics is not scraped while it works.
+   Ingest rate = events / (ready -> all committed).
 3. With every timer running: the worker's RSS (VmRSS; VmHWM is the peak), and one timed
    /metrics scrape (running timers, state tickets).
 4. SIGTERM, restart with the same app id (state comes back from the changelog): spawn ->
@@ -94,6 +97,21 @@ def bulk_events(count: int) -> Iterator[tuple[bytes, bytes]]:
             now = datetime.now(UTC)
         ticket = f"B-{n:07d}"
         yield ticket.encode(), created(ticket, f"tb-{n}", now, "bulk", 1 + n % 4)
+
+
+def finished_events(count: int) -> Iterator[tuple[bytes, bytes]]:
+    """Tickets created and solved 40 days ago, in time order (1 s apart per ticket)."""
+    start = datetime.now(UTC) - timedelta(days=40)
+    for n in range(count):
+        ticket = f"F-{n:07d}"
+        at = start + timedelta(microseconds=n)
+        yield ticket.encode(), created(ticket, f"tf-{n}", at, "bulk", 1 + n % 4)
+    for n in range(count):
+        ticket = f"F-{n:07d}"
+        at = start + timedelta(seconds=1, microseconds=n)
+        solved = {"event_id": f"ts-{n}", "type": "status-changed", "ticket_id": ticket}
+        solved |= {"occurred_at": at.isoformat(), "status": "solved"}
+        yield ticket.encode(), json.dumps(solved).encode()
 
 
 def window_events(
@@ -212,6 +230,9 @@ async def lateness_window(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=1_000_000, help="bulk running timers")
+    parser.add_argument(
+        "--finished", type=int, default=1_000_000, help="finished tickets, expired on ingest"
+    )
     parser.add_argument("--window", type=int, default=20_000, help="timers due in the window")
     parser.add_argument("--window-delay", type=float, default=180, help="t0 -> first deadline")
     parser.add_argument("--window-spread", type=float, default=60, help="window length (s)")
@@ -239,8 +260,14 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     )
 
     asyncio.run(create_topics(bootstrap, [topic], args.partitions))
+    if args.finished:
+        done, seconds = asyncio.run(produce(bootstrap, topic, finished_events(args.finished)))
+        say(f"produced {done:,} events of {args.finished:,} finished tickets in {seconds:.1f} s")
+    else:
+        done = 0
     count, seconds = asyncio.run(produce(bootstrap, topic, bulk_events(args.tickets)))
     say(f"produced {count:,} ticket-created events in {seconds:.1f} s ({count / seconds:,.0f}/s)")
+    count += done
 
     worker = WorkerProcess(
         bootstrap=bootstrap,
@@ -272,7 +299,9 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     metrics, scrape = timed_scrape(worker)
     assert metrics is not None
     running = int(metrics.total("sla_running_timers"))
+    in_state = int(metrics.total("sla_state_tickets"))
     say(
+        f"{in_state:,} tickets in state ({args.finished:,} finished ones expired); "
         f"{running:,} running timers: RSS {mib(rss_before)} (peak {mib(hwm_before)}); "
         f"/metrics scrape took {scrape:.2f} s"
     )

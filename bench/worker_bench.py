@@ -39,6 +39,7 @@ from pathlib import Path
 
 from live import (
     Cleanup,
+    Run,
     WorkerProcess,
     create_topics,
     produce,
@@ -89,6 +90,9 @@ def main() -> None:
         help="extra flag for the worker, e.g. --worker-arg=--log-level=WARNING (repeatable)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and topics")
+    parser.add_argument(
+        "--two-workers", action="store_true", help="also two workers in one group (aggregate)"
+    )
     parser.add_argument(
         "--faust-agent",
         action="store_true",
@@ -201,6 +205,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     rss = worker.rss_bytes()
     stopped = worker.terminate()  # the peers below get the machine to themselves
     say(f"worker stopped (SIGTERM) in {stopped:.1f} s")
+    pair_rate = two_workers(this, args, n, cleanup) if args.two_workers else None
 
     raws.append(asyncio.run(raw_consume(bootstrap, topic, n, decode=decode)))
     say(f"raw aiokafka (after): {raws[1].rate:,.0f} events/s ({raws[1].seconds:.2f} s)")
@@ -241,8 +246,48 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
         floors[mode] = float(line.rsplit("=", 1)[1].split()[0].replace(",", ""))
     say(f"raw aiokafka: {raw.rate:,.0f} events/s (decode {raw.decode})")
     say(f"worker events/s: {rate:,.0f}")
+    if pair_rate is not None:
+        say(f"two workers, aggregate: {pair_rate:,.0f} events/s = {pair_rate / rate:.2f}x one")
     say(f"worker/raw-aiokafka ratio: {rate / raw.rate:.3f}")
     say(f"worker/faust-table-floor ratio: {rate / floors['table']:.3f}")
+
+
+def two_workers(this: Run, args: argparse.Namespace, n: int, cleanup: Cleanup) -> float:
+    """Two workers in one (fresh) group over the same topic: aggregate events/s, from the
+    first poll that saw any event consumed to the poll that saw all n, summed over both
+    workers' /metrics (the rebalance when the second joins is inside the measurement)."""
+    pair = [
+        WorkerProcess(
+            bootstrap=this.bootstrap,
+            app_id=f"{this.run_id}-pair",
+            directory=this.directory / f"pair-{i}",
+            input_topic=this.topic,
+            outputs_prefix=f"{this.run_id}-pair-",
+            partitions=args.partitions,
+            extra=tuple(args.worker_arg),
+        )
+        for i in range(2)
+    ]
+    for worker in pair:
+        cleanup.callback(worker.stop_quietly)
+        worker.start()
+    polls: list[tuple[float, int]] = []
+    deadline = time.perf_counter() + args.timeout
+    while not polls or polls[-1][1] < n:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"two workers consumed {polls[-1][1] if polls else 0} of {n}")
+        time.sleep(0.5)
+        scraped = [worker.metrics() for worker in pair]
+        for worker in pair:
+            worker.check_alive()
+        polls.append((time.perf_counter(), sum(m.consumed() for m in scraped if m)))
+    t_first, c_first = next(p for p in polls if p[1] > 0)
+    t_end, c_end = polls[-1]
+    rate = (c_end - c_first) / (t_end - t_first)
+    for worker in pair:
+        worker.terminate()
+    say(f"two workers: {c_end - c_first:,} events in {t_end - t_first:.2f} s = {rate:,.0f}/s")
+    return rate
 
 
 if __name__ == "__main__":

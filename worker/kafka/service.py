@@ -113,6 +113,9 @@ class LiveWorker:
         self._lock = asyncio.Lock()  # one step, one restore or one rebalance at a time
         self._next_restore = 0.0
         self.broker_reachable = True
+        # Diagnostics per input partition (GET /readyz): position, end, committed offset.
+        self._seen: dict[TopicPartition, tuple[int, int | None]] = {}
+        self._committed: dict[TopicPartition, int] = {}
         self._probe_failures = 0
         self._unreachable_since = 0.0  # monotonic, while unreachable
         assignor = ticket_assignor(settings.canonical_url, self._held, self._set_owners)
@@ -152,6 +155,25 @@ class LiveWorker:
             (number, partition.clock.caught_up, partition.clock.due.peek())
             for number, partition in sorted(self.partitions.items())
         ]
+
+    def diagnostics(self) -> list[dict[str, Any]]:
+        """Per owned input partition: the next offset to read, the partition's end (last
+        stable offset) and the offset our last transaction committed, as last seen."""
+        rows = []
+        for number in sorted(self.partitions):
+            for tp in self._inputs(number):
+                position, end = self._seen.get(tp, (None, None))
+                rows.append(
+                    {
+                        "topic": tp.topic,
+                        "partition": number,
+                        "position": position,
+                        "end": end,
+                        "committed": self._committed.get(tp),
+                        "caught_up": self.partitions[number].clock.caught_up,
+                    }
+                )
+        return rows
 
     def owner_of(self, partition: int) -> str | None:
         return self.owners.get(partition)
@@ -276,6 +298,7 @@ class LiveWorker:
                 position = await self.consumer.position(tp)
             except Exception:  # not assigned any more (a rebalance is starting)
                 return False
+            self._seen[tp] = (position, end)
             if end is None:
                 caught_up = False
                 continue
@@ -327,6 +350,8 @@ class LiveWorker:
         if partition is not None and changelog:
             # The changelog's committed end: our last record, then the commit marker.
             partition.changelog_end = max(changelog) + 2
+        for (topic, number), offset in batch.offsets.items():
+            self._committed[TopicPartition(topic, number)] = offset
         self.metrics.step(batch, time.perf_counter() - started)
         _log_batch(batch)
 
@@ -435,6 +460,7 @@ class LiveWorker:
                 await self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, start)
+                self._committed[tp] = start
         self.partitions.update(restored)
         self.consumer.resume(*inputs)
         seconds = time.monotonic() - started

@@ -55,6 +55,8 @@ def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
     async def readyz(request: web.Request) -> web.Response:
         ready = worker.ready
         body: dict[str, Any] = {"ready": ready, "partitions": sorted(worker.partitions)}
+        body["brokers_reachable"] = worker.broker_reachable
+        body["inputs"] = worker.diagnostics()
         return web.json_response(body, status=200 if ready else 503)
 
     app = web.Application()
