@@ -33,5 +33,11 @@ USER sla
 # The worker's HTTP port: /tickets, /metrics, /healthz, /readyz.
 EXPOSE 6066
 
+# Liveness for `docker run`/compose (Kubernetes uses its own probes, deploy/k8s/). The slim
+# image has no curl: Python's urllib asks /healthz on the configured port. (podman keeps
+# this only in the docker image format: `podman build --format docker`.)
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SLA_WEB_PORT', '6066'), timeout=4)"]
+
 ENTRYPOINT ["sla-worker"]
 CMD ["worker"]
