@@ -22,7 +22,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=build /wheels /wheels
 RUN pip install /wheels/*.whl \
  && rm -rf /wheels \
- && useradd --system --uid 10001 --user-group --home-dir /var/lib/sla-worker sla \
+ && groupadd --system --gid 10001 sla \
+ && useradd --system --uid 10001 --gid sla --home-dir /var/lib/sla-worker sla \
  && mkdir -p /var/lib/sla-worker \
  && chown sla:sla /var/lib/sla-worker
 
