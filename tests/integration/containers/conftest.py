@@ -34,7 +34,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def engine_env() -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+    """podman's environment: the project's containers.conf, and sbin on PATH (runc,
+    iptables), as scripts/container-bases gives it."""
+    path = os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+    path += [d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if d not in path]
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF), "PATH": os.pathsep.join(path)}
 
 
 def podman(
