@@ -59,7 +59,8 @@ def test_the_image_declares_a_health_check_on_healthz(worker_image: str) -> None
 
 
 class WorkerContainer:
-    """`sla-worker worker` in the image, on the host network, on a free port."""
+    """`sla-worker worker` in the image, on the host network, on a free port, locked down
+    like the Kubernetes manifests run it."""
 
     def __init__(self, image: str, name: str, options: list[str]) -> None:
         self.image = image
@@ -75,6 +76,13 @@ class WorkerContainer:
             self.name,
             "--network",
             "host",
+            # As deploy/k8s/statefulset.yaml runs it: read-only root file system, no
+            # capabilities, no privilege escalation.
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
             "--volume",
             f"{FAST_POLICY}:/etc/sla-worker/policies.yaml:ro",
             "--env",
@@ -178,7 +186,10 @@ async def test_the_worker_in_the_image_breaches_stops_on_sigterm_and_recovers_fr
         "priority": 1,
     }
     await produce_json(tickets, [("IMG-1", created)])
-    ((key, breach, _, _),) = await consume_json(breaches, 1, timeout=60)
+    try:
+        ((key, breach, _, _),) = await consume_json(breaches, 1, timeout=60)
+    except TimeoutError as exc:
+        raise AssertionError(f"no breach: {exc}\n{first.logs()}") from exc
     assert key == "IMG-1"
     assert (breach["type"], breach["ticket_id"], breach["metric"]) == (
         "sla-breach",
