@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests.integration.containers.conftest import ROOT, engine_env, podman
@@ -88,23 +89,36 @@ class ComposeStack:
 
 
 def override(image: str, kafka: int, worker: int, prometheus: int) -> str:
-    """The test's compose override: ports, and the worker image's tag (`!override`
-    replaces a list where compose would otherwise append to it)."""
+    """The test's compose override: host ports, and the worker image's tag.
+
+    The Kafka listeners are the compose file's with its host port (29092) replaced, since
+    the broker must advertise the port the host reaches it on. `!override` replaces a
+    list where compose would otherwise append to it.
+    """
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    kafka_env = services["kafka"]["environment"]
+    (host_port,) = {str(spec).split(":")[-1] for spec in services["kafka"]["ports"]}
+    listeners = {
+        name: kafka_env[name].replace(f":{host_port}", f":{kafka}")
+        for name in ("KAFKA_LISTENERS", "KAFKA_ADVERTISED_LISTENERS")
+    }
+    (worker_target,) = {str(spec).split(":")[-1] for spec in services["worker"]["ports"]}
+    (prometheus_target,) = {str(spec).split(":")[-1] for spec in services["prometheus"]["ports"]}
     return f"""\
 services:
   kafka:
     ports: !override
       - "127.0.0.1:{kafka}:{kafka}"
     environment:
-      KAFKA_LISTENERS: PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:{kafka}
-      KAFKA_ADVERTISED_LISTENERS: PLAINTEXT://kafka:9092,HOST://localhost:{kafka}
+      KAFKA_LISTENERS: {listeners["KAFKA_LISTENERS"]}
+      KAFKA_ADVERTISED_LISTENERS: {listeners["KAFKA_ADVERTISED_LISTENERS"]}
   worker:
     image: {image}
     ports: !override
-      - "127.0.0.1:{worker}:6066"
+      - "127.0.0.1:{worker}:{worker_target}"
   prometheus:
     ports: !override
-      - "127.0.0.1:{prometheus}:9090"
+      - "127.0.0.1:{prometheus}:{prometheus_target}"
 """
 
 
