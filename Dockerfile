@@ -22,7 +22,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=build /wheels /wheels
 RUN pip install /wheels/*.whl \
  && rm -rf /wheels \
- && useradd --system --uid 10001 --user-group --home-dir /var/lib/sla-worker sla \
+ && groupadd --system --gid 10001 sla \
+ && useradd --system --uid 10001 --gid sla --home-dir /var/lib/sla-worker sla \
  && mkdir -p /var/lib/sla-worker \
  && chown sla:sla /var/lib/sla-worker
 
@@ -32,6 +33,12 @@ USER sla
 
 # The worker's HTTP port: /tickets, /metrics, /healthz, /readyz.
 EXPOSE 6066
+
+# Liveness for `docker run`/compose (Kubernetes uses its own probes, deploy/k8s/). The slim
+# image has no curl: Python's urllib asks /healthz on the configured port. (podman keeps
+# this only in the docker image format: `podman build --format docker`.)
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SLA_WEB_PORT', '6066'), timeout=4)"]
 
 ENTRYPOINT ["sla-worker"]
 CMD ["worker"]

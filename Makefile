@@ -47,7 +47,8 @@ typecheck: $(INSTALLED)
 # The whole suite: lint, types, unit and property tests, and integration tests against
 # a real Kafka broker that tests/integration/conftest.py starts with scripts/kafka-local.
 # scripts/ensure-prometheus first provides promtool and prometheus (alert rule tests and
-# the observability test run them).
+# the observability test run them). The container tests (tests/integration/containers/)
+# get podman and the stand-in base images from scripts/container-bases (docs/development.md).
 # pytest exits 5 when it collects no test, and make fails on any non-zero exit.
 test: lint typecheck
 	scripts/ensure-prometheus
