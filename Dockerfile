@@ -19,9 +19,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Dependencies at the versions the project tested (requirements/runtime.lock, hash-checked),
+# then the wheel alone.
+COPY requirements/runtime.lock /tmp/runtime.lock
 COPY --from=build /wheels /wheels
-RUN pip install /wheels/*.whl \
- && rm -rf /wheels \
+RUN pip install --require-hashes -r /tmp/runtime.lock \
+ && pip install --no-deps /wheels/*.whl \
+ && rm -rf /wheels /tmp/runtime.lock \
  && groupadd --system --gid 10001 sla \
  && useradd --system --uid 10001 --gid sla --home-dir /var/lib/sla-worker sla \
  && mkdir -p /var/lib/sla-worker \

@@ -4,18 +4,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run replay test lint typecheck unit clean
+.PHONY: run replay test lint typecheck unit lock clean
 
 # Which build of the hot path is installed: compiled (default) or pure Python. The stamp
 # names it, so switching SLA_WORKER_PURE_PYTHON reinstalls.
 BUILD := $(if $(filter-out 0,$(SLA_WORKER_PURE_PYTHON)),pure,compiled)
 INSTALLED := $(BIN)/.installed-$(BUILD)
 
-# Dependencies, and the project uncompiled: compiling is the next step's (once per clone).
-$(BIN)/.deps: pyproject.toml setup.py
+# Dependencies at the versions requirements/dev.lock pins (hash-checked), then the project
+# uncompiled: compiling is the next step's (once per clone). `make lock` refreshes the locks.
+$(BIN)/.deps: pyproject.toml setup.py requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	SLA_WORKER_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	SLA_WORKER_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 # setup.py compiles the hot path (worker/replay.py, worker/core/) with mypyc into C
@@ -56,6 +58,19 @@ test: lint typecheck
 
 unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit
+
+# Re-resolve the pinned versions (after changing dependencies in pyproject.toml, or to take
+# new releases): pip-tools' pip-compile, from a throwaway virtualenv, for Python 3.11.
+# requirements/runtime.lock is what the container image installs; dev.lock, make and CI.
+PIP_TOOLS := pip-tools==7.7.0
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet '$(PIP_TOOLS)'
+	.lock-venv/bin/pip-compile --quiet --upgrade --strip-extras --generate-hashes --allow-unsafe \
+	  --no-emit-find-links -o requirements/runtime.lock pyproject.toml
+	.lock-venv/bin/pip-compile --quiet --upgrade --strip-extras --generate-hashes --allow-unsafe \
+	  --no-emit-find-links --extra dev -o requirements/dev.lock pyproject.toml
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build

@@ -102,9 +102,9 @@ class Broker:
 
 class Traffic:
     """Ticket events as they happen, at `rate` new tickets per second; each open ticket
-    gets, per second, an agent reply (1 %), a customer reply (1 %), a pause or resume
-    (0.5 %), a new priority (0.5 %), or is solved (0.7 %): tickets live minutes, long
-    enough for the demo policy's warnings and breaches. About 0.5 % of lines are hostile."""
+    gets, per second, an agent reply (0.6 %), a customer reply (1 %), a pause or resume
+    (0.5 %), a new priority (0.5 %), or is solved (0.5 %): tickets live minutes, long
+    enough for the demo policy's warnings and breaches. About 1 % of lines are hostile."""
 
     def __init__(self, seed: int, rate: float) -> None:
         self.rng = random.Random(seed)
@@ -136,20 +136,20 @@ class Traffic:
             event("ticket-created", ticket, plan=plan, priority=rng.choice(PLANS[plan]))
         for ticket, (plan, paused) in list(self.open.items()):
             roll = rng.random() / seconds
-            if roll < 0.01:
+            if roll < 0.006:
                 event("reply-sent", ticket, author="agent")
-            elif roll < 0.02:
+            elif roll < 0.016:
                 event("reply-sent", ticket, author="customer")
-            elif roll < 0.025:
+            elif roll < 0.021:
                 self.open[ticket] = (plan, not paused)
                 event("status-changed", ticket, status="open" if paused else "pending")
-            elif roll < 0.03:
+            elif roll < 0.026:
                 event("priority-changed", ticket, priority=rng.choice(PLANS[plan]))
-            elif roll < 0.037:
+            elif roll < 0.031:
                 del self.open[ticket]
                 event("status-changed", ticket, status="solved")
         for _ in range(len(out)):
-            if rng.random() < 0.005:
+            if rng.random() < 0.01:
                 out.append(self._hostile(rng, at))
         return out
 
