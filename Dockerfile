@@ -10,7 +10,7 @@ WORKDIR /src
 # (README.md* : the project readme, copied when present.)
 COPY pyproject.toml setup.py README.md* ./
 COPY worker ./worker
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN SLA_WORKER_COMPILED=1 pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 

@@ -6,25 +6,26 @@ BIN := $(VENV)/bin
 
 .PHONY: run replay test lint typecheck unit lock clean
 
-# Which build of the hot path is installed: compiled (default) or pure Python. The stamp
-# names it, so switching SLA_WORKER_PURE_PYTHON reinstalls.
-BUILD := $(if $(filter-out 0,$(SLA_WORKER_PURE_PYTHON)),pure,compiled)
+# Which build of the hot path is installed: pure Python (the default) or compiled with
+# mypyc (SLA_WORKER_COMPILED=1, needs a C compiler). The stamp names it, so switching
+# reinstalls.
+BUILD := $(if $(filter-out 0,$(SLA_WORKER_COMPILED)),compiled,pure)
 INSTALLED := $(BIN)/.installed-$(BUILD)
 
 # Dependencies at the versions requirements/dev.lock pins (hash-checked), then the project
-# uncompiled: compiling is the next step's (once per clone). `make lock` refreshes the locks.
+# itself (editable, pure Python). `make lock` refreshes the locks.
 $(BIN)/.deps: pyproject.toml setup.py requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
-	SLA_WORKER_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-# setup.py compiles the hot path (worker/replay.py, worker/core/) with mypyc into C
-# extensions beside the sources; an edited source is rebuilt here (45-50 s), since
-# Python would otherwise keep loading the old extension. SLA_WORKER_PURE_PYTHON=1 skips
-# compilation.
-$(INSTALLED): $(BIN)/.deps worker/replay.py $(wildcard worker/core/*.py)
+# The pure build reinstalls only to remove extensions a compiled build left beside the
+# sources. The compiled build (setup.py: worker/replay.py and parts of worker/core/ to C
+# extensions beside the sources) is rebuilt when one of those sources changed (45-50 s),
+# since Python would otherwise keep loading the old extension.
+$(INSTALLED): $(BIN)/.deps $(if $(filter compiled,$(BUILD)),worker/replay.py $(wildcard worker/core/*.py))
 	rm -f $(BIN)/.installed-*
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@

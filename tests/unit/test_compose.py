@@ -148,9 +148,13 @@ def test_worker_is_built_from_the_dockerfile(services: dict[str, dict[str, Any]]
     # The build stage compiles the hot path (setup.py) into the wheel the image installs.
     assert any("setup.py" in copy.split() for copy in by_name["COPY"])
     assert any(
-        re.search(r"pip wheel .*--wheel-dir /wheels \.(\s|$)", run) for run in by_name["RUN"]
+        re.search(r"SLA_WORKER_COMPILED=1 pip wheel .*--wheel-dir /wheels \.(\s|$)", run)
+        for run in by_name["RUN"]
     )
-    assert any(re.search(r"pip install /wheels/", run) for run in by_name["RUN"])
+    # Dependencies from the lock file, hash-checked; the wheel alone after them.
+    assert any("requirements/runtime.lock" in copy.split() for copy in by_name["COPY"])
+    assert any(re.search(r"pip install --require-hashes -r ", run) for run in by_name["RUN"])
+    assert re.search(r"&& pip install --no-deps /wheels/", text)  # a continuation line
     assert by_name["ENTRYPOINT"] == ['["sla-worker"]']
     assert by_name["CMD"] == ['["worker"]']
     assert "6066" in by_name["EXPOSE"]
