@@ -423,6 +423,11 @@ async def soak_run(args: argparse.Namespace, soak: Soak) -> int:
     return await compare(soak, end)
 
 
+def stop_workers(soak: Soak) -> None:
+    for worker in soak.workers:
+        worker.stop_quietly()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -440,7 +445,7 @@ def main() -> None:
         broker.start()
         say(f"soak: broker {broker.bootstrap}, dir {directory}, seed {args.seed}")
         soak = Soak(args, broker, directory)
-        cleanup.callback(lambda: [w.stop_quietly() for w in soak.workers])
+        cleanup.callback(stop_workers, soak)
         status = asyncio.run(soak_run(args, soak))
     sys.exit(status)
 

@@ -34,8 +34,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from worker import __version__
-from worker.core.events import INBOUND_TYPES, METRICS, Metric
+from worker.core.events import INBOUND_TYPES, METRICS
 from worker.core.policy import Policy
+from worker.core.state_codec import running_timers
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -74,7 +75,6 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
 UNKNOWN_TYPE = "unknown"
 """`type` label of a message that is not one of the inbound event types."""
 
-_CLOCKS: tuple[tuple[str, Metric], ...] = (("fr", "first_response"), ("fu", "follow_up"))
 LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 LAG_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600, 21600, 86400)
@@ -383,20 +383,19 @@ class Metrics:
         self.timers.put(ticket_id, self._timers_of(stored))
 
     def _timers_of(self, stored: dict[str, Any] | None) -> tuple[_TimerKey, ...]:
-        if not stored or "held" in stored or stored.get("exempt"):
+        summary = running_timers(stored) if stored else None
+        if summary is None:
             return ()
-        plan = self.policy.plans.get(stored["plan"])
-        targets = plan.targets.get(stored["priority"]) if plan is not None else None
+        plan_name, priority, is_paused, clocks = summary
+        plan = self.policy.plans.get(plan_name)
+        targets = plan.targets.get(priority) if plan is not None else None
         if plan is None or not targets:
             return ()
-        pauses = stored.get("pauses") or []
-        is_paused = bool(pauses) and pauses[-1][1] is None
-        timers = []
-        for key, metric in _CLOCKS:
-            clock = stored.get(key)
-            if clock is not None and targets.get(metric) is not None:
-                timers.append((plan.name, metric, is_paused, bool(clock[4])))
-        return tuple(timers)
+        return tuple(
+            (plan.name, metric, is_paused, breached)
+            for metric, breached in clocks
+            if targets.get(metric) is not None
+        )
 
     def forget(self, ticket_ids: Iterable[str]) -> None:
         """Tickets of a partition this worker no longer holds leave the timer gauges."""

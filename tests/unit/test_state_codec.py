@@ -8,7 +8,7 @@ import pytest
 
 from worker.core.engine import Engine
 from worker.core.policy import Policy
-from worker.core.state_codec import StateFormatError, dump_ticket, load_ticket
+from worker.core.state_codec import StateFormatError, dump_ticket, load_ticket, running_timers
 from worker.replay import Replay
 from worker.traffic import synthetic_stream
 
@@ -47,3 +47,22 @@ def test_restoring_state_midway_changes_no_output(presets: Policy) -> None:
 def test_unknown_format_is_refused(presets: Policy) -> None:
     with pytest.raises(StateFormatError, match="unsupported ticket state format 99"):
         load_ticket({"v": 99})
+
+
+def test_the_timer_summary_reads_stored_state_without_decoding_it(presets: Policy) -> None:
+    engine = Engine(presets)
+    replay = Replay(engine, lambda e: None, lambda r: None)
+    lines, _ = synthetic_stream(2_000, 200, seed=5)
+    replay.feed(lines)
+    for ticket in replay.tickets.values():
+        stored = json.loads(json.dumps(dump_ticket(ticket)))
+        summary = running_timers(stored)
+        if ticket.exempt:
+            assert summary is None
+            continue
+        assert summary is not None
+        plan, priority, paused, clocks = summary
+        assert (plan, priority, paused) == (ticket.plan, ticket.priority, ticket.paused)
+        running = [c for c in (ticket.first_response, ticket.follow_up) if c is not None]
+        assert clocks == [(c.metric, c.breached) for c in running]
+    assert running_timers({"held": [], "p": 0}) is None  # held events are not a ticket

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.core.engine import Clock, Pause, Ticket
+from worker.core.events import Metric
 
 FORMAT_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,3 +94,20 @@ def finished_since(data: dict[str, Any]) -> datetime | None:
     if data.get("v") != FORMAT_VERSION or not data.get("finished"):
         return None
     return from_us(int(data["last"]))
+
+
+def running_timers(
+    data: dict[str, Any],
+) -> tuple[str, int, bool, list[tuple[Metric, bool]]] | None:
+    """What the timer gauges need of a stored ticket, without decoding it: (plan,
+    priority, paused, [(metric, breached) per running clock]); None for an exempt ticket
+    or a value that is not ticket state (held events). Metrics read stored state only
+    through here, so the format stays this module's alone."""
+    if data.get("v") != FORMAT_VERSION or data.get("exempt"):
+        return None
+    pauses = data.get("pauses") or []
+    paused = bool(pauses) and pauses[-1][1] is None
+    clocks: list[tuple[Metric, bool]] = [
+        (clock[0], bool(clock[4])) for clock in (data.get("fr"), data.get("fu")) if clock
+    ]
+    return data["plan"], data["priority"], paused, clocks

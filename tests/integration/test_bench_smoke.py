@@ -1,0 +1,50 @@
+"""Every benchmark runs, on tiny inputs, as `make test` goes: a benchmark that nobody runs
+rots. (bench/ is type-checked too: `make typecheck`.) The numbers are not looked at here;
+BENCHMARKS.md has real runs. The soak has a test of its own (test_soak.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+OFFLINE = {
+    "calendar_bench.py": ["--n", "500"],
+    "replay_bench.py": ["--events", "3000", "--tickets", "300"],
+}
+ON_KAFKA = {
+    "worker_bench.py": ["--events", "2000", "--two-workers"],
+    "timers_bench.py": [
+        *("--tickets", "500", "--finished", "500", "--window", "50"),
+        *("--window-delay", "8", "--window-spread", "4"),
+    ],
+}
+
+
+def run(script: str, args: list[str]) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.parametrize("script", sorted(OFFLINE))
+def test_an_offline_benchmark_runs(script: str) -> None:
+    assert run(script, OFFLINE[script]).strip()
+
+
+@pytest.mark.parametrize("script", sorted(ON_KAFKA))
+def test_a_live_benchmark_runs(script: str, kafka_bootstrap: str) -> None:
+    out = run(script, [*ON_KAFKA[script], "--bootstrap", kafka_bootstrap])
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(("worker/faust-table-floor ratio:", "timers:")), out
