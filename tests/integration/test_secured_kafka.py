@@ -4,7 +4,8 @@ Each mode runs its own broker (`scripts/kafka-local start --security ...`, via
 tests/integration/brokers.py), whose client listener accepts nothing else; the worker
 connects with the settings `client.json` names. A wrong password, a client certificate
 the broker does not trust and a CA that did not sign the broker's certificate each end the
-worker within seconds, non-zero, with a sentence naming the cause; no secret reaches a log.
+worker within seconds, non-zero, with a sentence naming the cause; no secret (password,
+private key, the HTTP API's bearer token) reaches a log.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -137,7 +140,9 @@ async def test_the_worker_works_over_the_secured_listener(
     secured: Secured, worker_on: Callable[..., WorkerProcess], record_property: Any
 ) -> None:
     topics = Topics.fresh()
-    worker = worker_on(topics, *secured.flags(), "--log-level", "DEBUG", **secured.env())
+    token = "api-" + uuid.uuid4().hex  # the HTTP API's bearer token: never logged either
+    env = {**secured.env(), "SLA_API_TOKEN": token}
+    worker = worker_on(topics, *secured.flags(), "--log-level", "DEBUG", **env)
     ready = await worker.ready()
     record_property(f"{secured.mode}-worker-ready-seconds", round(ready, 2))
     options = client_options(secured.settings)
@@ -161,8 +166,9 @@ async def test_the_worker_works_over_the_secured_listener(
 
     breach = await read_one(options, topics.breaches, timeout=40)
     assert breach["type"] == "sla-breach" and breach["ticket_id"] == ticket
-    status, body = await asyncio.to_thread(worker.get, f"/tickets/{ticket}")
+    status, body = await asyncio.to_thread(get, worker, f"/tickets/{ticket}", token)
     assert status == 200 and body["timers"][0]["breached"], body
+    assert (await asyncio.to_thread(get, worker, f"/tickets/{ticket}", None))[0] == 401
 
     # The audit reads the same history over the same secured listener.
     audit = [sys.executable, "-m", "worker", "audit", "--bootstrap-servers", worker.bootstrap]
@@ -182,7 +188,18 @@ async def test_the_worker_works_over_the_secured_listener(
     assert worker.terminate() == 0
     log = worker.log_path.read_text()
     assert '"level": "DEBUG"' in log  # the secrets were checked at DEBUG too
-    assert_no_secret(log + audited.stdout + audited.stderr, secured.secrets())
+    assert_no_secret(log + audited.stdout + audited.stderr, [*secured.secrets(), token])
+
+
+def get(worker: WorkerProcess, path: str, token: str | None) -> tuple[int, Any]:
+    """GET from the worker's API, with the bearer token when one is given."""
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
 
 async def read_one(options: dict[str, Any], topic: str, timeout: float) -> dict[str, Any]:
