@@ -31,6 +31,7 @@ from worker.core.engine import Engine
 from worker.core.events import SlaEvent
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
+from worker.kafka.access import KafkaAccessError, check_access
 from worker.kafka.history import Record, merged_history
 from worker.kafka.topics import client_options
 from worker.replay import Rejection, Replay, Summary
@@ -159,6 +160,7 @@ async def run_audit(
         if settings.now is None
         else _instant.validate_strings(settings.now).astimezone(UTC)
     )
+    await check_access(settings)
     audit = Audit(policy, settings, now)
     audit.write_to(output.write)
     options = client_options(settings)
@@ -194,6 +196,9 @@ def main(settings: AuditSettings, policy: Policy) -> int:
     progress = sys.stderr if sys.stderr.isatty() else None
     try:
         audit, summary, result = asyncio.run(run_audit(settings, policy, output, events, progress))
+    except KafkaAccessError as exc:
+        print(f"sla-worker audit: {exc}", file=sys.stderr)
+        return 1
     finally:
         if output is not sys.stdout:
             output.close()

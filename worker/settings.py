@@ -29,6 +29,8 @@ class KafkaConnection(BaseSettings):
         frozen=True,
         cli_kebab_case=True,
         cli_implicit_flags=True,
+        # A validation error would otherwise print its input, secrets included.
+        hide_input_in_errors=True,
     )
 
     bootstrap_servers: str = Field(
@@ -150,6 +152,17 @@ class WorkerSettings(StreamSettings):
         description="URL other workers use to reach this one's HTTP API (requests for a "
         "ticket are routed to its owner). Default: http://<web host or hostname>:<web port>.",
     )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /tickets/{id} requires the header `Authorization: Bearer "
+        "<token>` (every worker of the group needs the same token); /metrics, /healthz and "
+        "/readyz stay open. Prefer the SLA_API_TOKEN variable; never logged.",
+    )
+    api_token_file: Path | None = Field(
+        default=None,
+        description="Read the API token from this file instead (e.g. a mounted Kubernetes "
+        "Secret); surrounding whitespace is ignored.",
+    )
     allowed_lateness_seconds: float = Field(
         default=0.0,
         ge=0,
@@ -174,6 +187,25 @@ class WorkerSettings(StreamSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logs are JSON lines on stderr."
     )
+
+    @model_validator(mode="after")
+    def _load_api_token(self) -> WorkerSettings:
+        if self.api_token_file is not None:
+            if self.api_token is not None:
+                raise ValueError("give api_token or api_token_file, not both")
+            try:
+                text = self.api_token_file.read_text().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"api_token_file: cannot read it ({exc})") from None
+            # The model is frozen; this is its construction.
+            object.__setattr__(self, "api_token", SecretStr(text))
+        token = self.api_token.get_secret_value() if self.api_token is not None else None
+        if token is not None and (
+            not token or not token.isascii() or not token.isprintable() or " " in token
+        ):
+            # What a header can carry: no whitespace, no control characters (value unsaid).
+            raise ValueError("the API token must be printable ASCII without spaces")
+        return self
 
     @property
     def log_level_number(self) -> int:

@@ -3,11 +3,12 @@
 The session's shared broker (conftest's `kafka_bootstrap`) must stay up for every other
 test; a test about broker outages gets its own, in its own run directory, and restarts it
 on the same address with the same data (`start --resume`), as a broker comes back after
-maintenance.
+maintenance; tests of secured listeners start theirs with `--security sasl_ssl|mtls`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,10 +40,16 @@ class LocalBroker:
             )
         return done.stdout.strip().splitlines()[-1]
 
-    def start(self) -> str:
+    def start(self, *options: str) -> str:
+        """Start it (`options`: more `kafka-local start` flags, e.g. `--security mtls`)."""
         # --owner-pid: the broker goes when this pytest process dies without teardown.
-        self.bootstrap = self._run("start", "--owner-pid", str(os.getpid()))
+        self.bootstrap = self._run("start", "--owner-pid", str(os.getpid()), *options)
         return self.bootstrap
+
+    def client(self) -> dict[str, str]:
+        """What a client needs (`client.json`: sla-worker's setting names and values)."""
+        loaded: dict[str, str] = json.loads((self.home / "client.json").read_text())
+        return loaded
 
     def stop(self) -> float:
         """Stop it; the monotonic instant it was down."""

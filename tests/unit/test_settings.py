@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -104,3 +105,43 @@ def test_worker_command_spells_the_flags_the_worker_parses() -> None:
     assert (parsed.web_port, parsed.timer_interval_seconds) == (7000, 0.5)
     with pytest.raises(ValueError, match="not worker settings: web_prot"):
         worker_command(web_prot=7000)
+
+
+def test_an_invalid_setting_never_prints_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic shows a failed model's input in its message: settings hide it."""
+    monkeypatch.setenv("SLA_SASL_PASSWORD", "s3cret-password")
+    monkeypatch.setenv("SLA_API_TOKEN", "s3cret-token")
+    with pytest.raises(ValidationError) as caught:
+        settings(["--security-protocol", "SASL_SSL"])  # no user name
+    assert "sasl_username and sasl_password are required" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_api_token_from_the_environment_or_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert settings([]).api_token is None
+    monkeypatch.setenv("SLA_API_TOKEN", "t0ken-env")
+    s = settings([])
+    assert s.api_token is not None and s.api_token.get_secret_value() == "t0ken-env"
+    assert "t0ken" not in json.dumps(s.redacted()) and "t0ken" not in repr(s)
+    monkeypatch.delenv("SLA_API_TOKEN")
+    secret = tmp_path / "token"
+    secret.write_text("t0ken-file\n")  # as a Kubernetes Secret mounts it
+    s = settings(["--api-token-file", str(secret)])
+    assert s.api_token is not None and s.api_token.get_secret_value() == "t0ken-file"
+    assert "t0ken" not in json.dumps(s.redacted()) and "t0ken" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--api-token", "a", "--api-token-file", "/dev/null"], "not both"),
+        (["--api-token-file", "/no/such/file"], "cannot read it"),
+        (["--api-token", "two words"], "printable ASCII without spaces"),
+        (["--api-token-file", "/dev/null"], "printable ASCII without spaces"),  # empty
+    ],
+)
+def test_unusable_api_tokens_are_refused(args: list[str], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        settings(args)

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from pydantic_settings import CliApp
 
 from worker.core.policy import Policy, PolicyError
+from worker.kafka.access import KafkaAccessError, check_access
 from worker.kafka.service import LiveWorker
 from worker.kafka.topics import TopicMismatch, ensure_topics
 from worker.kafka.web import build_web, serve
@@ -48,12 +49,16 @@ def run_worker(args: list[str]) -> int:
     except TopicMismatch as exc:
         log.error(str(exc))
         return 2
+    except KafkaAccessError as exc:
+        log.error(str(exc))
+        return 1
     except KafkaError as exc:
         log.error("cannot work with Kafka: %s: %s", type(exc).__name__, exc)
         return 1
 
 
 async def _serve(settings: WorkerSettings, policy: Policy) -> int:
+    await check_access(settings)  # a wrong password or certificate: say so, and stop
     created = await ensure_topics(settings)
     if created:
         log.info("created topics", extra={"topics": created})

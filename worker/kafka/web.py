@@ -5,10 +5,17 @@ partitioner (murmur2 of the key, as for the input messages) gives its id; the wo
 that owns it answers, and the others forward the request to it (the group's map of
 owners comes with each assignment, `worker.kafka.assignment`). A forwarded request is
 never forwarded again, so a stale map costs a 503, not a loop.
+
+With `--api-token`, `/tickets/{id}` answers only requests that carry `Authorization:
+Bearer <token>` (RFC 6750), compared in constant time; others get 401 with
+`WWW-Authenticate: Bearer`. A forwarded request carries the token on to the owner, which
+checks it again (every worker of a group has the same token). `/metrics`, `/healthz` and
+`/readyz` stay open for Prometheus and the kubelet.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import aiohttp
@@ -29,8 +36,12 @@ def partition_of(ticket_id: str, partitions: int) -> int:
 def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
     partitions = worker.settings.partitions
     own_url = worker.settings.canonical_url
+    secret = worker.settings.api_token
+    token = None if secret is None else secret.get_secret_value()
 
     async def ticket(request: web.Request) -> web.Response:
+        if token is not None and (refused := _refused(request, token)) is not None:
+            return refused
         ticket_id = request.match_info["ticket_id"]
         partition = partition_of(ticket_id, partitions)
         if worker.owns(partition):
@@ -44,7 +55,7 @@ def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
                 {"error": f"partition {partition} is being restored or reassigned; retry"},
                 status=503,
             )
-        return await _forward(f"{owner.rstrip('/')}/tickets/{ticket_id}")
+        return await _forward(f"{owner.rstrip('/')}/tickets/{ticket_id}", token)
 
     async def metrics_view(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -67,14 +78,36 @@ def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
     return app
 
 
-async def _forward(url: str) -> web.Response:
+def _refused(request: web.Request, token: str) -> web.Response | None:
+    """None when the request carries the bearer token; else the 401 to answer with."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        challenge, error = 'Bearer realm="sla-worker"', "a bearer token is required"
+    elif hmac.compare_digest(credentials.strip().encode(), token.encode()):
+        return None
+    else:
+        challenge = 'Bearer realm="sla-worker", error="invalid_token"'
+        error = "the bearer token is not valid"
+    return web.json_response({"error": error}, status=401, headers={"WWW-Authenticate": challenge})
+
+
+async def _forward(url: str, token: str | None) -> web.Response:
     timeout = aiohttp.ClientTimeout(total=5)
+    headers = {FORWARDED: "1"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, headers={FORWARDED: "1"}) as response,
+            session.get(url, headers=headers) as response,
         ):
             body = await response.read()
+            if response.status == 401:  # ours passed here: the workers' tokens differ
+                error = (
+                    f"the owner at {url} refused this worker's API token: every worker of "
+                    "the group needs the same --api-token"
+                )
+                return web.json_response({"error": error}, status=502)
             return web.Response(body=body, status=response.status, content_type="application/json")
     except (aiohttp.ClientError, TimeoutError) as exc:
         return web.json_response(
