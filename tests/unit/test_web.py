@@ -24,7 +24,11 @@ class FakeWorker:
         self.settings = WorkerSettings(api_token=token, advertised_url="http://me:6066")
         self.owner = owner  # None: this worker owns every partition
         self.ready = True
+        self.broker_reachable = True
         self.partitions: dict[int, Any] = {}
+
+    def diagnostics(self) -> list[dict[str, Any]]:
+        return []
 
     def owns(self, partition: int) -> bool:
         return self.owner is None
