@@ -1,0 +1,165 @@
+"""The live worker's one promise, without a broker: a step's outputs, its state changes
+and its input offsets go into one Kafka transaction, committed last, or the partition is
+forgotten and restored from Kafka.
+
+The Kafka producer is replaced by a recorder (the port `LiveWorker._commit` uses:
+begin, send, send the offsets, commit or abort); everything else is the real worker.
+The broker tests (tests/integration/test_faults.py) show the same under SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError, ProducerFenced
+
+from worker.core.policy import Policy
+from worker.kafka import service
+from worker.kafka.partition import Batch, Message
+from worker.kafka.service import LiveWorker
+from worker.metrics import Metrics
+from worker.settings import WorkerSettings
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+class Sent:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+class RecordingProducer:
+    """Records the transaction's calls in order; `fail_on` makes that call raise."""
+
+    def __init__(self, fail_on: str | None = None, error: Exception | None = None) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail_on = fail_on
+        self.error = error or KafkaTimeoutError()
+        self.offset = 100
+
+    def _call(self, *call: Any) -> None:
+        self.calls.append(call)
+        if call[0] == self.fail_on:
+            raise self.error
+
+    async def begin_transaction(self) -> None:
+        self._call("begin")
+
+    async def send(self, topic: str, value: bytes | None, **options: Any) -> asyncio.Future[Sent]:
+        self._call("send", topic)
+        self.offset += 1
+        future: asyncio.Future[Sent] = asyncio.get_running_loop().create_future()
+        future.set_result(Sent(self.offset))
+        return future
+
+    async def send_offsets_to_transaction(self, offsets: dict[Any, int], group: str) -> None:
+        self._call("offsets", {(tp.topic, tp.partition): o for tp, o in offsets.items()}, group)
+
+    async def commit_transaction(self) -> None:
+        self._call("commit")
+
+    async def abort_transaction(self) -> None:
+        self._call("abort")
+
+    async def stop(self) -> None:
+        self._call("stop")
+
+
+def created(offset: int, ticket: str) -> Message:
+    body = {
+        "event_id": f"c-{ticket}",
+        "type": "ticket-created",
+        "ticket_id": ticket,
+        "occurred_at": (NOW - timedelta(days=1)).isoformat(),
+        "plan": "vip",
+        "priority": 1,
+    }
+    return Message("tickets", 0, offset, ticket.encode(), json.dumps(body).encode())
+
+
+OPENED: list[LiveWorker] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """The worker's consumers are made (never started); closing them keeps GC quiet."""
+    yield
+    while OPENED:
+        worker = OPENED.pop()
+        await worker.consumer.stop()
+        await worker.restorer.stop()
+
+
+async def worker_with(producer: RecordingProducer, presets: Policy) -> tuple[LiveWorker, Batch]:
+    settings = WorkerSettings(partitions=1, app_id="unit")
+    worker = LiveWorker(settings, presets, Metrics(presets))
+    OPENED.append(worker)
+    worker.partitions[0] = worker._new_partition(0)
+    worker._producers[0] = producer  # type: ignore[assignment]
+    # A ticket created a day ago: its state, and its warnings and breach, all in one step.
+    batch = worker.partitions[0].step([created(7, "HD-1")], NOW, caught_up=True)
+    return worker, batch
+
+
+async def test_outputs_state_and_offsets_go_in_one_transaction_committed_last(
+    presets: Policy,
+) -> None:
+    producer = RecordingProducer()
+    worker, batch = await worker_with(producer, presets)
+
+    await worker._commit(batch, 0.0)
+
+    names = [call[0] for call in producer.calls]
+    assert names[0] == "begin" and names[-2:] == ["offsets", "commit"]
+    sent = {call[1] for call in producer.calls if call[0] == "send"}
+    assert sent == {"sla-warnings", "sla-breaches", "unit-tickets-changelog"}
+    assert producer.calls[-2][1:] == ({("tickets", 0): 8}, "unit")  # the next offset to read
+    assert 0 in worker.partitions and worker.partitions[0].changelog_end > 0
+
+
+@pytest.mark.parametrize("fail_on", ["begin", "send", "offsets", "commit"])
+async def test_a_failed_step_is_aborted_and_its_partition_restored_from_kafka(
+    presets: Policy, fail_on: str
+) -> None:
+    producer = RecordingProducer(fail_on=fail_on)
+    worker, batch = await worker_with(producer, presets)
+
+    await worker._commit(batch, 0.0)
+
+    assert producer.calls[-1] == ("abort",)
+    assert "commit" not in [c[0] for c in producer.calls] or fail_on == "commit"
+    # Nothing that was not committed is believed: memory is dropped, the input paused,
+    # and the partition waits for a restore from the changelog.
+    assert 0 not in worker.partitions
+    assert worker._unrestored == {0}
+
+
+async def test_a_fenced_worker_gives_the_partition_time_to_settle(presets: Policy) -> None:
+    producer = RecordingProducer(fail_on="commit", error=ProducerFenced())
+    worker, batch = await worker_with(producer, presets)
+
+    await worker._commit(batch, 0.0)
+
+    assert 0 not in worker.partitions and worker._unrestored == {0}
+    assert 0 not in worker._producers and producer.calls[-1] == ("stop",)
+    assert worker._next_restore - time.monotonic() >= service.FENCED_RETRY_SECONDS - 1
+
+
+async def test_while_the_brokers_are_unreachable_the_worker_is_not_ready(
+    presets: Policy,
+) -> None:
+    worker, _ = await worker_with(RecordingProducer(), presets)
+    worker.joined = True
+    assert worker.ready
+
+    await worker._brokers_lost("KafkaConnectionError: refused")
+    assert not worker.ready
+
+    await worker._brokers_back()
+    assert worker.ready
