@@ -31,6 +31,7 @@ from worker.core.engine import Engine
 from worker.core.events import SlaEvent
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
+from worker.core.reasons import Reason
 from worker.kafka.access import KafkaAccessError, check_access
 from worker.kafka.history import Record, merged_history
 from worker.kafka.topics import client_options
@@ -142,7 +143,7 @@ class Audit:
             write(text + "\n")
 
     def _on_reject(self, rejection: Rejection) -> None:
-        if rejection.reason == "unknown-ticket" and rejection.ticket_id is not None:
+        if rejection.reason == Reason.UNKNOWN_TICKET and rejection.ticket_id is not None:
             self.incomplete.add(rejection.ticket_id)
 
 

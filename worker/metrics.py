@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from worker import __version__
 from worker.core.events import INBOUND_TYPES, METRICS
 from worker.core.policy import Policy
+from worker.core.reasons import Reason
 from worker.core.state_codec import running_timers
 
 if TYPE_CHECKING:
@@ -50,26 +51,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 CONTENT_TYPE = "text/plain; version=0.0.4"
 """The text exposition format `generate_latest` writes (charset is UTF-8 by definition)."""
 
-DEAD_LETTER_REASONS: tuple[str, ...] = (
-    # docs/semantics.md: rejections by the decoder and the engine
-    "invalid-json",
-    "unknown-type",
-    "naive-timestamp",
-    "invalid-field",
-    "unknown-plan",
-    "unknown-priority",
-    "unknown-ticket",
-    "duplicate-ticket",
-    "out-of-order",
-    "future-timestamp",
-    "too-large",
-    "too-old",
-    # docs/worker.md: rejections by the worker
-    "missing-key",
-    "key-mismatch",
-    "unreadable-state",
-    "internal-error",
-)
+DEAD_LETTER_REASONS: tuple[Reason, ...] = tuple(Reason)
 """Every reason a dead letter can carry; each is exported (at 0) from the start."""
 
 UNKNOWN_TYPE = "unknown"

@@ -25,12 +25,13 @@ from worker.core.due_index import DueIndex
 from worker.core.engine import Emission, Engine, Rejected, Ticket, TimerMet
 from worker.core.events import InvalidEvent, SlaBreach, SlaEvent, SlaWarning, parse_event
 from worker.core.limits import InputLimits
+from worker.core.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
     line: int
-    reason: str
+    reason: Reason
     detail: str
     event_id: str | None = None
     ticket_id: str | None = None

@@ -33,6 +33,7 @@ from worker.core.events import (
     emission_id,
 )
 from worker.core.policy import Plan, Policy, Target
+from worker.core.reasons import Reason
 
 _STOP_STATUSES: frozenset[Status] = frozenset({"solved", "closed"})
 
@@ -51,7 +52,7 @@ class Rejected(ValueError):
     `reason` is a short, stable code (safe as a metric label); `str(exc)` explains.
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
 
@@ -269,36 +270,36 @@ class Engine:
                 and event.occurred_at < clock - retention
             ):
                 raise Rejected(
-                    "too-old",
+                    Reason.TOO_OLD,
                     f"occurred_at {event.occurred_at.isoformat()} is more than the "
                     f"retention ({retention}) before the event time "
                     f"{clock.isoformat()}, and ticket {event.ticket_id!r} is not in state",
                 )
             if type(event) is not TicketCreated:
                 raise Rejected(
-                    "unknown-ticket", f"ticket {event.ticket_id!r} has no ticket-created event"
+                    Reason.UNKNOWN_TICKET, f"ticket {event.ticket_id!r} has no ticket-created event"
                 )
             self._plan_and_priority(event)
             return False
         if event.event_id in ticket.seen:
             return True
         if type(event) is TicketCreated:
-            raise Rejected("duplicate-ticket", f"ticket {event.ticket_id!r} already exists")
+            raise Rejected(Reason.DUPLICATE_TICKET, f"ticket {event.ticket_id!r} already exists")
         at = event.occurred_at
         if at < ticket.last_event_at:
             raise Rejected(
-                "out-of-order",
+                Reason.OUT_OF_ORDER,
                 f"occurred_at {at.isoformat()} precedes this ticket's last event at "
                 f"{ticket.last_event_at.isoformat()}",
             )
         plan = self.policy.plans.get(ticket.plan)
         if plan is None:
             raise Rejected(
-                "unknown-plan", f"ticket's plan {ticket.plan!r} is no longer in the policy"
+                Reason.UNKNOWN_PLAN, f"ticket's plan {ticket.plan!r} is no longer in the policy"
             )
         if type(event) is PriorityChanged and event.priority not in plan.targets:
             raise Rejected(
-                "unknown-priority",
+                Reason.UNKNOWN_PRIORITY,
                 f"plan {plan.name!r} has no priority {event.priority} (has {sorted(plan.targets)})",
             )
         return False
@@ -433,12 +434,13 @@ class Engine:
         plan = self.policy.plans.get(event.plan)
         if plan is None:
             raise Rejected(
-                "unknown-plan", f"unknown plan {event.plan!r} (known: {sorted(self.policy.plans)})"
+                Reason.UNKNOWN_PLAN,
+                f"unknown plan {event.plan!r} (known: {sorted(self.policy.plans)})",
             )
         priority = plan.default_priority if event.priority is None else event.priority
         if priority not in plan.targets:
             raise Rejected(
-                "unknown-priority",
+                Reason.UNKNOWN_PRIORITY,
                 f"plan {plan.name!r} has no priority {priority} (has {sorted(plan.targets)})",
             )
         return plan, priority

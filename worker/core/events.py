@@ -31,6 +31,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails
 
 from worker.core.durations import format_duration
+from worker.core.reasons import Reason
 
 Metric = Literal["first_response", "follow_up"]
 METRICS: tuple[Metric, ...] = ("first_response", "follow_up")
@@ -143,7 +144,7 @@ class InvalidEvent(ValueError):
     a human needs to fix the producer.
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
 
@@ -163,13 +164,13 @@ def _invalid(exc: ValidationError) -> InvalidEvent:
     errors = exc.errors(include_url=False)
     first = errors[0]
     if first["type"] == "json_invalid":
-        return InvalidEvent("invalid-json", f"not valid JSON: {first['msg']}")
+        return InvalidEvent(Reason.INVALID_JSON, f"not valid JSON: {first['msg']}")
     not_an_object = first["type"] == "dict_type" and not first["loc"]
     if not_an_object or first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        return InvalidEvent("unknown-type", _describe(errors))
+        return InvalidEvent(Reason.UNKNOWN_TYPE, _describe(errors))
     if any(e["type"] == "timezone_aware" for e in errors):
-        return InvalidEvent("naive-timestamp", _describe(errors))
-    return InvalidEvent("invalid-field", _describe(errors))
+        return InvalidEvent(Reason.NAIVE_TIMESTAMP, _describe(errors))
+    return InvalidEvent(Reason.INVALID_FIELD, _describe(errors))
 
 
 def _describe(errors: list[ErrorDetails]) -> str:

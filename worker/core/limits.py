@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from worker.core.engine import Rejected
+from worker.core.reasons import Reason
 
 DEFAULT_MAX_BYTES = 1_000_000
 """Under Kafka's default message limit (1 MiB), leaving room for a dead letter's headers."""
@@ -27,18 +28,19 @@ class InputLimits:
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
 
     def check_size(self, size: int) -> None:
-        """Raise `Rejected("too-large")` for an input of `size` bytes over the limit."""
+        """Raise `Rejected(Reason.TOO_LARGE)` for an input of `size` bytes over the limit."""
         if size > self.max_bytes:
             raise Rejected(
-                "too-large", f"{size} bytes; the limit is {self.max_bytes} (--max-message-bytes)"
+                Reason.TOO_LARGE,
+                f"{size} bytes; the limit is {self.max_bytes} (--max-message-bytes)",
             )
 
     def check_time(self, occurred_at: datetime, now: datetime | None) -> None:
-        """Raise `Rejected("future-timestamp")` for an event too far ahead of `now`."""
+        """Raise `Rejected(Reason.FUTURE_TIMESTAMP)` for an event too far ahead of `now`."""
         if now is not None and occurred_at > now + self.max_clock_skew:
             ahead = occurred_at - now
             raise Rejected(
-                "future-timestamp",
+                Reason.FUTURE_TIMESTAMP,
                 f"occurred_at {occurred_at.astimezone(UTC).isoformat()} is {ahead} ahead of "
                 f"the clock ({now.astimezone(UTC).isoformat()}); at most "
                 f"{self.max_clock_skew} is allowed (--max-clock-skew-seconds)",

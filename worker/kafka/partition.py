@@ -26,6 +26,7 @@ from typing import Any
 
 from worker.core.due_index import DueIndex
 from worker.core.events import SlaEvent
+from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, from_us, to_us
 from worker.kafka.clocks import PartitionClock
 from worker.kafka.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
@@ -193,7 +194,7 @@ class Partition:
             stored = self._stored(ticket_id)
             outcome = self.processor.on_event(source, stored, now, self.clock.event_time)
         except Exception as exc:  # a bug must not stop the stream: dead-letter the message
-            letter = DeadLetter(source, "internal-error", f"{type(exc).__name__}: {exc}")
+            letter = DeadLetter(source, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             outcome = Outcome(dead_letters=[letter])
             stored = None
             ticket_id = None

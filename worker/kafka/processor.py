@@ -21,6 +21,7 @@ from worker.core.durations import format_duration
 from worker.core.engine import Engine, Rejected, Ticket, TimerMet
 from worker.core.events import InboundEvent, InvalidEvent, SlaEvent, parse_event
 from worker.core.limits import InputLimits
+from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, dump_ticket, finished_since, load_ticket
 
 MAX_HELD_EVENTS = 100
@@ -43,7 +44,7 @@ class Source:
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     source: Source
-    reason: str
+    reason: Reason
     detail: str
 
     def headers(self) -> list[tuple[str, bytes]]:
@@ -121,12 +122,13 @@ class TicketProcessor:
             # No key, no partition of its own: its state could be stored nowhere.
             detail = f"message has no key; it must be keyed by its ticket_id {event.ticket_id!r}"
             return Outcome(
-                dead_letters=[DeadLetter(source, "missing-key", detail)], event_type=event.type
+                dead_letters=[DeadLetter(source, Reason.MISSING_KEY, detail)], event_type=event.type
             )
         if source.key != event.ticket_id.encode():
             detail = f"message key {source.key!r} is not the ticket_id {event.ticket_id!r}"
             return Outcome(
-                dead_letters=[DeadLetter(source, "key-mismatch", detail)], event_type=event.type
+                dead_letters=[DeadLetter(source, Reason.KEY_MISMATCH, detail)],
+                event_type=event.type,
             )
 
         held = stored.get("held") if stored is not None else None
@@ -134,7 +136,7 @@ class TicketProcessor:
             ticket = self._ticket(stored) if held is None else None
         except StateFormatError as exc:
             return Outcome(
-                dead_letters=[DeadLetter(source, "unreadable-state", str(exc))],
+                dead_letters=[DeadLetter(source, Reason.UNREADABLE_STATE, str(exc))],
                 event_type=event.type,
             )
         if ticket is None and event.type != "ticket-created" and self.hold_unknown is not None:
@@ -183,7 +185,7 @@ class TicketProcessor:
                 f"no ticket-created yet, and {len(held)} events ({held_bytes} bytes) are "
                 f"held for this ticket already (at most {MAX_HELD_EVENTS}, {MAX_HELD_BYTES} B)"
             )
-            letter = DeadLetter(source, "unknown-ticket", detail)
+            letter = DeadLetter(source, Reason.UNKNOWN_TICKET, detail)
             return Outcome(dead_letters=[letter], event_type=event.type)
         held.append(
             {
@@ -227,7 +229,7 @@ class TicketProcessor:
             dead_letters=[
                 DeadLetter(
                     _held_source(h),
-                    "unknown-ticket",
+                    Reason.UNKNOWN_TICKET,
                     "no ticket-created arrived for this ticket within the hold time",
                 )
                 for h in held
