@@ -53,6 +53,29 @@ def test_emitted_events_carry_plan_priority_target_calendar_and_policy(
     assert warning["event_id"] != breach["event_id"]
 
 
+def test_customer_id_is_carried_into_every_output_and_absent_without_one(
+    replay: ReplayFn,
+) -> None:
+    created = ev(1, "ticket-created", "T", "2026-11-24T16:00:00+01:00", plan="vip", priority=3)
+    with_customer = replay(
+        [
+            {**created, "customer_id": "ACME"},
+            ev(2, "priority-changed", "T", "2026-11-25T10:00:00Z", priority=1),
+        ],
+        until="2026-11-26T00:00:00Z",
+    )
+    assert [e["type"] for e in with_customer.events] == ["sla-warning", "sla-breach"]
+    assert all(e["customer_id"] == "ACME" for e in with_customer.events)
+    without = replay(
+        [created, ev(2, "priority-changed", "T", "2026-11-25T10:00:00Z", priority=1)],
+        until="2026-11-26T00:00:00Z",
+    )
+    # Without a customer_id the outputs have no such key at all (not null): byte for
+    # byte what they were before the field existed.
+    assert [{**e, "customer_id": "ACME"} for e in without.events] == with_customer.events
+    assert all("customer_id" not in e for e in without.events)
+
+
 def test_event_ids_are_deterministic_across_runs(replay: ReplayFn) -> None:
     lines = [ev(1, "ticket-created", "T", "2026-11-24T16:00:00+01:00", plan="vip", priority=3)]
     first = replay(lines, until="2026-11-26T00:00:00Z").events

@@ -47,3 +47,19 @@ def test_restoring_state_midway_changes_no_output(presets: Policy) -> None:
 def test_unknown_format_is_refused(presets: Policy) -> None:
     with pytest.raises(StateFormatError, match="unsupported ticket state format 99"):
         load_ticket({"v": 99})
+
+
+def test_customer_id_round_trips_and_state_without_it_still_loads(presets: Policy) -> None:
+    lines, _ = synthetic_stream(2_000, 200, seed=3, customers=7)
+    replay = Replay(Engine(presets), lambda e: None, lambda r: None)
+    replay.feed(lines)
+    ticket = replay.tickets["T-0000009"]
+    assert ticket.customer_id == "C-0002"
+    stored = json.loads(json.dumps(dump_ticket(ticket)))
+    assert stored["cust"] == "C-0002" and load_ticket(stored) == ticket
+    # State written before customer_id existed (format 1 without "cust") reads as None,
+    # and a ticket without a customer stores exactly what it stored before.
+    del stored["cust"]
+    assert load_ticket(stored).customer_id is None
+    old = load_ticket(stored)
+    assert "cust" not in dump_ticket(old)

@@ -121,6 +121,7 @@ class Ticket:
     # The next instant something is due: a cache the engine refreshes after every
     # change, so that most events need no calendar arithmetic to know nothing is due.
     due: datetime | None
+    customer_id: str | None  # from ticket-created; None when it named none
 
     def __init__(
         self,
@@ -138,6 +139,7 @@ class Ticket:
         pauses: list[Pause] | None = None,
         seen: dict[str, None] | None = None,
         due: datetime | None = None,
+        customer_id: str | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.plan = plan
@@ -153,6 +155,7 @@ class Ticket:
         self.pauses = [] if pauses is None else pauses
         self.seen = {} if seen is None else seen
         self.due = due
+        self.customer_id = customer_id
 
     @property
     def paused(self) -> bool:
@@ -452,6 +455,7 @@ class Engine:
             exempt=event.product_stage in plan.exempt_stages,
             last_event_at=at,
             seen={event.event_id: None},
+            customer_id=event.customer_id,
         )
         if not ticket.exempt:
             ticket.first_response = Clock("first_response", 1, at)
@@ -581,6 +585,8 @@ class Engine:
             "calendar": target.calendar.name,
             "policy_version": self.policy.version,
         }
+        if ticket.customer_id is not None:
+            common["customer_id"] = ticket.customer_id
         # Validated construction: pydantic-core's validator is about twice as fast as
         # the pure-Python `model_construct` (and checks the values on the way).
         if threshold is None:

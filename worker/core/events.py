@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from hashlib import sha1
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     field_serializer,
 )
 from pydantic.dataclasses import dataclass
@@ -89,6 +90,11 @@ class TicketCreated(_Inbound):
     )
     product_stage: ProductStage = Field(
         default="ga", description="Stage of the product asked about; some plans exempt beta."
+    )
+    customer_id: _Identifier | None = Field(
+        default=None,
+        description="The customer (account or organisation) the ticket belongs to; carried "
+        "into every warning, breach and finished-timer record of the ticket.",
     )
 
 
@@ -208,6 +214,28 @@ def emission_id(ticket_id: str, metric: str, cycle: int, kind: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent, never null
+
+
+# Written only when the ticket has one: the output of a ticket without a customer stays
+# byte for byte what it was before the field existed.
+_CustomerId = Annotated[
+    str | None,
+    Field(
+        default=None,
+        exclude_if=_absent,
+        description="The ticket's customer_id; absent when its ticket-created had none.",
+        json_schema_extra=_no_default,
+    ),
+    WithJsonSchema({"type": "string"}),
+]
+
+
 class _Outbound(BaseModel):
     # Every field is always present in the JSON we write, defaults included.
     model_config = ConfigDict(
@@ -217,6 +245,7 @@ class _Outbound(BaseModel):
     event_id: str = Field(description="Deterministic (UUIDv5): deduplicate on it.")
     type: str
     ticket_id: str
+    customer_id: _CustomerId = None
     plan: str
     priority: int
     metric: Metric

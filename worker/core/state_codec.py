@@ -46,7 +46,7 @@ def _load_clock(data: list[Any] | None) -> Clock | None:
 
 
 def dump_ticket(ticket: Ticket) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "id": ticket.ticket_id,
         "plan": ticket.plan,
@@ -64,6 +64,11 @@ def dump_ticket(ticket: Ticket) -> dict[str, Any]:
         ],
         "seen": list(ticket.seen),  # oldest first: the bound drops from the front
     }
+    # Added after format 1 was released, and optional: state written before it (or for
+    # a ticket without a customer) has no "cust", and reads as None.
+    if ticket.customer_id is not None:
+        data["cust"] = ticket.customer_id
+    return data
 
 
 def load_ticket(data: dict[str, Any]) -> Ticket:
@@ -84,6 +89,7 @@ def load_ticket(data: dict[str, Any]) -> Ticket:
         follow_up=_load_clock(data["fu"]),
         pauses=[Pause(from_us(s), None if e is None else from_us(e)) for s, e in data["pauses"]],
         seen=dict.fromkeys(data["seen"]),
+        customer_id=data.get("cust"),
     )
 
 
