@@ -28,7 +28,7 @@ from typing import IO, Any
 from pydantic import AwareDatetime, TypeAdapter
 
 from worker.core.engine import Engine
-from worker.core.events import SlaEvent
+from worker.core.events import SlaEvent, SlaTimerFinished
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.kafka.history import Record, merged_history
@@ -60,7 +60,7 @@ class Verification:
 
     def __str__(self) -> str:
         return (
-            f"verify: {self.compared} published warnings and breaches compared; missing "
+            f"verify: {self.compared} published records compared; missing "
             f"{len(self.missing)}, unexpected {len(self.unexpected)}, different "
             f"{len(self.different)}; {self.outside} outside the window (tickets created "
             "before it, or due after its end)"
@@ -83,7 +83,9 @@ def verify(
     result = Verification()
     seen: set[str] = set()
     for event in published:
-        due = datetime.fromisoformat(event["due_at"])
+        # A warning or breach is judged by when it came due, a finished timer by when it
+        # stopped: outside the window, the replay cannot know it.
+        due = datetime.fromisoformat(event.get("due_at") or event["finished_at"])
         if event["ticket_id"] not in window_tickets or (until is not None and due > until):
             result.outside += 1
             continue
@@ -114,7 +116,15 @@ class Audit:
             settings.max_message_bytes, timedelta(seconds=settings.max_clock_skew_seconds)
         )
         engine = Engine(policy, timedelta(days=settings.finished_retention_days))
-        self.replay = Replay(engine, self._on_event, self._on_reject, now, limits)
+        # Finished-timer records: written with --finished-timers, compared by --verify
+        # when the worker publishes them (finished_timers_topic).
+        self._write_finished = settings.finished_timers
+        self._expect_finished = settings.verify and settings.finished_timers_topic is not None
+        wanted = self._write_finished or self._expect_finished
+        self.replay = Replay(
+            engine, self._on_event, self._on_reject, now, limits,
+            self._on_finished if wanted else None,
+        )  # fmt: skip
 
     def write_to(self, write: Callable[[str], object]) -> None:
         self._outputs.append(write)
@@ -139,6 +149,14 @@ class Audit:
         self.expected[event.event_id] = json.loads(text)
         for write in self._outputs:
             write(text + "\n")
+
+    def _on_finished(self, record: SlaTimerFinished) -> None:
+        text = record.model_dump_json()
+        if self._expect_finished:
+            self.expected[record.event_id] = json.loads(text)
+        if self._write_finished:
+            for write in self._outputs:
+                write(text + "\n")
 
     def _on_reject(self, rejection: Rejection) -> None:
         if rejection.reason == "unknown-ticket" and rejection.ticket_id is not None:
@@ -181,6 +199,8 @@ async def run_audit(
     if settings.verify:
         published = []
         outputs = [settings.warnings_topic, settings.breaches_topic]
+        if settings.finished_timers_topic is not None:
+            outputs.append(settings.finished_timers_topic)
         async for record in merged_history(options, outputs, start, None):
             published.append(json.loads(record.value))
         result = verify(audit.expected, published, audit.window_tickets, end)

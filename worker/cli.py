@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 from worker import __version__
 from worker.compiled import describe
 from worker.core.engine import Engine
-from worker.core.events import SlaEvent
+from worker.core.events import SlaEvent, SlaTimerFinished
 from worker.core.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CLOCK_SKEW, InputLimits
 from worker.core.policy import Policy, PolicyError
 from worker.policy_file import load_policy
@@ -79,6 +79,12 @@ def main() -> None:
 )
 @click.option("--strict", is_flag=True, help="Exit 1 if any line was rejected.")
 @click.option(
+    "--finished-timers",
+    is_flag=True,
+    help="Also write an sla-timer-finished record (met or breached) for every timer that "
+    "stops, in firing order among the warnings and breaches.",
+)
+@click.option(
     "--now",
     type=_Instant(),
     help="The clock future timestamps are judged against (default: the wall clock when "
@@ -113,6 +119,7 @@ def replay(
     output: IO[str],
     rejects: IO[str] | None,
     strict: bool,
+    finished_timers: bool,
     now: datetime | None,
     max_clock_skew_seconds: float,
     max_message_bytes: int,
@@ -124,7 +131,7 @@ def replay(
     same output, ids included.
     """
 
-    def on_event(event: SlaEvent) -> None:
+    def on_event(event: SlaEvent | SlaTimerFinished) -> None:
         output.write(event.model_dump_json())
         output.write("\n")
 
@@ -140,7 +147,7 @@ def replay(
     limits = InputLimits(max_message_bytes, timedelta(seconds=max_clock_skew_seconds))
     clock = now or datetime.now(UTC)
     engine = Engine(_policy(policies), timedelta(days=finished_retention_days))
-    run = Replay(engine, on_event, on_reject, clock, limits)
+    run = Replay(engine, on_event, on_reject, clock, limits, on_event if finished_timers else None)
     with relaxed_garbage_collection():
         run.feed(events)
         try:

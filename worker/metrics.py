@@ -351,8 +351,9 @@ class Metrics:
                 self.lateness.observe(max((now - event.due_at).total_seconds(), 0.0))
             else:
                 self.warnings.labels(*labels).inc()
-        for met in outcome.met:
-            self.met.labels(met.plan, str(met.priority), met.metric).inc()
+        for finished in outcome.finished:
+            if finished.met:
+                self.met.labels(finished.plan, str(finished.priority), finished.metric).inc()
 
     def _consumed(self, outcome: Outcome) -> None:
         """Count the consumed message once, by its own outcome. Dead letters next to an

@@ -599,3 +599,114 @@ def test_timestamps_are_normalised_to_utc(replay: ReplayFn) -> None:
         until="2026-11-25T00:00:00Z",
     )
     assert result.events[0]["started_at"] == "2026-11-24T10:00:00Z"
+
+
+# --- finished timers (sla-timer-finished) --------------------------------------------------
+
+
+def test_a_met_timer_is_recorded_with_its_business_time_excluding_pauses(
+    replay: ReplayFn,
+) -> None:
+    # advanced priority 1: 1 hour on the clock. 10 minutes run, 20 paused, 20 run.
+    result = replay(
+        [
+            {
+                **ev(1, "ticket-created", "T", "2026-11-24T10:00:00Z", plan="advanced"),
+                "priority": 1,
+                "customer_id": "ACME",
+            },
+            ev(2, "status-changed", "T", "2026-11-24T10:10:00Z", status="pending"),
+            ev(3, "status-changed", "T", "2026-11-24T10:30:00Z", status="open"),
+            ev(4, "reply-sent", "T", "2026-11-24T10:50:00Z", author="agent"),
+        ],
+        until="2026-11-25T00:00:00Z",
+    )
+    (record,) = result.finished
+    assert record == {
+        "event_id": record["event_id"],
+        "type": "sla-timer-finished",
+        "ticket_id": "T",
+        "customer_id": "ACME",
+        "plan": "advanced",
+        "priority": 1,
+        "metric": "first_response",
+        "cycle": 1,
+        "result": "met",
+        "started_at": "2026-11-24T10:00:00Z",
+        "finished_at": "2026-11-24T10:50:00Z",
+        "finished_by": "reply",
+        "business_time": "PT30M",
+        "target": "PT1H",
+        "calendar": "24x7",
+        "deadline": "2026-11-24T11:20:00Z",
+        "policy_version": "presets-2026.11",
+    }
+    assert result.summary.met == 1
+
+
+def test_a_breached_timer_that_stops_later_is_recorded_as_breached(replay: ReplayFn) -> None:
+    result = replay(
+        [
+            ev(1, "ticket-created", "T", "2026-11-24T10:00:00Z", plan="advanced", priority=1),
+            ev(2, "reply-sent", "T", "2026-11-24T13:00:00Z", author="agent"),
+        ],
+        until="2026-11-25T00:00:00Z",
+    )
+    (record,) = result.finished
+    assert (record["result"], record["business_time"], record["finished_by"]) == (
+        "breached",
+        "PT3H",
+        "reply",
+    )
+    assert "customer_id" not in record  # absent, not null, without a customer
+    assert result.summary.met == 0 and result.summary.breaches == 1
+
+
+def test_solved_while_paused_is_met_with_no_deadline(replay: ReplayFn) -> None:
+    result = replay(
+        [
+            ev(1, "ticket-created", "T", "2026-11-24T10:00:00Z", plan="advanced", priority=1),
+            ev(2, "status-changed", "T", "2026-11-24T10:20:00Z", status="pending"),
+            ev(3, "status-changed", "T", "2026-11-24T12:00:00Z", status="solved"),
+        ],
+        until="2026-11-25T00:00:00Z",
+    )
+    (record,) = result.finished
+    assert (record["result"], record["business_time"], record["finished_by"]) == (
+        "met",
+        "PT20M",
+        "solved",
+    )
+    assert record["deadline"] is None
+
+
+def test_each_cycle_finishes_once_with_its_own_id_and_unmeasured_timers_not_at_all(
+    replay: ReplayFn,
+) -> None:
+    result = replay(
+        [
+            ev(1, "ticket-created", "T", "2026-11-23T08:00:00Z", plan="vip", priority=1),
+            ev(2, "reply-sent", "T", "2026-11-23T08:20:00Z", author="agent"),
+            ev(3, "reply-sent", "T", "2026-11-23T09:00:00Z", author="customer"),
+            ev(4, "reply-sent", "T", "2026-11-23T10:00:00Z", author="agent"),
+            ev(5, "reply-sent", "T", "2026-11-23T11:00:00Z", author="customer"),
+            ev(6, "status-changed", "T", "2026-11-23T16:00:00Z", status="closed"),
+            # Basic has no targets: its timers are not measured, so never recorded.
+            ev(7, "ticket-created", "B", "2026-11-23T08:00:00Z", plan="basic"),
+            ev(8, "reply-sent", "B", "2026-11-23T18:00:00Z", author="agent"),
+        ],
+        until="2026-11-24T00:00:00Z",
+    )
+    assert [
+        (f["metric"], f["cycle"], f["result"], f["business_time"]) for f in result.finished
+    ] == [
+        ("first_response", 1, "met", "PT20M"),
+        ("follow_up", 1, "met", "PT1H"),
+        ("follow_up", 2, "breached", "PT5H"),
+    ]
+    assert len({f["event_id"] for f in result.finished}) == 3
+    again = replay([ev(1, "ticket-created", "T", "2026-11-23T08:00:00Z", plan="vip", priority=1),
+                    ev(2, "reply-sent", "T", "2026-11-23T08:20:00Z", author="agent")])  # fmt: skip
+    assert again.finished[0]["event_id"] == result.finished[0]["event_id"]
+    met = sum(f["result"] == "met" for f in result.finished)
+    assert met == result.summary.met == 2

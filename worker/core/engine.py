@@ -26,6 +26,7 @@ from worker.core.events import (
     ReplySent,
     SlaBreach,
     SlaEvent,
+    SlaTimerFinished,
     SlaWarning,
     Status,
     StatusChanged,
@@ -174,37 +175,93 @@ class Ticket:
 # `Final` attributes instead of `frozen=True`: a frozen dataclass's `__init__` has to
 # go through `object.__setattr__`; mypyc enforces `Final` at runtime instead.
 @dataclass(init=False, slots=True, unsafe_hash=True)
-class TimerMet:
-    """A running timer stopped before its deadline (not published; feeds compliance)."""
+class TimerFinished:
+    """A measured timer stopped for good: `met` before its deadline, or after its breach.
+
+    Plain data, cheap to make: replay counts them, the worker's metrics count them, and
+    `finished_record` turns one into the published `sla-timer-finished` record only where
+    that output is wanted. A timer whose ticket's current priority has no target for its
+    metric is not measured and finishes without one.
+    """
 
     ticket_id: Final[str]
+    customer_id: Final[str | None]
     plan: Final[str]
     priority: Final[int]
     metric: Final[Metric]
     cycle: Final[int]
+    started_at: Final[datetime]
     at: Final[datetime]
     by: Final[str]  # "reply" or the stopping status
+    met: Final[bool]
+    business_time: Final[timedelta]
+    target: Final[timedelta]
+    calendar: Final[str]
+    deadline: Final[datetime | None]
+    policy_version: Final[str]
 
     def __init__(
         self,
         ticket_id: str,
+        customer_id: str | None,
         plan: str,
         priority: int,
         metric: Metric,
         cycle: int,
+        started_at: datetime,
         at: datetime,
         by: str,
+        met: bool,
+        business_time: timedelta,
+        target: timedelta,
+        calendar: str,
+        deadline: datetime | None,
+        policy_version: str,
     ) -> None:
         self.ticket_id = ticket_id
+        self.customer_id = customer_id
         self.plan = plan
         self.priority = priority
         self.metric = metric
         self.cycle = cycle
+        self.started_at = started_at
         self.at = at
         self.by = by
+        self.met = met
+        self.business_time = business_time
+        self.target = target
+        self.calendar = calendar
+        self.deadline = deadline
+        self.policy_version = policy_version
 
 
-Emission = SlaWarning | SlaBreach | TimerMet
+def finished_record(finished: TimerFinished) -> SlaTimerFinished:
+    """The `sla-timer-finished` record of a finished timer (id: UUIDv5 of ticket,
+    metric, cycle and `finished`, as deterministic as a breach's)."""
+    fields: dict[str, Any] = {
+        "event_id": emission_id(finished.ticket_id, finished.metric, finished.cycle, "finished"),
+        "type": "sla-timer-finished",
+        "ticket_id": finished.ticket_id,
+        "plan": finished.plan,
+        "priority": finished.priority,
+        "metric": finished.metric,
+        "cycle": finished.cycle,
+        "result": "met" if finished.met else "breached",
+        "started_at": finished.started_at,
+        "finished_at": finished.at,
+        "finished_by": finished.by,
+        "business_time": finished.business_time,
+        "target": finished.target,
+        "calendar": finished.calendar,
+        "deadline": finished.deadline,
+        "policy_version": finished.policy_version,
+    }
+    if finished.customer_id is not None:
+        fields["customer_id"] = finished.customer_id
+    return SlaTimerFinished(**fields)
+
+
+Emission = SlaWarning | SlaBreach | TimerFinished
 
 
 @dataclass(init=False, slots=True)
@@ -510,11 +567,28 @@ class Engine:
     def _stop(
         self, ticket: Ticket, clock: Clock, at: datetime, by: str, emissions: list[Emission]
     ) -> None:
-        if clock.breached or self._target(ticket, clock.metric) is None:
-            return
+        """A clock stops for good (before the ticket's pauses are trimmed or cleared, so
+        that the business time taken excludes them)."""
+        target = self._target(ticket, clock.metric)
+        if target is None:
+            return  # not measured: no SLA applies at the current priority
         emissions.append(
-            TimerMet(
-                ticket.ticket_id, ticket.plan, ticket.priority, clock.metric, clock.cycle, at, by
+            TimerFinished(
+                ticket.ticket_id,
+                ticket.customer_id,
+                ticket.plan,
+                ticket.priority,
+                clock.metric,
+                clock.cycle,
+                clock.started_at,
+                at,
+                by,
+                not clock.breached,
+                self._elapsed(ticket, clock, target, at),
+                target.duration,
+                target.calendar.name,
+                self._instant_at(ticket, clock, target, target.duration),
+                self.policy.version,
             )
         )
 

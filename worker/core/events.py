@@ -282,3 +282,45 @@ class SlaBreach(_Outbound):
 
 
 SlaEvent = SlaWarning | SlaBreach
+
+
+class SlaTimerFinished(BaseModel):
+    """A measured timer stopped for good (a public agent reply, `solved` or `closed`):
+    met, or breached. One per timer; for compliance reports, not alerting."""
+
+    model_config = _Outbound.model_config
+
+    event_id: str = Field(
+        description="Deterministic (UUIDv5 of ticket, metric, cycle and 'finished'): "
+        "deduplicate on it."
+    )
+    type: Literal["sla-timer-finished"] = "sla-timer-finished"
+    ticket_id: str
+    customer_id: _CustomerId = None
+    plan: str
+    priority: int = Field(description="The ticket's priority when the timer finished.")
+    metric: Metric
+    cycle: int = Field(ge=1, description="1 for first_response; follow-up cycles count from 1.")
+    result: Literal["met", "breached"] = Field(
+        description="met: stopped before its deadline (a reply exactly at it meets it); "
+        "breached: a breach was emitted for this timer before it stopped."
+    )
+    started_at: datetime = Field(description="When the timer started (UTC).")
+    finished_at: datetime = Field(description="When it stopped (UTC).")
+    finished_by: Literal["reply", "solved", "closed"] = Field(
+        description="What stopped it: a public agent reply, or the ticket's status."
+    )
+    business_time: timedelta = Field(
+        description="Time the timer ran, on its calendar and without paused time, ISO 8601."
+    )
+    target: timedelta = Field(description="Target duration when it stopped, ISO 8601.")
+    calendar: str = Field(description="Name of the business calendar the target runs on.")
+    deadline: datetime | None = Field(
+        description="The deadline under the target in force when it stopped (UTC); null "
+        "when the ticket was paused before reaching it."
+    )
+    policy_version: str
+
+    @field_serializer("business_time", "target")
+    def _iso_duration(self, value: timedelta) -> str:
+        return format_duration(value)

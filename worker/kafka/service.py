@@ -85,6 +85,7 @@ class LiveWorker:
             settings.breaches_topic,
             settings.dead_letter_topic,
             changelog_topic_name(settings),
+            settings.finished_timers_topic,
         )
         self.lateness = timedelta(seconds=settings.allowed_lateness_seconds)
         self.partitions: dict[int, Partition] = {}  # assigned and restored
