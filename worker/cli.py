@@ -20,6 +20,7 @@ from worker.core.policy import Policy, PolicyError
 from worker.policy_file import load_policy
 from worker.presets import load_presets, presets_text
 from worker.replay import Rejection, Replay, UntilBeforeLastEvent, relaxed_garbage_collection
+from worker.report import Period
 from worker.schemas import export
 
 _instant = TypeAdapter(AwareDatetime)
@@ -168,6 +169,77 @@ def _rejection_record(rejection: Rejection) -> dict[str, object]:
         "event_id": rejection.event_id,
         "ticket_id": rejection.ticket_id,
     }
+
+
+@main.command()
+@click.argument("records", type=click.File("rb"))
+@click.option(
+    "--period",
+    type=click.Choice(["week", "month"]),
+    default="month",
+    show_default=True,
+    help="Group timers by the ISO week or the calendar month they started in (UTC).",
+)
+@click.option("--json", "json_out", type=click.File("w"), help="Write the JSON report here.")
+@click.option("--csv", "csv_out", type=click.File("w"), help="Write every group as CSV here.")
+@click.option("--breaches-csv", type=click.File("w"), help="Write the breached timers as CSV here.")
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a self-contained HTML page with charts here (needs the report extra: "
+    "pip install 'sla-worker[report]').",
+)
+@click.option("--title", default="SLA report", show_default=True, help="Title of the HTML page.")
+def report(
+    records: IO[bytes],
+    period: Period,
+    json_out: IO[str] | None,
+    csv_out: IO[str] | None,
+    breaches_csv: IO[str] | None,
+    html: Path | None,
+    title: str,
+) -> None:
+    """SLA compliance from RECORDS: what `sla-worker replay --finished-timers` or `sla-worker
+    audit --finished-timers` wrote ('-' for stdin).
+
+    Per period, plan, priority, metric and customer: timers started, met, breached,
+    achievement, median and p90 time to first response against the target; and the
+    breached timers. Without --json, --csv, --breaches-csv or --html, the JSON report goes
+    to stdout.
+    """
+    from worker.report import build_report, read_records, write_breaches_csv, write_csv
+
+    try:
+        built = build_report(read_records(records), period)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise click.ClickException(
+            f"RECORDS is not the output of replay or audit with --finished-timers "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    if html is not None:
+        try:
+            from worker.report_html import render_html
+        except ImportError as exc:
+            raise click.ClickException(
+                f"the HTML report needs matplotlib ({exc}): pip install 'sla-worker[report]'"
+            ) from None
+        html.write_text(render_html(built, title), encoding="utf-8")
+    if csv_out is not None:
+        write_csv(built, csv_out)
+    if breaches_csv is not None:
+        write_breaches_csv(built, breaches_csv)
+    if json_out is not None or not (html or csv_out or breaches_csv):
+        out = json_out or click.get_text_stream("stdout")
+        json.dump(built, out, indent=1)
+        out.write("\n")
+    totals = built["totals"]
+    achievement = totals["achievement_pct"]
+    click.echo(
+        f"timers judged: {totals['started']}, met: {totals['met']}, breached: "
+        f"{totals['breached']}, achievement: "
+        f"{'n/a' if achievement is None else f'{achievement:.2f} %'}",
+        err=True,
+    )
 
 
 @main.command(
