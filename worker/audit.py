@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from pydantic import AwareDatetime, TypeAdapter
+from pydantic_core import from_json
 
 from worker.core.engine import Engine
 from worker.core.events import SlaEvent, SlaTimerFinished
@@ -135,7 +136,7 @@ class Audit:
         self.replay.feed_line(self.lines, record.value)
         if self.replay.summary.applied > before and b"ticket-created" in record.value:
             try:
-                data = json.loads(record.value)
+                data = from_json(record.value)  # as history.occurred_at: pydantic-core's
             except ValueError:
                 return
             if data.get("type") == "ticket-created":
