@@ -32,9 +32,9 @@ from worker.core.engine import Engine
 from worker.core.events import SlaEvent, SlaTimerFinished
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
-from worker.kafka.history import Record, merged_history
+from worker.kafka.history import Record, merged_batches, merged_history
 from worker.kafka.topics import client_options
-from worker.replay import Rejection, Replay, Summary
+from worker.replay import Rejection, Replay, Summary, relaxed_garbage_collection
 from worker.settings import AuditSettings
 
 _instant = TypeAdapter(AwareDatetime)
@@ -147,7 +147,8 @@ class Audit:
 
     def _on_event(self, event: SlaEvent) -> None:
         text = event.model_dump_json()
-        self.expected[event.event_id] = json.loads(text)
+        if self.settings.verify:
+            self.expected[event.event_id] = json.loads(text)
         for write in self._outputs:
             write(text + "\n")
 
@@ -189,10 +190,12 @@ async def run_audit(
             progress.write(f"\rreading {read:,} of {total:,} records [{bar:<30}]")
             progress.flush()
 
-    async for record in merged_history(options, settings.input_topics, start, end, report):
+    feed = audit.feed
+    async for batch in merged_batches(options, settings.input_topics, start, end, report):
         if events is not None:
-            events.write(record.value.replace(b"\n", b" ") + b"\n")
-        audit.feed(record)
+            events.writelines(record.value.replace(b"\n", b" ") + b"\n" for record in batch)
+        for record in batch:
+            feed(record)
     if progress is not None:
         progress.write("\n")
     summary = audit.finish(end)
@@ -214,7 +217,10 @@ def main(settings: AuditSettings, policy: Policy) -> int:
     events = None if settings.events is None else settings.events.open("wb")
     progress = sys.stderr if sys.stderr.isatty() else None
     try:
-        audit, summary, result = asyncio.run(run_audit(settings, policy, output, events, progress))
+        with relaxed_garbage_collection():  # as `sla-worker replay` runs
+            audit, summary, result = asyncio.run(
+                run_audit(settings, policy, output, events, progress)
+            )
     finally:
         if output is not sys.stdout:
             output.close()
