@@ -313,7 +313,7 @@ def policies_validate(file: Path) -> None:
         click.echo(str(exc), err=True)
         sys.exit(1)
     plans = ", ".join(sorted(policy.plans))
-    click.echo(f"{file}: ok (version {policy.version}; plans: {plans})")
+    click.echo(f"{file}: ok (version {policy.describe()}; plans: {plans})")
 
 
 @policies.command("show")

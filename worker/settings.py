@@ -99,7 +99,9 @@ class StreamSettings(KafkaConnection):
         "breached); unset: not published. The audit's --verify compares it too when set.",
     )
     policies: Path | None = Field(
-        default=None, description="Policy file (YAML); the built-in presets when unset."
+        default=None,
+        description="Policy file (YAML): one policy or a history of versions; the built-in "
+        "presets when unset. The worker reads it again on SIGHUP.",
     )
     finished_retention_days: float = Field(
         default=30.0,

@@ -143,6 +143,14 @@ def test_policies_validate(cli: CliRunner, tmp_path: Path) -> None:
         in (result.stderr)
     )
 
+    presets = yaml.safe_load(good.read_text())
+    later = {**presets, "version": "2027.01", "effective_from": "2027-01-01T00:00:00+01:00"}
+    history = tmp_path / "history.yaml"
+    history.write_text(yaml.safe_dump({"versions": [presets, later]}))
+    result = cli.invoke(main, ["policies", "validate", str(history)])
+    assert result.exit_code == 0, result.output
+    assert "ok (version presets-2026.11, 2027.01 from 2026-12-31T23:00:00+00:00;" in result.stdout
+
 
 def test_version_and_help(cli: CliRunner) -> None:
     # The version line also says whether the hot path runs compiled (worker/compiled.py).

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from tests.unit.conftest import ReplayFn, ev
+from tests.unit.conftest import ReplayFn, ev, run_replay
+from worker.core.policy import Policy
 
 REFERENCE = Path(__file__).parent.parent / "data" / "reference-example"
 
@@ -710,3 +712,61 @@ def test_each_cycle_finishes_once_with_its_own_id_and_unmeasured_timers_not_at_a
     assert again.finished[0]["event_id"] == result.finished[0]["event_id"]
     met = sum(f["result"] == "met" for f in result.finished)
     assert met == result.summary.met == 2
+
+
+# --- policy history: a ticket is judged by the version in force when it was created ---------
+
+
+def test_each_ticket_keeps_the_policy_version_it_was_created_under() -> None:
+
+    def version(name: str, p1: str, p2: str, effective_from: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "version": name,
+            "calendars": {"clock": {"always_open": True}},
+            "plans": {
+                "gold": {
+                    "default_priority": 1,
+                    "priorities": {
+                        1: {"first_response": {"target": p1, "calendar": "clock"}},
+                        2: {"first_response": {"target": p2, "calendar": "clock"}},
+                    },
+                }
+            },
+        }
+        if effective_from:
+            data["effective_from"] = effective_from
+        return data
+
+    policy = Policy.from_mapping(
+        {"versions": [version("v1", "PT1H", "PT4H"), version("v2", "PT2H", "PT30M",
+                                                             "2026-11-24T12:00:00Z")]}
+    )  # fmt: skip
+    result = run_replay(
+        [
+            ev(1, "ticket-created", "LATE-1", "2026-11-24T11:00:00Z", plan="gold"),  # v1
+            ev(2, "ticket-created", "OLD", "2026-11-24T11:30:00Z", plan="gold"),  # v1: 1 h
+            ev(3, "ticket-created", "NEW", "2026-11-24T12:00:00Z", plan="gold"),  # v2: 2 h
+            # After the change, OLD's reclassification still uses v1's P2 target (4 h).
+            ev(4, "priority-changed", "OLD", "2026-11-24T12:10:00Z", priority=2),
+            ev(5, "ticket-created", "LATE-2", "2026-11-24T12:30:00Z", plan="gold"),  # v2
+            ev(6, "reply-sent", "NEW", "2026-11-24T13:00:00Z", author="agent"),
+            ev(7, "reply-sent", "OLD", "2026-11-24T14:00:00Z", author="agent"),
+        ],
+        policy,
+        until="2026-11-25T00:00:00Z",
+    )
+    assert result.rejections == []
+    assert [
+        (e["ticket_id"], e["type"], e["due_at"], e["policy_version"]) for e in result.events
+    ] == [
+        ("LATE-1", "sla-warning", "2026-11-24T11:45:00Z", "v1"),
+        ("LATE-1", "sla-breach", "2026-11-24T12:00:00Z", "v1"),
+        ("LATE-2", "sla-warning", "2026-11-24T14:00:00Z", "v2"),
+        ("LATE-2", "sla-breach", "2026-11-24T14:30:00Z", "v2"),
+    ]
+    finished = {f["ticket_id"]: f for f in result.finished}
+    assert (finished["OLD"]["policy_version"], finished["OLD"]["target"]) == ("v1", "PT4H")
+    assert (finished["OLD"]["result"], finished["OLD"]["business_time"]) == ("met", "PT2H30M")
+    assert (finished["NEW"]["policy_version"], finished["NEW"]["target"]) == ("v2", "PT2H")
+    assert all(e["policy_version"] == "v1" for e in result.events if e["ticket_id"] == "OLD")
+    assert not [e for e in result.events if e["ticket_id"] == "NEW" and e["type"] == "sla-breach"]

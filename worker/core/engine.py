@@ -123,6 +123,9 @@ class Ticket:
     # change, so that most events need no calendar arithmetic to know nothing is due.
     due: datetime | None
     customer_id: str | None  # from ticket-created; None when it named none
+    # The policy version in force when the ticket was created: it judges the ticket for
+    # its whole life. "" when not known (state stored before versions were recorded).
+    policy_version: str
 
     def __init__(
         self,
@@ -141,6 +144,7 @@ class Ticket:
         seen: dict[str, None] | None = None,
         due: datetime | None = None,
         customer_id: str | None = None,
+        policy_version: str = "",
     ) -> None:
         self.ticket_id = ticket_id
         self.plan = plan
@@ -157,6 +161,7 @@ class Ticket:
         self.seen = {} if seen is None else seen
         self.due = due
         self.customer_id = customer_id
+        self.policy_version = policy_version
 
     @property
     def paused(self) -> bool:
@@ -294,10 +299,20 @@ class Engine:
     """Applies a `Policy` to tickets. Holds no ticket state of its own."""
 
     def __init__(self, policy: Policy, retention: timedelta | None = None) -> None:
-        """`retention`: how long (event time) a finished ticket is kept after its last
-        event; None keeps every ticket forever."""
+        """`policy`: a single policy or a history of versions (`Policy.versions`): a new
+        ticket is judged by the version in force at its creation. `retention`: how long
+        (event time) a finished ticket is kept after its last event; None keeps every
+        ticket forever."""
         self.policy = policy
         self.retention = retention
+        self._versions: dict[str, Policy] = {v.version: v for v in policy.history()}
+
+    def policy_of(self, ticket: Ticket) -> Policy:
+        """The policy version that judges `ticket`: the one it was created under."""
+        found = self._versions.get(ticket.policy_version)
+        if found is None:  # unknown to this policy file: see `refresh`
+            return self.policy.at(ticket.last_event_at)
+        return found
 
     def expired(self, ticket: Ticket, at: datetime) -> bool:
         """Is `ticket` gone at `at`? A finished (solved or closed) ticket is removed from
@@ -351,7 +366,7 @@ class Engine:
                 f"occurred_at {at.isoformat()} precedes this ticket's last event at "
                 f"{ticket.last_event_at.isoformat()}",
             )
-        plan = self.policy.plans.get(ticket.plan)
+        plan = self.policy_of(ticket).plans.get(ticket.plan)
         if plan is None:
             raise Rejected(
                 "unknown-plan", f"ticket's plan {ticket.plan!r} is no longer in the policy"
@@ -439,7 +454,11 @@ class Engine:
 
     def refresh(self, ticket: Ticket) -> Ticket:
         """Recompute the cached due instant of a ticket loaded from storage (the policy
-        may have changed since it was stored)."""
+        may have changed since it was stored). A ticket whose policy version this policy
+        file does not have (stored before versions were recorded, or a version since
+        removed) is judged from now on by the version in force at its last event."""
+        if ticket.policy_version not in self._versions:
+            ticket.policy_version = self.policy.at(ticket.last_event_at).version
         ticket.due = self._next_due(ticket)
         return ticket
 
@@ -490,10 +509,13 @@ class Engine:
     # --- event handlers -----------------------------------------------------------------
 
     def _plan_and_priority(self, event: TicketCreated) -> tuple[Plan, int]:
-        plan = self.policy.plans.get(event.plan)
+        policy = self.policy.at(event.occurred_at)
+        plan = policy.plans.get(event.plan)
         if plan is None:
             raise Rejected(
-                "unknown-plan", f"unknown plan {event.plan!r} (known: {sorted(self.policy.plans)})"
+                "unknown-plan",
+                f"unknown plan {event.plan!r} (known in policy {policy.version}: "
+                f"{sorted(policy.plans)})",
             )
         priority = plan.default_priority if event.priority is None else event.priority
         if priority not in plan.targets:
@@ -513,6 +535,7 @@ class Engine:
             last_event_at=at,
             seen={event.event_id: None},
             customer_id=event.customer_id,
+            policy_version=self.policy.at(at).version,
         )
         if not ticket.exempt:
             ticket.first_response = Clock("first_response", 1, at)
@@ -554,7 +577,7 @@ class Engine:
             ticket.finished = True
             ticket.pauses.clear()
             return True
-        if status in self.policy.pause_statuses:
+        if status in self.policy_of(ticket).pause_statuses:
             if ticket.paused:
                 return False  # one pausing status to another: one continuous pause
             ticket.pauses.append(Pause(at))
@@ -588,14 +611,14 @@ class Engine:
                 target.duration,
                 target.calendar.name,
                 self._instant_at(ticket, clock, target, target.duration),
-                self.policy.version,
+                self.policy_of(ticket).version,
             )
         )
 
     # --- timer arithmetic ---------------------------------------------------------------
 
     def _target(self, ticket: Ticket, metric: Metric) -> Target | None:
-        plan = self.policy.plans.get(ticket.plan)
+        plan = self.policy_of(ticket).plans.get(ticket.plan)
         if ticket.exempt or plan is None:
             return None
         targets = plan.targets.get(ticket.priority)  # `Plan.target`, without the call
@@ -657,7 +680,7 @@ class Engine:
             else self._instant_at(ticket, clock, target, target.duration),
             "target": target.duration,
             "calendar": target.calendar.name,
-            "policy_version": self.policy.version,
+            "policy_version": self.policy_of(ticket).version,
         }
         if ticket.customer_id is not None:
             common["customer_id"] = ticket.customer_id

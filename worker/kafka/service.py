@@ -453,6 +453,34 @@ class LiveWorker:
             self._next_restore = 0.0
             self.joined = True
 
+    # --- a new policy (SIGHUP) ----------------------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        return self.processor.engine.policy
+
+    async def reload_policy(self, policy: Policy) -> int:
+        """Judge with `policy` from the next step on; returns the tickets rescheduled.
+
+        Between steps (under the lock): the engine is replaced, and every owned
+        partition's due-index is rebuilt from its state, since a changed version may move
+        deadlines. Each ticket keeps the version it was created under (state records it),
+        so a new version only judges tickets created from its `effective_from` on.
+        Parked partitions are dropped (read again from the changelog if they come back).
+        """
+        async with self._lock:
+            self.processor.engine = Engine(policy, self.processor.engine.retention)
+            self.metrics.policy = policy
+            for number in list(self._parked):
+                self.metrics.forget(self._parked.pop(number).tickets)
+            rows = 0
+            for partition in self.partitions.values():
+                for _ in partition.rebuild():
+                    rows += 1
+                    if rows % 5000 == 0:
+                        await asyncio.sleep(0)  # the web API goes on meanwhile
+            return rows
+
     # --- the HTTP API ------------------------------------------------------------------------
 
     def describe(self, partition: int, ticket_id: str) -> dict[str, Any] | None:
