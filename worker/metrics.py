@@ -285,7 +285,7 @@ class Metrics:
             "1 when partitions are assigned, state is recovered and the worker is consuming",
             registry=r,
         )
-        info = Gauge(
+        self.info = info = Gauge(
             "sla_build_info",
             "Always 1; labels: version of the worker and of its policy",
             ["version", "policy_version"],
@@ -368,6 +368,12 @@ class Metrics:
         elif outcome.dead_letters:
             reason = outcome.dead_letters[0].reason
             self.consumed.labels(event_type, "dead_lettered", reason).inc()
+
+    def use_policy(self, policy: Policy) -> None:
+        """A reloaded policy (SIGHUP): `sla_build_info` names it from now on."""
+        self.policy = policy
+        self.info.clear()
+        self.info.labels(__version__, policy.version).set(1)
 
     def state(
         self,

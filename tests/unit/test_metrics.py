@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -103,6 +104,10 @@ def test_every_known_series_is_exported_at_zero_from_the_start(metrics: Metrics)
     )
     assert value(metrics, "sla_running_timers", plan="fast", metric="follow_up") == 0
     assert value(metrics, "sla_build_info", version=__version__, policy_version="fast-test-1") == 1
+    metrics.use_policy(dataclasses.replace(metrics.policy, version="fast-test-2"))  # SIGHUP
+    old = {"version": __version__, "policy_version": "fast-test-1"}
+    assert metrics.registry.get_sample_value("sla_build_info", old) is None
+    assert value(metrics, "sla_build_info", version=__version__, policy_version="fast-test-2") == 1
 
 
 def test_an_applied_event_is_counted_with_its_end_to_end_lag(metrics: Metrics) -> None:

@@ -470,7 +470,7 @@ class LiveWorker:
         """
         async with self._lock:
             self.processor.engine = Engine(policy, self.processor.engine.retention)
-            self.metrics.policy = policy
+            self.metrics.use_policy(policy)
             for number in list(self._parked):
                 self.metrics.forget(self._parked.pop(number).tickets)
             rows = 0
