@@ -116,12 +116,13 @@ class Audit:
         limits = InputLimits(
             settings.max_message_bytes, timedelta(seconds=settings.max_clock_skew_seconds)
         )
-        engine = Engine(policy, timedelta(days=settings.finished_retention_days))
         # Finished-timer records: written with --finished-timers, compared by --verify
         # when the worker publishes them (finished_timers_topic).
         self._write_finished = settings.finished_timers
         self._expect_finished = settings.verify and settings.finished_timers_topic is not None
         wanted = self._write_finished or self._expect_finished
+        retention = timedelta(days=settings.finished_retention_days)
+        engine = Engine(policy, retention, measure=wanted)
         self.replay = Replay(
             engine, self._on_event, self._on_reject, now, limits,
             self._on_finished if wanted else None,

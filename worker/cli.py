@@ -147,7 +147,8 @@ def replay(
 
     limits = InputLimits(max_message_bytes, timedelta(seconds=max_clock_skew_seconds))
     clock = now or datetime.now(UTC)
-    engine = Engine(_policy(policies), timedelta(days=finished_retention_days))
+    retention = timedelta(days=finished_retention_days)
+    engine = Engine(_policy(policies), retention, measure=finished_timers)
     run = Replay(engine, on_event, on_reject, clock, limits, on_event if finished_timers else None)
     with relaxed_garbage_collection():
         run.feed(events)

@@ -125,6 +125,8 @@ class Replay:
         """`now`: the clock future timestamps are judged against (None: no such check);
         `limits`: size and clock-skew bounds on each line (defaults: 1,000,000 bytes, 5 min);
         `on_finished`: where finished-timer records go (None: counted only, never built)."""
+        if on_finished is not None and not engine.measure:
+            raise ValueError("finished-timer records need an engine with measure=True")
         self.engine = engine
         self.now = now
         self.limits = limits or InputLimits()

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.unit.conftest import ReplayFn, ev, run_replay
 from worker.core.policy import Policy
 
@@ -770,3 +772,35 @@ def test_each_ticket_keeps_the_policy_version_it_was_created_under() -> None:
     assert (finished["NEW"]["policy_version"], finished["NEW"]["target"]) == ("v2", "PT2H")
     assert all(e["policy_version"] == "v1" for e in result.events if e["ticket_id"] == "OLD")
     assert not [e for e in result.events if e["ticket_id"] == "NEW" and e["type"] == "sla-breach"]
+
+
+def test_an_engine_that_only_counts_finished_timers(presets: Policy) -> None:
+    """`measure=False` (replay without --finished-timers, a worker without the topic):
+    the same outputs and counts, no business time, and no finished-timer records."""
+    from worker.core.engine import Engine, TimerFinished, finished_record
+    from worker.replay import Replay
+
+    lines = [
+        json.dumps(e)
+        for e in (
+            ev(1, "ticket-created", "T", "2026-11-24T10:00:00Z", plan="advanced", priority=1),
+            ev(2, "reply-sent", "T", "2026-11-24T10:20:00Z", author="agent"),
+        )
+    ]
+    engine = Engine(presets, measure=False)
+    counted = Replay(engine, lambda e: None, lambda r: None)
+    counted.feed(lines)
+    assert counted.finish().met == 1
+    ticket = engine.apply(None, parse(lines[0])).ticket
+    (finished,) = engine.apply(ticket, parse(lines[1])).emissions
+    assert type(finished) is TimerFinished and finished.met and finished.business_time is None
+    with pytest.raises(ValueError, match="measure=False"):
+        finished_record(finished)
+    with pytest.raises(ValueError, match="measure=True"):
+        Replay(engine, lambda e: None, lambda r: None, on_finished=lambda f: None)
+
+
+def parse(line: str) -> Any:
+    from worker.core.events import parse_event
+
+    return parse_event(line)

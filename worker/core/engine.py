@@ -186,7 +186,8 @@ class TimerFinished:
     Plain data, cheap to make: replay counts them, the worker's metrics count them, and
     `finished_record` turns one into the published `sla-timer-finished` record only where
     that output is wanted. A timer whose ticket's current priority has no target for its
-    metric is not measured and finishes without one.
+    metric is not measured and finishes without one. From an engine made with
+    `measure=False` (counting only), `business_time` is None.
     """
 
     ticket_id: Final[str]
@@ -199,7 +200,7 @@ class TimerFinished:
     at: Final[datetime]
     by: Final[str]  # "reply" or the stopping status
     met: Final[bool]
-    business_time: Final[timedelta]
+    business_time: Final[timedelta | None]
     target: Final[timedelta]
     calendar: Final[str]
     deadline: Final[datetime | None]
@@ -217,7 +218,7 @@ class TimerFinished:
         at: datetime,
         by: str,
         met: bool,
-        business_time: timedelta,
+        business_time: timedelta | None,
         target: timedelta,
         calendar: str,
         deadline: datetime | None,
@@ -243,6 +244,8 @@ class TimerFinished:
 def finished_record(finished: TimerFinished) -> SlaTimerFinished:
     """The `sla-timer-finished` record of a finished timer (id: UUIDv5 of ticket,
     metric, cycle and `finished`, as deterministic as a breach's)."""
+    if finished.business_time is None:
+        raise ValueError("a finished timer from an engine with measure=False has no record")
     fields: dict[str, Any] = {
         "event_id": emission_id(finished.ticket_id, finished.metric, finished.cycle, "finished"),
         "type": "sla-timer-finished",
@@ -298,17 +301,26 @@ class TimerView:
 class Engine:
     """Applies a `Policy` to tickets. Holds no ticket state of its own."""
 
-    def __init__(self, policy: Policy, retention: timedelta | None = None) -> None:
+    def __init__(
+        self, policy: Policy, retention: timedelta | None = None, measure: bool = True
+    ) -> None:
         """`policy`: a single policy or a history of versions (`Policy.versions`): a new
         ticket is judged by the version in force at its creation. `retention`: how long
         (event time) a finished ticket is kept after its last event; None keeps every
-        ticket forever."""
+        ticket forever. `measure`: give each finished timer its business time and
+        deadline (calendar arithmetic at every stop); False where they are only counted."""
         self.policy = policy
         self.retention = retention
+        self.measure = measure
         self._versions: dict[str, Policy] = {v.version: v for v in policy.history()}
+        # A single policy judges every ticket: no lookup on the hot path.
+        self._single: Policy | None = None if policy.versions else policy
 
     def policy_of(self, ticket: Ticket) -> Policy:
         """The policy version that judges `ticket`: the one it was created under."""
+        single = self._single
+        if single is not None:
+            return single
         found = self._versions.get(ticket.policy_version)
         if found is None:  # unknown to this policy file: see `refresh`
             return self.policy.at(ticket.last_event_at)
@@ -595,6 +607,7 @@ class Engine:
         target = self._target(ticket, clock.metric)
         if target is None:
             return  # not measured: no SLA applies at the current priority
+        measure = self.measure
         emissions.append(
             TimerFinished(
                 ticket.ticket_id,
@@ -607,10 +620,10 @@ class Engine:
                 at,
                 by,
                 not clock.breached,
-                self._elapsed(ticket, clock, target, at),
+                self._elapsed(ticket, clock, target, at) if measure else None,
                 target.duration,
                 target.calendar.name,
-                self._instant_at(ticket, clock, target, target.duration),
+                self._instant_at(ticket, clock, target, target.duration) if measure else None,
                 self.policy_of(ticket).version,
             )
         )

@@ -74,7 +74,12 @@ class LiveWorker:
         self.metrics = metrics
         several_inputs = len(settings.input_topics) > 1
         self.processor = TicketProcessor(
-            Engine(policy, timedelta(days=settings.finished_retention_days)),
+            Engine(
+                policy,
+                timedelta(days=settings.finished_retention_days),
+                # Business times only where finished timers are published.
+                measure=settings.finished_timers_topic is not None,
+            ),
             timedelta(seconds=settings.hold_unknown_seconds) if several_inputs else None,
             InputLimits(
                 settings.max_message_bytes, timedelta(seconds=settings.max_clock_skew_seconds)
@@ -469,7 +474,8 @@ class LiveWorker:
         Parked partitions are dropped (read again from the changelog if they come back).
         """
         async with self._lock:
-            self.processor.engine = Engine(policy, self.processor.engine.retention)
+            old = self.processor.engine
+            self.processor.engine = Engine(policy, old.retention, old.measure)
             self.metrics.use_policy(policy)
             for number in list(self._parked):
                 self.metrics.forget(self._parked.pop(number).tickets)
