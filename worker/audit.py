@@ -137,7 +137,7 @@ class Audit:
         self.replay.feed_line(self.lines, record.value)
         if self.replay.summary.applied > before and b"ticket-created" in record.value:
             try:
-                data = from_json(record.value)  # as history.occurred_at: pydantic-core's
+                data = from_json(record.value)  # pydantic-core parses, as in history
             except ValueError:
                 return
             if data.get("type") == "ticket-created":
