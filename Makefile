@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run replay test lint typecheck unit lock clean
+.PHONY: run replay report-example test lint typecheck unit lock clean
 
 # Which build of the hot path is installed: pure Python (the default) or compiled with
 # mypyc (SLA_WORKER_COMPILED=1, needs a C compiler). The stamp names it, so switching
@@ -40,6 +40,21 @@ run: $(INSTALLED)
 replay: $(INSTALLED)
 	$(BIN)/sla-worker replay examples/tickets.jsonl --until 2026-12-05T00:00:00Z
 
+# docs/report.png: the HTML report of a month of synthetic traffic (200,000 events, 40
+# customers), replayed with --finished-timers and rendered by headless Chromium.
+report-example: $(INSTALLED)
+	mkdir -p build/report
+	$(BIN)/python -c 'import sys; from worker.traffic import synthetic_stream; \
+	  lines, _ = synthetic_stream(200_000, 20_000, 7, customers=40); \
+	  sys.stdout.buffer.write(b"\n".join(lines) + b"\n")' > build/report/events.jsonl
+	$(BIN)/sla-worker replay build/report/events.jsonl --now 2027-01-01T00:00:00Z \
+	  --finished-timers --output build/report/records.jsonl
+	$(BIN)/sla-worker report build/report/records.jsonl --period week \
+	  --html build/report/report.html --json build/report/report.json --csv build/report/report.csv
+	scripts/ensure-chromium
+	chromium --headless --no-sandbox --disable-gpu --user-data-dir=$$(mktemp -d) \
+	  --screenshot=docs/report.png --window-size=1280,2000 file://$(CURDIR)/build/report/report.html
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check setup.py worker tests bench scripts
 	$(BIN)/ruff format --check setup.py worker tests bench scripts
@@ -50,11 +65,13 @@ typecheck: $(INSTALLED)
 # The whole suite: lint, types, unit and property tests, and integration tests against
 # a real Kafka broker that tests/integration/conftest.py starts with scripts/kafka-local.
 # scripts/ensure-prometheus first provides promtool and prometheus (alert rule tests and
-# the observability test run them). The container tests (tests/integration/containers/)
-# get podman and the stand-in base images from scripts/container-bases (docs/development.md).
+# the observability test run them), scripts/ensure-chromium the browser of the report test.
+# The container tests (tests/integration/containers/) get podman and the stand-in base
+# images from scripts/container-bases (docs/development.md).
 # pytest exits 5 when it collects no test, and make fails on any non-zero exit.
 test: lint typecheck
 	scripts/ensure-prometheus
+	scripts/ensure-chromium
 	$(BIN)/pytest
 
 unit: $(INSTALLED)

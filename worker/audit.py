@@ -26,16 +26,17 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from pydantic import AwareDatetime, TypeAdapter
+from pydantic_core import from_json
 
 from worker.core.engine import Engine
-from worker.core.events import SlaEvent
+from worker.core.events import SlaEvent, SlaTimerFinished
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.core.reasons import Reason
 from worker.kafka.access import KafkaAccessError, check_access
-from worker.kafka.history import Record, merged_history
+from worker.kafka.history import Record, merged_batches, merged_history
 from worker.kafka.topics import client_options
-from worker.replay import Rejection, Replay, Summary
+from worker.replay import Rejection, Replay, Summary, relaxed_garbage_collection
 from worker.settings import AuditSettings
 
 _instant = TypeAdapter(AwareDatetime)
@@ -62,7 +63,7 @@ class Verification:
 
     def __str__(self) -> str:
         return (
-            f"verify: {self.compared} published warnings and breaches compared; missing "
+            f"verify: {self.compared} published records compared; missing "
             f"{len(self.missing)}, unexpected {len(self.unexpected)}, different "
             f"{len(self.different)}; {self.outside} outside the window (tickets created "
             "before it, or due after its end)"
@@ -85,7 +86,9 @@ def verify(
     result = Verification()
     seen: set[str] = set()
     for event in published:
-        due = datetime.fromisoformat(event["due_at"])
+        # A warning or breach is judged by when it came due, a finished timer by when it
+        # stopped: outside the window, the replay cannot know it.
+        due = datetime.fromisoformat(event.get("due_at") or event["finished_at"])
         if event["ticket_id"] not in window_tickets or (until is not None and due > until):
             result.outside += 1
             continue
@@ -115,8 +118,17 @@ class Audit:
         limits = InputLimits(
             settings.max_message_bytes, timedelta(seconds=settings.max_clock_skew_seconds)
         )
-        engine = Engine(policy, timedelta(days=settings.finished_retention_days))
-        self.replay = Replay(engine, self._on_event, self._on_reject, now, limits)
+        # Finished-timer records: written with --finished-timers, compared by --verify
+        # when the worker publishes them (finished_timers_topic).
+        self._write_finished = settings.finished_timers
+        self._expect_finished = settings.verify and settings.finished_timers_topic is not None
+        wanted = self._write_finished or self._expect_finished
+        retention = timedelta(days=settings.finished_retention_days)
+        engine = Engine(policy, retention, measure=wanted)
+        self.replay = Replay(
+            engine, self._on_event, self._on_reject, now, limits,
+            self._on_finished if wanted else None,
+        )  # fmt: skip
 
     def write_to(self, write: Callable[[str], object]) -> None:
         self._outputs.append(write)
@@ -127,7 +139,7 @@ class Audit:
         self.replay.feed_line(self.lines, record.value)
         if self.replay.summary.applied > before and b"ticket-created" in record.value:
             try:
-                data = json.loads(record.value)
+                data = from_json(record.value)  # pydantic-core parses, as in history
             except ValueError:
                 return
             if data.get("type") == "ticket-created":
@@ -138,9 +150,18 @@ class Audit:
 
     def _on_event(self, event: SlaEvent) -> None:
         text = event.model_dump_json()
-        self.expected[event.event_id] = json.loads(text)
+        if self.settings.verify:
+            self.expected[event.event_id] = json.loads(text)
         for write in self._outputs:
             write(text + "\n")
+
+    def _on_finished(self, record: SlaTimerFinished) -> None:
+        text = record.model_dump_json()
+        if self._expect_finished:
+            self.expected[record.event_id] = json.loads(text)
+        if self._write_finished:
+            for write in self._outputs:
+                write(text + "\n")
 
     def _on_reject(self, rejection: Rejection) -> None:
         if rejection.reason == Reason.UNKNOWN_TICKET and rejection.ticket_id is not None:
@@ -173,10 +194,12 @@ async def run_audit(
             progress.write(f"\rreading {read:,} of {total:,} records [{bar:<30}]")
             progress.flush()
 
-    async for record in merged_history(options, settings.input_topics, start, end, report):
+    feed = audit.feed
+    async for batch in merged_batches(options, settings.input_topics, start, end, report):
         if events is not None:
-            events.write(record.value.replace(b"\n", b" ") + b"\n")
-        audit.feed(record)
+            events.writelines(record.value.replace(b"\n", b" ") + b"\n" for record in batch)
+        for record in batch:
+            feed(record)
     if progress is not None:
         progress.write("\n")
     summary = audit.finish(end)
@@ -184,6 +207,8 @@ async def run_audit(
     if settings.verify:
         published = []
         outputs = [settings.warnings_topic, settings.breaches_topic]
+        if settings.finished_timers_topic is not None:
+            outputs.append(settings.finished_timers_topic)
         async for record in merged_history(options, outputs, start, None):
             published.append(json.loads(record.value))
         result = verify(audit.expected, published, audit.window_tickets, end)
@@ -196,7 +221,10 @@ def main(settings: AuditSettings, policy: Policy) -> int:
     events = None if settings.events is None else settings.events.open("wb")
     progress = sys.stderr if sys.stderr.isatty() else None
     try:
-        audit, summary, result = asyncio.run(run_audit(settings, policy, output, events, progress))
+        with relaxed_garbage_collection():  # as `sla-worker replay` runs
+            audit, summary, result = asyncio.run(
+                run_audit(settings, policy, output, events, progress)
+            )
     except KafkaAccessError as exc:
         print(f"sla-worker audit: {exc}", file=sys.stderr)
         return 1

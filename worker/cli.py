@@ -14,12 +14,13 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 from worker import __version__
 from worker.compiled import describe
 from worker.core.engine import Engine
-from worker.core.events import SlaEvent
+from worker.core.events import SlaEvent, SlaTimerFinished
 from worker.core.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CLOCK_SKEW, InputLimits
 from worker.core.policy import Policy, PolicyError
 from worker.policy_file import load_policy
 from worker.presets import load_presets, presets_text
 from worker.replay import Rejection, Replay, UntilBeforeLastEvent, relaxed_garbage_collection
+from worker.report import Period
 from worker.schemas import export
 
 _instant = TypeAdapter(AwareDatetime)
@@ -79,6 +80,12 @@ def main() -> None:
 )
 @click.option("--strict", is_flag=True, help="Exit 1 if any line was rejected.")
 @click.option(
+    "--finished-timers",
+    is_flag=True,
+    help="Also write an sla-timer-finished record (met or breached) for every timer that "
+    "stops, in firing order among the warnings and breaches.",
+)
+@click.option(
     "--now",
     type=_Instant(),
     help="The clock future timestamps are judged against (default: the wall clock when "
@@ -113,6 +120,7 @@ def replay(
     output: IO[str],
     rejects: IO[str] | None,
     strict: bool,
+    finished_timers: bool,
     now: datetime | None,
     max_clock_skew_seconds: float,
     max_message_bytes: int,
@@ -124,7 +132,7 @@ def replay(
     same output, ids included.
     """
 
-    def on_event(event: SlaEvent) -> None:
+    def on_event(event: SlaEvent | SlaTimerFinished) -> None:
         output.write(event.model_dump_json())
         output.write("\n")
 
@@ -139,8 +147,9 @@ def replay(
 
     limits = InputLimits(max_message_bytes, timedelta(seconds=max_clock_skew_seconds))
     clock = now or datetime.now(UTC)
-    engine = Engine(_policy(policies), timedelta(days=finished_retention_days))
-    run = Replay(engine, on_event, on_reject, clock, limits)
+    retention = timedelta(days=finished_retention_days)
+    engine = Engine(_policy(policies), retention, measure=finished_timers)
+    run = Replay(engine, on_event, on_reject, clock, limits, on_event if finished_timers else None)
     with relaxed_garbage_collection():
         run.feed(events)
         try:
@@ -161,6 +170,77 @@ def _rejection_record(rejection: Rejection) -> dict[str, object]:
         "event_id": rejection.event_id,
         "ticket_id": rejection.ticket_id,
     }
+
+
+@main.command()
+@click.argument("records", type=click.File("rb"))
+@click.option(
+    "--period",
+    type=click.Choice(["week", "month"]),
+    default="month",
+    show_default=True,
+    help="Group timers by the ISO week or the calendar month they started in (UTC).",
+)
+@click.option("--json", "json_out", type=click.File("w"), help="Write the JSON report here.")
+@click.option("--csv", "csv_out", type=click.File("w"), help="Write every group as CSV here.")
+@click.option("--breaches-csv", type=click.File("w"), help="Write the breached timers as CSV here.")
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a self-contained HTML page with charts here (needs the report extra: "
+    "pip install 'sla-worker[report]').",
+)
+@click.option("--title", default="SLA report", show_default=True, help="Title of the HTML page.")
+def report(
+    records: IO[bytes],
+    period: Period,
+    json_out: IO[str] | None,
+    csv_out: IO[str] | None,
+    breaches_csv: IO[str] | None,
+    html: Path | None,
+    title: str,
+) -> None:
+    """SLA compliance from RECORDS: what `sla-worker replay --finished-timers` or `sla-worker
+    audit --finished-timers` wrote ('-' for stdin).
+
+    Per period, plan, priority, metric and customer: timers started, met, breached,
+    achievement, median and p90 time to first response against the target; and the
+    breached timers. Without --json, --csv, --breaches-csv or --html, the JSON report goes
+    to stdout.
+    """
+    from worker.report import build_report, read_records, write_breaches_csv, write_csv
+
+    try:
+        built = build_report(read_records(records), period)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise click.ClickException(
+            f"RECORDS is not the output of replay or audit with --finished-timers "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    if html is not None:
+        try:
+            from worker.report_html import render_html
+        except ImportError as exc:
+            raise click.ClickException(
+                f"the HTML report needs matplotlib ({exc}): pip install 'sla-worker[report]'"
+            ) from None
+        html.write_text(render_html(built, title), encoding="utf-8")
+    if csv_out is not None:
+        write_csv(built, csv_out)
+    if breaches_csv is not None:
+        write_breaches_csv(built, breaches_csv)
+    if json_out is not None or not (html or csv_out or breaches_csv):
+        out = json_out or click.get_text_stream("stdout")
+        json.dump(built, out, indent=1)
+        out.write("\n")
+    totals = built["totals"]
+    achievement = totals["achievement_pct"]
+    click.echo(
+        f"timers judged: {totals['started']}, met: {totals['met']}, breached: "
+        f"{totals['breached']}, achievement: "
+        f"{'n/a' if achievement is None else f'{achievement:.2f} %'}",
+        err=True,
+    )
 
 
 @main.command(
@@ -234,7 +314,7 @@ def policies_validate(file: Path) -> None:
         click.echo(str(exc), err=True)
         sys.exit(1)
     plans = ", ".join(sorted(policy.plans))
-    click.echo(f"{file}: ok (version {policy.version}; plans: {plans})")
+    click.echo(f"{file}: ok (version {policy.describe()}; plans: {plans})")
 
 
 @policies.command("show")

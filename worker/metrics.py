@@ -267,7 +267,7 @@ class Metrics:
             "1 when partitions are assigned, state is recovered and the worker is consuming",
             registry=r,
         )
-        info = Gauge(
+        self.info = info = Gauge(
             "sla_build_info",
             "Always 1; labels: version of the worker and of its policy",
             ["version", "policy_version"],
@@ -333,8 +333,9 @@ class Metrics:
                 self.lateness.observe(max((now - event.due_at).total_seconds(), 0.0))
             else:
                 self.warnings.labels(*labels).inc()
-        for met in outcome.met:
-            self.met.labels(met.plan, str(met.priority), met.metric).inc()
+        for finished in outcome.finished:
+            if finished.met:
+                self.met.labels(finished.plan, str(finished.priority), finished.metric).inc()
 
     def _consumed(self, outcome: Outcome) -> None:
         """Count the consumed message once, by its own outcome. Dead letters next to an
@@ -349,6 +350,12 @@ class Metrics:
         elif outcome.dead_letters:
             reason = outcome.dead_letters[0].reason
             self.consumed.labels(event_type, "dead_lettered", reason).inc()
+
+    def use_policy(self, policy: Policy) -> None:
+        """A reloaded policy (SIGHUP): `sla_build_info` names it from now on."""
+        self.policy = policy
+        self.info.clear()
+        self.info.labels(__version__, policy.version).set(1)
 
     def state(
         self,

@@ -22,8 +22,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from worker.core.due_index import DueIndex
-from worker.core.engine import Emission, Engine, Rejected, Ticket, TimerMet
-from worker.core.events import InvalidEvent, SlaBreach, SlaEvent, SlaWarning, parse_event
+from worker.core.engine import (
+    Emission,
+    Engine,
+    Rejected,
+    Ticket,
+    TimerFinished,
+    finished_record,
+)
+from worker.core.events import (
+    InvalidEvent,
+    SlaBreach,
+    SlaEvent,
+    SlaTimerFinished,
+    SlaWarning,
+    parse_event,
+)
 from worker.core.limits import InputLimits
 from worker.core.reasons import Reason
 
@@ -97,7 +111,8 @@ def relaxed_garbage_collection() -> Iterator[None]:
 
 
 class Replay:
-    """Feed lines with `feed`, then call `finish`. Emitted events go to `on_event`."""
+    """Feed lines with `feed`, then call `finish`. Emitted events go to `on_event`, and
+    the `sla-timer-finished` records of finished timers to `on_finished` (if given)."""
 
     def __init__(
         self,
@@ -106,9 +121,13 @@ class Replay:
         on_reject: Callable[[Rejection], None],
         now: datetime | None = None,
         limits: InputLimits | None = None,
+        on_finished: Callable[[SlaTimerFinished], None] | None = None,
     ) -> None:
         """`now`: the clock future timestamps are judged against (None: no such check);
-        `limits`: size and clock-skew bounds on each line (defaults: 1,000,000 bytes, 5 min)."""
+        `limits`: size and clock-skew bounds on each line (defaults: 1,000,000 bytes, 5 min);
+        `on_finished`: where finished-timer records go (None: counted only, never built)."""
+        if on_finished is not None and not engine.measure:
+            raise ValueError("finished-timer records need an engine with measure=True")
         self.engine = engine
         self.now = now
         self.limits = limits or InputLimits()
@@ -116,6 +135,7 @@ class Replay:
         self.summary = Summary()
         self._on_event = on_event
         self._on_reject = on_reject
+        self._on_finished = on_finished
         self._due = DueIndex()
         self._expiry = DueIndex()  # finished tickets, at their last event plus retention
         self._clock: datetime | None = None
@@ -211,8 +231,11 @@ class Replay:
 
     def _publish(self, emissions: list[Emission]) -> None:
         for emission in emissions:
-            if isinstance(emission, TimerMet):
-                self.summary.met += 1
+            if isinstance(emission, TimerFinished):
+                if emission.met:
+                    self.summary.met += 1
+                if self._on_finished is not None:
+                    self._on_finished(finished_record(emission))
                 continue
             if type(emission) is SlaBreach:
                 self.summary.breaches += 1

@@ -16,6 +16,7 @@ from worker.core.events import (
     PriorityChanged,
     ReplySent,
     SlaBreach,
+    SlaTimerFinished,
     SlaWarning,
     StatusChanged,
     TicketCreated,
@@ -29,7 +30,11 @@ _INBOUND: dict[str, type[Any]] = {
     "priority-changed": PriorityChanged,
     "status-changed": StatusChanged,
 }
-_OUTBOUND: dict[str, type[BaseModel]] = {"sla-warning": SlaWarning, "sla-breach": SlaBreach}
+_OUTBOUND: dict[str, type[BaseModel]] = {
+    "sla-warning": SlaWarning,
+    "sla-breach": SlaBreach,
+    "sla-timer-finished": SlaTimerFinished,
+}
 
 
 def schemas() -> dict[str, dict[str, Any]]:

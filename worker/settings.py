@@ -95,8 +95,15 @@ class StreamSettings(KafkaConnection):
     )
     warnings_topic: str = Field(default="sla-warnings", description="Where warnings go.")
     breaches_topic: str = Field(default="sla-breaches", description="Where breaches go.")
+    finished_timers_topic: str | None = Field(
+        default=None,
+        description="Where sla-timer-finished records go (every timer that stops, met or "
+        "breached); unset: not published. The audit's --verify compares it too when set.",
+    )
     policies: Path | None = Field(
-        default=None, description="Policy file (YAML); the built-in presets when unset."
+        default=None,
+        description="Policy file (YAML): one policy or a history of versions; the built-in "
+        "presets when unset. The worker reads it again on SIGHUP.",
     )
     finished_retention_days: float = Field(
         default=30.0,
@@ -268,6 +275,11 @@ class AuditSettings(StreamSettings):
     )
     differences: Path | None = Field(
         default=None, description="With --verify: each difference as JSON Lines."
+    )
+    finished_timers: bool = Field(
+        default=False,
+        description="Also write an sla-timer-finished record for every timer that stops "
+        "(met or breached) to --output, as `sla-worker replay --finished-timers` does.",
     )
     now: str | None = Field(
         default=None,

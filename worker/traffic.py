@@ -21,9 +21,12 @@ START = datetime(2026, 11, 2, tzinfo=UTC)
 
 
 def synthetic_stream(
-    events: int, tickets: int, seed: int, start: datetime = START
+    events: int, tickets: int, seed: int, start: datetime = START, customers: int = 0
 ) -> tuple[list[bytes], int]:
-    """Return (JSON lines in time order, peak number of open tickets)."""
+    """Return (JSON lines in time order, peak number of open tickets).
+
+    `customers`: give ticket n the `customer_id` `C-<n mod customers>` (0: none). The
+    random choices do not depend on it, so the stream is otherwise the same."""
     rng = random.Random(seed)
     per_ticket = events // tickets
     timeline: list[tuple[datetime, int, dict[str, object]]] = []
@@ -37,6 +40,8 @@ def synthetic_stream(
             created["priority"] = rng.choice(PLANS[plan])
         if rng.random() < 0.05:
             created["product_stage"] = "beta"
+        if customers:
+            created["customer_id"] = f"C-{n % customers:04d}"
         history = [created]
         paused = False
         for _ in range(per_ticket - 2):

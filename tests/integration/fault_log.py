@@ -144,8 +144,11 @@ def shifted(lines: list[Line], start: datetime) -> list[Line]:
     return moved
 
 
-def replay_expected(lines: list[Line], until: datetime, workdir: Path) -> dict[str, Any]:
-    """`sla-worker replay` of the log, run as a user would: {event_id: event}."""
+def replay_expected(
+    lines: list[Line], until: datetime, workdir: Path, *, finished_timers: bool = False
+) -> dict[str, Any]:
+    """`sla-worker replay` of the log, run as a user would: {event_id: event}
+    (`finished_timers`: with its sla-timer-finished records)."""
     workdir.mkdir(parents=True, exist_ok=True)
     events = workdir / f"log-{uuid.uuid4().hex[:8]}.jsonl"
     events.write_bytes(b"".join(line.value + b"\n" for line in lines))
@@ -160,6 +163,7 @@ def replay_expected(lines: list[Line], until: datetime, workdir: Path) -> dict[s
             str(FAST_POLICY),
             "--until",
             until.isoformat(),
+            *(["--finished-timers"] if finished_timers else []),
         ],
         capture_output=True,
         check=True,

@@ -12,7 +12,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from tests.integration.fault_log import fault_log, produce, replay_expected, wait_for_outputs
+from tests.integration.fault_log import (
+    Line,
+    fault_log,
+    produce,
+    replay_expected,
+    wait_for_outputs,
+)
 from tests.integration.workers import FAST_POLICY
 
 NOW = "2030-01-01T00:00:00Z"  # a fixed clock: both runs judge future timestamps alike
@@ -81,3 +87,52 @@ async def produce_raw(bootstrap: str, topic: str, body: dict[str, Any]) -> None:
         await producer.send_and_wait(topic, json.dumps(body).encode(), key=b"forged")
     finally:
         await producer.stop()
+
+
+async def test_finished_timers_topic_equals_replay_and_the_audit_verifies_it(
+    create_topic: Any, kafka_bootstrap: str, worker_factory: Any, tmp_path: Path
+) -> None:
+    """The worker's optional sla-timer-finished topic holds exactly the records `sla-worker
+    replay --finished-timers` writes (customer_id included), and `audit --verify` with
+    the topic compares them too."""
+    names = {n: await create_topic(partitions=3) for n in ("in", "w", "b", "dead", "fin")}
+    lines = [
+        with_customer(line)
+        for line in fault_log(5, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10))
+    ]
+    await produce(kafka_bootstrap, names["in"], lines)
+    topics = (
+        *("--warnings-topic", names["w"], "--breaches-topic", names["b"]),
+        *("--finished-timers-topic", names["fin"]),
+    )
+    worker = worker_factory(
+        input_topics=(names["in"],), extra=(*topics, "--dead-letter-topic", names["dead"])
+    )
+    worker.start()
+    until = lines[-1].at + timedelta(seconds=15)
+    want = replay_expected(lines, until, tmp_path, finished_timers=True)
+    finished = {k: e for k, e in want.items() if e["type"] == "sla-timer-finished"}
+    assert {e["result"] for e in finished.values()} == {"met", "breached"}
+    assert {e.get("customer_id") for e in finished.values()} == {"C-even", None}
+    got = await wait_for_outputs(kafka_bootstrap, [names["w"], names["b"], names["fin"]], want)
+    assert got.events == want and not got.conflicts
+
+    common = [
+        *("--bootstrap-servers", kafka_bootstrap, "--input-topics", names["in"], *topics),
+        *("--policies", str(FAST_POLICY), "--now", NOW),
+    ]
+    out = tmp_path / "out.jsonl"
+    audited = sla_worker("audit", *common, "--finished-timers", "--output", str(out), "--verify")
+    assert audited.returncode == 0, audited.stderr.decode()
+    assert "missing 0, unexpected 0, different 0" in audited.stderr.decode()
+    assert {json.loads(x)["event_id"] for x in out.read_text().splitlines()} == set(want)
+
+
+def with_customer(line: Line) -> Line:
+    """Every other ticket gets a customer_id."""
+    if line.bad or b'"ticket-created"' not in line.value:
+        return line
+    body = json.loads(line.value)
+    if int("".join(c for c in body["ticket_id"] if c.isdigit()) or 0) % 2 == 0:
+        body["customer_id"] = "C-even"
+    return Line(line.at, line.key, json.dumps(body).encode(), line.bad)

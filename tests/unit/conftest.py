@@ -19,6 +19,7 @@ class ReplayResult:
     events: list[dict[str, Any]]
     rejections: list[Rejection]
     summary: Summary
+    finished: list[dict[str, Any]]  # the sla-timer-finished records, in firing order
 
     def core(self) -> list[dict[str, Any]]:
         """Only the fields that decide correctness (as in the reference example)."""
@@ -39,14 +40,16 @@ def run_replay(
 ) -> ReplayResult:
     events: list[dict[str, Any]] = []
     rejections: list[Rejection] = []
+    finished: list[dict[str, Any]] = []
     replay = Replay(
         Engine(policy),
         lambda e: events.append(json.loads(e.model_dump_json())),
         rejections.append,
+        on_finished=lambda f: finished.append(json.loads(f.model_dump_json())),
     )
     replay.feed(line if isinstance(line, str) else json.dumps(line) for line in lines)
     summary = replay.finish(datetime.fromisoformat(until) if until else None)
-    return ReplayResult(events, rejections, summary)
+    return ReplayResult(events, rejections, summary, finished)
 
 
 @pytest.fixture

@@ -64,4 +64,12 @@ def test_a_partitions_merge_key_never_goes_back() -> None:
         ]
     )
     keys = [cursor.take()[0][0] for _ in range(4)]
-    assert keys == ["2026-11-30T10:00:00+00:00"] * 4
+    assert keys == [datetime(2026, 11, 30, 10, tzinfo=UTC)] * 4
+
+
+def test_finished_timer_records_are_judged_by_when_they_stopped() -> None:
+    finished = {"event_id": "f", "ticket_id": "T1", "type": "sla-timer-finished"}
+    inside = {**finished, "finished_at": "2026-11-30T10:00:00+00:00"}
+    later = {**finished, "event_id": "g", "finished_at": "2026-12-02T10:00:00+00:00"}
+    result = verify({"f": inside}, [inside, later], {"T1"}, UNTIL)
+    assert (result.compared, result.outside, result.clean) == (1, 1, True)

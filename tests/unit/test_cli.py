@@ -143,6 +143,14 @@ def test_policies_validate(cli: CliRunner, tmp_path: Path) -> None:
         in (result.stderr)
     )
 
+    presets = yaml.safe_load(good.read_text())
+    later = {**presets, "version": "2027.01", "effective_from": "2027-01-01T00:00:00+01:00"}
+    history = tmp_path / "history.yaml"
+    history.write_text(yaml.safe_dump({"versions": [presets, later]}))
+    result = cli.invoke(main, ["policies", "validate", str(history)])
+    assert result.exit_code == 0, result.output
+    assert "ok (version presets-2026.11, 2027.01 from 2026-12-31T23:00:00+00:00;" in result.stdout
+
 
 def test_version_and_help(cli: CliRunner) -> None:
     # The version line also says whether the hot path runs compiled (worker/compiled.py).
@@ -195,3 +203,22 @@ def test_too_long_lines_are_rejected_unparsed(cli: CliRunner) -> None:
     line = '{"event_id": "' + "x" * 200 + '"}\n'
     result = cli.invoke(main, ["replay", "-", "--max-message-bytes", "100"], line)
     assert "line 1: rejected (too-large): 217 bytes; the limit is 100" in result.stderr
+
+
+def test_finished_timers_join_the_output_and_leave_it_unchanged_otherwise(
+    cli: CliRunner,
+) -> None:
+    args = ["replay", str(EXAMPLES), "--until", "2026-12-05T00:00:00Z"]
+    args += ["--now", "2026-12-05T00:00:00Z"]
+    plain = cli.invoke(main, args)
+    with_finished = cli.invoke(main, [*args, "--finished-timers"])
+    assert plain.exit_code == with_finished.exit_code == 0
+    records = [json.loads(x) for x in with_finished.stdout.splitlines()]
+    finished = [r for r in records if r["type"] == "sla-timer-finished"]
+    # The other lines are exactly the plain replay's, in the same order.
+    others = [x for x in with_finished.stdout.splitlines() if "sla-timer-finished" not in x]
+    assert others == plain.stdout.splitlines()
+    # Every met timer of the summary, plus the breached ones that stopped later.
+    assert sum(r["result"] == "met" for r in finished) == 4  # "timers met: 4"
+    assert "timers met: 4" in with_finished.stderr
+    assert {r["result"] for r in finished} == {"met", "breached"}

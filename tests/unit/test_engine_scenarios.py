@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from tests.unit.conftest import ReplayFn, ev
+import pytest
+
+from tests.unit.conftest import ReplayFn, ev, run_replay
+from worker.core.policy import Policy
 
 REFERENCE = Path(__file__).parent.parent / "data" / "reference-example"
 
@@ -51,6 +55,29 @@ def test_emitted_events_carry_plan_priority_target_calendar_and_policy(
     }
     assert breach["type"] == "sla-breach" and "threshold" not in breach
     assert warning["event_id"] != breach["event_id"]
+
+
+def test_customer_id_is_carried_into_every_output_and_absent_without_one(
+    replay: ReplayFn,
+) -> None:
+    created = ev(1, "ticket-created", "T", "2026-11-24T16:00:00+01:00", plan="vip", priority=3)
+    with_customer = replay(
+        [
+            {**created, "customer_id": "ACME"},
+            ev(2, "priority-changed", "T", "2026-11-25T10:00:00Z", priority=1),
+        ],
+        until="2026-11-26T00:00:00Z",
+    )
+    assert [e["type"] for e in with_customer.events] == ["sla-warning", "sla-breach"]
+    assert all(e["customer_id"] == "ACME" for e in with_customer.events)
+    without = replay(
+        [created, ev(2, "priority-changed", "T", "2026-11-25T10:00:00Z", priority=1)],
+        until="2026-11-26T00:00:00Z",
+    )
+    # Without a customer_id the outputs have no such key at all (not null): byte for
+    # byte what they were before the field existed.
+    assert [{**e, "customer_id": "ACME"} for e in without.events] == with_customer.events
+    assert all("customer_id" not in e for e in without.events)
 
 
 def test_event_ids_are_deterministic_across_runs(replay: ReplayFn) -> None:
@@ -576,3 +603,204 @@ def test_timestamps_are_normalised_to_utc(replay: ReplayFn) -> None:
         until="2026-11-25T00:00:00Z",
     )
     assert result.events[0]["started_at"] == "2026-11-24T10:00:00Z"
+
+
+# --- finished timers (sla-timer-finished) --------------------------------------------------
+
+
+def test_a_met_timer_is_recorded_with_its_business_time_excluding_pauses(
+    replay: ReplayFn,
+) -> None:
+    # advanced priority 1: 1 hour on the clock. 10 minutes run, 20 paused, 20 run.
+    result = replay(
+        [
+            {
+                **ev(1, "ticket-created", "T", "2026-11-24T10:00:00Z", plan="advanced"),
+                "priority": 1,
+                "customer_id": "ACME",
+            },
+            ev(2, "status-changed", "T", "2026-11-24T10:10:00Z", status="pending"),
+            ev(3, "status-changed", "T", "2026-11-24T10:30:00Z", status="open"),
+            ev(4, "reply-sent", "T", "2026-11-24T10:50:00Z", author="agent"),
+        ],
+        until="2026-11-25T00:00:00Z",
+    )
+    (record,) = result.finished
+    assert record == {
+        "event_id": record["event_id"],
+        "type": "sla-timer-finished",
+        "ticket_id": "T",
+        "customer_id": "ACME",
+        "plan": "advanced",
+        "priority": 1,
+        "metric": "first_response",
+        "cycle": 1,
+        "result": "met",
+        "started_at": "2026-11-24T10:00:00Z",
+        "finished_at": "2026-11-24T10:50:00Z",
+        "finished_by": "reply",
+        "business_time": "PT30M",
+        "target": "PT1H",
+        "calendar": "24x7",
+        "deadline": "2026-11-24T11:20:00Z",
+        "policy_version": "presets-2026.11",
+    }
+    assert result.summary.met == 1
+
+
+def test_a_breached_timer_that_stops_later_is_recorded_as_breached(replay: ReplayFn) -> None:
+    result = replay(
+        [
+            ev(1, "ticket-created", "T", "2026-11-24T10:00:00Z", plan="advanced", priority=1),
+            ev(2, "reply-sent", "T", "2026-11-24T13:00:00Z", author="agent"),
+        ],
+        until="2026-11-25T00:00:00Z",
+    )
+    (record,) = result.finished
+    assert (record["result"], record["business_time"], record["finished_by"]) == (
+        "breached",
+        "PT3H",
+        "reply",
+    )
+    assert "customer_id" not in record  # absent, not null, without a customer
+    assert result.summary.met == 0 and result.summary.breaches == 1
+
+
+def test_solved_while_paused_is_met_with_no_deadline(replay: ReplayFn) -> None:
+    result = replay(
+        [
+            ev(1, "ticket-created", "T", "2026-11-24T10:00:00Z", plan="advanced", priority=1),
+            ev(2, "status-changed", "T", "2026-11-24T10:20:00Z", status="pending"),
+            ev(3, "status-changed", "T", "2026-11-24T12:00:00Z", status="solved"),
+        ],
+        until="2026-11-25T00:00:00Z",
+    )
+    (record,) = result.finished
+    assert (record["result"], record["business_time"], record["finished_by"]) == (
+        "met",
+        "PT20M",
+        "solved",
+    )
+    assert record["deadline"] is None
+
+
+def test_each_cycle_finishes_once_with_its_own_id_and_unmeasured_timers_not_at_all(
+    replay: ReplayFn,
+) -> None:
+    result = replay(
+        [
+            ev(1, "ticket-created", "T", "2026-11-23T08:00:00Z", plan="vip", priority=1),
+            ev(2, "reply-sent", "T", "2026-11-23T08:20:00Z", author="agent"),
+            ev(3, "reply-sent", "T", "2026-11-23T09:00:00Z", author="customer"),
+            ev(4, "reply-sent", "T", "2026-11-23T10:00:00Z", author="agent"),
+            ev(5, "reply-sent", "T", "2026-11-23T11:00:00Z", author="customer"),
+            ev(6, "status-changed", "T", "2026-11-23T16:00:00Z", status="closed"),
+            # Basic has no targets: its timers are not measured, so never recorded.
+            ev(7, "ticket-created", "B", "2026-11-23T08:00:00Z", plan="basic"),
+            ev(8, "reply-sent", "B", "2026-11-23T18:00:00Z", author="agent"),
+        ],
+        until="2026-11-24T00:00:00Z",
+    )
+    assert [
+        (f["metric"], f["cycle"], f["result"], f["business_time"]) for f in result.finished
+    ] == [
+        ("first_response", 1, "met", "PT20M"),
+        ("follow_up", 1, "met", "PT1H"),
+        ("follow_up", 2, "breached", "PT5H"),
+    ]
+    assert len({f["event_id"] for f in result.finished}) == 3
+    again = replay([ev(1, "ticket-created", "T", "2026-11-23T08:00:00Z", plan="vip", priority=1),
+                    ev(2, "reply-sent", "T", "2026-11-23T08:20:00Z", author="agent")])  # fmt: skip
+    assert again.finished[0]["event_id"] == result.finished[0]["event_id"]
+    met = sum(f["result"] == "met" for f in result.finished)
+    assert met == result.summary.met == 2
+
+
+# --- policy history: a ticket is judged by the version in force when it was created ---------
+
+
+def test_each_ticket_keeps_the_policy_version_it_was_created_under() -> None:
+
+    def version(name: str, p1: str, p2: str, effective_from: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "version": name,
+            "calendars": {"clock": {"always_open": True}},
+            "plans": {
+                "gold": {
+                    "default_priority": 1,
+                    "priorities": {
+                        1: {"first_response": {"target": p1, "calendar": "clock"}},
+                        2: {"first_response": {"target": p2, "calendar": "clock"}},
+                    },
+                }
+            },
+        }
+        if effective_from:
+            data["effective_from"] = effective_from
+        return data
+
+    policy = Policy.from_mapping(
+        {"versions": [version("v1", "PT1H", "PT4H"), version("v2", "PT2H", "PT30M",
+                                                             "2026-11-24T12:00:00Z")]}
+    )  # fmt: skip
+    result = run_replay(
+        [
+            ev(1, "ticket-created", "LATE-1", "2026-11-24T11:00:00Z", plan="gold"),  # v1
+            ev(2, "ticket-created", "OLD", "2026-11-24T11:30:00Z", plan="gold"),  # v1: 1 h
+            ev(3, "ticket-created", "NEW", "2026-11-24T12:00:00Z", plan="gold"),  # v2: 2 h
+            # After the change, OLD's reclassification still uses v1's P2 target (4 h).
+            ev(4, "priority-changed", "OLD", "2026-11-24T12:10:00Z", priority=2),
+            ev(5, "ticket-created", "LATE-2", "2026-11-24T12:30:00Z", plan="gold"),  # v2
+            ev(6, "reply-sent", "NEW", "2026-11-24T13:00:00Z", author="agent"),
+            ev(7, "reply-sent", "OLD", "2026-11-24T14:00:00Z", author="agent"),
+        ],
+        policy,
+        until="2026-11-25T00:00:00Z",
+    )
+    assert result.rejections == []
+    assert [
+        (e["ticket_id"], e["type"], e["due_at"], e["policy_version"]) for e in result.events
+    ] == [
+        ("LATE-1", "sla-warning", "2026-11-24T11:45:00Z", "v1"),
+        ("LATE-1", "sla-breach", "2026-11-24T12:00:00Z", "v1"),
+        ("LATE-2", "sla-warning", "2026-11-24T14:00:00Z", "v2"),
+        ("LATE-2", "sla-breach", "2026-11-24T14:30:00Z", "v2"),
+    ]
+    finished = {f["ticket_id"]: f for f in result.finished}
+    assert (finished["OLD"]["policy_version"], finished["OLD"]["target"]) == ("v1", "PT4H")
+    assert (finished["OLD"]["result"], finished["OLD"]["business_time"]) == ("met", "PT2H30M")
+    assert (finished["NEW"]["policy_version"], finished["NEW"]["target"]) == ("v2", "PT2H")
+    assert all(e["policy_version"] == "v1" for e in result.events if e["ticket_id"] == "OLD")
+    assert not [e for e in result.events if e["ticket_id"] == "NEW" and e["type"] == "sla-breach"]
+
+
+def test_an_engine_that_only_counts_finished_timers(presets: Policy) -> None:
+    """`measure=False` (replay without --finished-timers, a worker without the topic):
+    the same outputs and counts, no business time, and no finished-timer records."""
+    from worker.core.engine import Engine, TimerFinished, finished_record
+    from worker.replay import Replay
+
+    lines = [
+        json.dumps(e)
+        for e in (
+            ev(1, "ticket-created", "T", "2026-11-24T10:00:00Z", plan="advanced", priority=1),
+            ev(2, "reply-sent", "T", "2026-11-24T10:20:00Z", author="agent"),
+        )
+    ]
+    engine = Engine(presets, measure=False)
+    counted = Replay(engine, lambda e: None, lambda r: None)
+    counted.feed(lines)
+    assert counted.finish().met == 1
+    ticket = engine.apply(None, parse(lines[0])).ticket
+    (finished,) = engine.apply(ticket, parse(lines[1])).emissions
+    assert type(finished) is TimerFinished and finished.met and finished.business_time is None
+    with pytest.raises(ValueError, match="measure=False"):
+        finished_record(finished)
+    with pytest.raises(ValueError, match="measure=True"):
+        Replay(engine, lambda e: None, lambda r: None, on_finished=lambda f: None)
+
+
+def parse(line: str) -> Any:
+    from worker.core.events import parse_event
+
+    return parse_event(line)

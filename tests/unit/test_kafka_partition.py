@@ -161,3 +161,31 @@ def test_a_too_large_message_keeps_a_prefix_in_its_dead_letter(presets: Policy) 
     assert write.value == huge[:DEAD_LETTER_PREFIX]
     assert dict(write.headers)["sla-dlq-truncated-from"] == b"200000"
     assert dict(write.headers)["sla-dlq-reason"] == b"too-large"
+
+
+def test_finished_timers_go_to_their_topic_in_the_same_step(presets: Policy) -> None:
+    topics = Topics("warnings", "breaches", "dead", "changelog", finished="finished")
+    partition = Partition(0, TicketProcessor(Engine(presets), None), topics, timedelta(0))
+    partition.step([message(created(1, "A", T0), 0)], T0, caught_up=True)
+    batch = partition.step(
+        [message(event(2, "reply-sent", "A", T0 + 5 * MIN, author="agent"), 1)],
+        T0 + 5 * MIN,
+        caught_up=True,
+    )
+    (write,) = [w for w in batch.writes if w.topic == "finished"]
+    assert write.key == b"A" and "changelog" in topics_of(batch)
+    record = json.loads(write.value or b"")
+    assert (record["type"], record["result"], record["business_time"]) == (
+        "sla-timer-finished",
+        "met",
+        "PT5M",
+    )
+    # Off by default: the same step without the topic writes no such record.
+    plain = Partition(0, TicketProcessor(Engine(presets), None), TOPICS, timedelta(0))
+    plain.step([message(created(1, "A", T0), 0)], T0, caught_up=True)
+    again = plain.step(
+        [message(event(2, "reply-sent", "A", T0 + 5 * MIN, author="agent"), 1)],
+        T0 + 5 * MIN,
+        caught_up=True,
+    )
+    assert "finished" not in topics_of(again) and len(again.writes) == len(batch.writes) - 1

@@ -106,7 +106,9 @@ def test_events_before_their_ticket_are_held_then_applied_in_time_order(
     assert held.held and held.hold_until == NOW + timedelta(minutes=5)
     outcome = processor.on_event(source(created()), held.state, NOW)
     assert outcome.state is not None and "held" not in outcome.state
-    assert [m.metric for m in outcome.met] == ["first_response"]  # the held reply met it
+    assert [m.metric for m in outcome.finished if m.met] == [
+        "first_response"
+    ]  # the held reply met it
     assert outcome.due is None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker import __version__
-from worker.core.engine import Engine, TimerMet
+from worker.core.engine import Engine, TimerFinished
 from worker.core.events import SlaBreach, SlaWarning
 from worker.core.policy import Policy
 from worker.core.reasons import Reason
@@ -65,8 +66,15 @@ def sla_fields(**overrides: Any) -> dict[str, Any]:
     return {**fields, **overrides}
 
 
-def met(plan: str = "fast", priority: int = 2, metric: Any = "first_response") -> TimerMet:
-    return TimerMet("T-1", plan, priority, metric, 1, datetime.now(UTC), "reply")
+def finished(
+    plan: str = "fast", priority: int = 2, metric: Any = "first_response", met: bool = True
+) -> TimerFinished:
+    now = datetime.now(UTC)
+    second = timedelta(seconds=1)
+    return TimerFinished(
+        "T-1", None, plan, priority, metric, 1, now - second, now, "reply", met, second,
+        6 * second, "clock", now + 5 * second, "fast-test-1",
+    )  # fmt: skip
 
 
 # --- consumed messages and dead letters ------------------------------------------------------
@@ -96,6 +104,10 @@ def test_every_known_series_is_exported_at_zero_from_the_start(metrics: Metrics)
     )
     assert value(metrics, "sla_running_timers", plan="fast", metric="follow_up") == 0
     assert value(metrics, "sla_build_info", version=__version__, policy_version="fast-test-1") == 1
+    metrics.use_policy(dataclasses.replace(metrics.policy, version="fast-test-2"))  # SIGHUP
+    old = {"version": __version__, "policy_version": "fast-test-1"}
+    assert metrics.registry.get_sample_value("sla_build_info", old) is None
+    assert value(metrics, "sla_build_info", version=__version__, policy_version="fast-test-2") == 1
 
 
 def test_an_applied_event_is_counted_with_its_end_to_end_lag(metrics: Metrics) -> None:
@@ -213,7 +225,10 @@ def test_every_reason_is_exported_from_the_start() -> None:
 def test_warnings_breaches_and_met_timers_by_plan_priority_and_metric(metrics: Metrics) -> None:
     warning = SlaWarning(**sla_fields(threshold=0.5))
     breach = SlaBreach(**sla_fields(event_id="e-2"))
-    outcome = Outcome(publish=[warning, breach], met=[met(priority=2)])
+    # A timer finished after its breach is counted by its breach, not as met.
+    outcome = Outcome(
+        publish=[warning, breach], finished=[finished(priority=2), finished(met=False)]
+    )
     metrics.outcome(outcome, timer=True)
 
     labels = {"plan": "fast", "priority": "1", "metric": "first_response"}

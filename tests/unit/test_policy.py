@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +137,66 @@ def test_load_policy_reports_the_file(tmp_path: Path) -> None:
 
 def test_presets_text_is_the_file_the_presets_load_from(presets: Policy) -> None:
     assert Policy.from_mapping(yaml.safe_load(presets_text())).version == presets.version
+
+
+# --- policy history ------------------------------------------------------------------------
+
+
+def history(*versions: dict[str, Any]) -> dict[str, Any]:
+    return {"versions": list(versions)}
+
+
+def version(name: str, target: str, effective_from: str | None = None) -> dict[str, Any]:
+    data = with_change("plans.gold.priorities.1.first_response.target", target)
+    data["version"] = name
+    if effective_from is not None:
+        data["effective_from"] = effective_from
+    return data
+
+
+def test_a_history_picks_the_version_in_force() -> None:
+    policy = Policy.from_mapping(
+        history(
+            version("v1", "PT1H"),
+            version("v2", "PT2H", "2026-12-01T00:00:00+01:00"),
+            version("v3", "PT3H", "2027-01-01T00:00:00Z"),
+        )
+    )
+    assert policy.version == "v3" and [v.version for v in policy.history()] == ["v1", "v2", "v3"]
+    at = datetime.fromisoformat
+    assert policy.at(at("2020-01-01T00:00:00Z")).version == "v1"
+    assert policy.at(at("2026-11-30T22:59:59Z")).version == "v1"
+    assert policy.at(at("2026-11-30T23:00:00Z")).version == "v2"  # its effective instant
+    assert policy.at(at("2027-06-01T00:00:00Z")).version == "v3"
+    target = policy.at(at("2026-12-15T00:00:00Z")).plans["gold"].target(1, "first_response")
+    assert target is not None and target.duration == timedelta(hours=2)
+    assert policy.describe() == (
+        "v1, v2 from 2026-11-30T23:00:00+00:00, v3 from 2027-01-01T00:00:00+00:00"
+    )
+    single = Policy.from_mapping(MINIMAL)
+    assert single.at(at("2027-01-01T00:00:00Z")) is single and single.history() == (single,)
+
+
+def test_history_errors_name_the_version() -> None:
+    assert issues(history(version("v1", "PT1H"), version("v2", "PT"))) == [
+        "versions.1.plans.gold.priorities.1.first_response.target: invalid duration 'PT'"
+    ]
+    assert issues(
+        history(
+            version("v1", "PT1H"),
+            version("v1", "PT2H"),
+            version("v3", "PT2H", "2026-12-01T00:00:00Z"),
+            version("v4", "PT2H", "2026-11-01T00:00:00Z"),
+        )
+    ) == [
+        "versions.1.effective_from: required after the first version",
+        "versions: version 'v1' appears more than once",
+        "versions.3.effective_from: 2026-11-01T00:00:00+00:00 is not after the previous "
+        "version's 2026-12-01T00:00:00+00:00",
+    ]
+    assert issues(history(version("v1", "PT1H", "2026-12-01T00:00:00"))) == [
+        "versions.0.effective_from: Input should have timezone info"
+    ]
+    assert issues({"versions": []}) == [
+        "versions: List should have at least 1 item after validation, not 0"
+    ]

@@ -66,3 +66,51 @@ def test_the_timer_summary_reads_stored_state_without_decoding_it(presets: Polic
         running = [c for c in (ticket.first_response, ticket.follow_up) if c is not None]
         assert clocks == [(c.metric, c.breached) for c in running]
     assert running_timers({"held": [], "p": 0}) is None  # held events are not a ticket
+
+
+def test_customer_id_round_trips_and_state_without_it_still_loads(presets: Policy) -> None:
+    lines, _ = synthetic_stream(2_000, 200, seed=3, customers=7)
+    replay = Replay(Engine(presets), lambda e: None, lambda r: None)
+    replay.feed(lines)
+    ticket = replay.tickets["T-0000009"]
+    assert ticket.customer_id == "C-0002"
+    stored = json.loads(json.dumps(dump_ticket(ticket)))
+    assert stored["cust"] == "C-0002" and load_ticket(stored) == ticket
+    # State written before customer_id existed (format 1 without "cust") reads as None,
+    # and a ticket without a customer stores no "cust" key at all.
+    del stored["cust"]
+    assert load_ticket(stored).customer_id is None
+    old = load_ticket(stored)
+    assert "cust" not in dump_ticket(old)
+
+
+def test_the_policy_version_is_stored_and_state_without_it_gets_the_one_in_force() -> None:
+    def version(name: str, effective_from: str | None = None) -> dict[str, object]:
+        data: dict[str, object] = {
+            "version": name,
+            "calendars": {"clock": {"always_open": True}},
+            "plans": {"gold": {"default_priority": 1, "priorities": {1: {
+                "first_response": {"target": "PT1H", "calendar": "clock"}}}}},
+        }  # fmt: skip
+        if effective_from:
+            data["effective_from"] = effective_from
+        return data
+
+    policy = Policy.from_mapping(
+        {"versions": [version("v1"), version("v2", "2026-11-24T12:00:00Z")]}
+    )
+    engine = Engine(policy)
+    replay = Replay(engine, lambda e: None, lambda r: None)
+    replay.feed(
+        [
+            '{"event_id": "1", "type": "ticket-created", "ticket_id": "A", "plan": "gold",'
+            ' "occurred_at": "2026-11-24T11:00:00Z"}',
+            '{"event_id": "2", "type": "status-changed", "ticket_id": "A", "status": "open",'
+            ' "occurred_at": "2026-11-24T12:30:00Z"}',
+        ]
+    )
+    stored = dump_ticket(replay.tickets["A"])
+    assert stored["pv"] == "v1"  # created before v2: judged by v1 for good
+    assert engine.refresh(load_ticket(stored)).policy_version == "v1"
+    del stored["pv"]  # stored before versions were recorded: the one at its last event
+    assert engine.refresh(load_ticket(stored)).policy_version == "v2"

@@ -26,6 +26,7 @@ from worker.core.events import (
     ReplySent,
     SlaBreach,
     SlaEvent,
+    SlaTimerFinished,
     SlaWarning,
     Status,
     StatusChanged,
@@ -122,6 +123,10 @@ class Ticket:
     # The next instant something is due: a cache the engine refreshes after every
     # change, so that most events need no calendar arithmetic to know nothing is due.
     due: datetime | None
+    customer_id: str | None  # from ticket-created; None when it named none
+    # The policy version in force when the ticket was created: it judges the ticket for
+    # its whole life. "" when not known (state stored before versions were recorded).
+    policy_version: str
 
     def __init__(
         self,
@@ -139,6 +144,8 @@ class Ticket:
         pauses: list[Pause] | None = None,
         seen: dict[str, None] | None = None,
         due: datetime | None = None,
+        customer_id: str | None = None,
+        policy_version: str = "",
     ) -> None:
         self.ticket_id = ticket_id
         self.plan = plan
@@ -154,6 +161,8 @@ class Ticket:
         self.pauses = [] if pauses is None else pauses
         self.seen = {} if seen is None else seen
         self.due = due
+        self.customer_id = customer_id
+        self.policy_version = policy_version
 
     @property
     def paused(self) -> bool:
@@ -172,37 +181,96 @@ class Ticket:
 # `Final` attributes instead of `frozen=True`: a frozen dataclass's `__init__` has to
 # go through `object.__setattr__`; mypyc enforces `Final` at runtime instead.
 @dataclass(init=False, slots=True, unsafe_hash=True)
-class TimerMet:
-    """A running timer stopped before its deadline (not published; feeds compliance)."""
+class TimerFinished:
+    """A measured timer stopped for good: `met` before its deadline, or after its breach.
+
+    Plain data, cheap to make: replay counts them, the worker's metrics count them, and
+    `finished_record` turns one into the published `sla-timer-finished` record only where
+    that output is wanted. A timer whose ticket's current priority has no target for its
+    metric is not measured and finishes without one. From an engine made with
+    `measure=False` (counting only), `business_time` is None.
+    """
 
     ticket_id: Final[str]
+    customer_id: Final[str | None]
     plan: Final[str]
     priority: Final[int]
     metric: Final[Metric]
     cycle: Final[int]
+    started_at: Final[datetime]
     at: Final[datetime]
     by: Final[str]  # "reply" or the stopping status
+    met: Final[bool]
+    business_time: Final[timedelta | None]
+    target: Final[timedelta]
+    calendar: Final[str]
+    deadline: Final[datetime | None]
+    policy_version: Final[str]
 
     def __init__(
         self,
         ticket_id: str,
+        customer_id: str | None,
         plan: str,
         priority: int,
         metric: Metric,
         cycle: int,
+        started_at: datetime,
         at: datetime,
         by: str,
+        met: bool,
+        business_time: timedelta | None,
+        target: timedelta,
+        calendar: str,
+        deadline: datetime | None,
+        policy_version: str,
     ) -> None:
         self.ticket_id = ticket_id
+        self.customer_id = customer_id
         self.plan = plan
         self.priority = priority
         self.metric = metric
         self.cycle = cycle
+        self.started_at = started_at
         self.at = at
         self.by = by
+        self.met = met
+        self.business_time = business_time
+        self.target = target
+        self.calendar = calendar
+        self.deadline = deadline
+        self.policy_version = policy_version
 
 
-Emission = SlaWarning | SlaBreach | TimerMet
+def finished_record(finished: TimerFinished) -> SlaTimerFinished:
+    """The `sla-timer-finished` record of a finished timer (id: UUIDv5 of ticket,
+    metric, cycle and `finished`, as deterministic as a breach's)."""
+    if finished.business_time is None:
+        raise ValueError("a finished timer from an engine with measure=False has no record")
+    fields: dict[str, Any] = {
+        "event_id": emission_id(finished.ticket_id, finished.metric, finished.cycle, "finished"),
+        "type": "sla-timer-finished",
+        "ticket_id": finished.ticket_id,
+        "plan": finished.plan,
+        "priority": finished.priority,
+        "metric": finished.metric,
+        "cycle": finished.cycle,
+        "result": "met" if finished.met else "breached",
+        "started_at": finished.started_at,
+        "finished_at": finished.at,
+        "finished_by": finished.by,
+        "business_time": finished.business_time,
+        "target": finished.target,
+        "calendar": finished.calendar,
+        "deadline": finished.deadline,
+        "policy_version": finished.policy_version,
+    }
+    if finished.customer_id is not None:
+        fields["customer_id"] = finished.customer_id
+    return SlaTimerFinished(**fields)
+
+
+Emission = SlaWarning | SlaBreach | TimerFinished
 
 
 @dataclass(init=False, slots=True)
@@ -234,11 +302,30 @@ class TimerView:
 class Engine:
     """Applies a `Policy` to tickets. Holds no ticket state of its own."""
 
-    def __init__(self, policy: Policy, retention: timedelta | None = None) -> None:
-        """`retention`: how long (event time) a finished ticket is kept after its last
-        event; None keeps every ticket forever."""
+    def __init__(
+        self, policy: Policy, retention: timedelta | None = None, measure: bool = True
+    ) -> None:
+        """`policy`: a single policy or a history of versions (`Policy.versions`): a new
+        ticket is judged by the version in force at its creation. `retention`: how long
+        (event time) a finished ticket is kept after its last event; None keeps every
+        ticket forever. `measure`: give each finished timer its business time and
+        deadline (calendar arithmetic at every stop); False where they are only counted."""
         self.policy = policy
         self.retention = retention
+        self.measure = measure
+        self._versions: dict[str, Policy] = {v.version: v for v in policy.history()}
+        # A single policy judges every ticket: no lookup on the hot path.
+        self._single: Policy | None = None if policy.versions else policy
+
+    def policy_of(self, ticket: Ticket) -> Policy:
+        """The policy version that judges `ticket`: the one it was created under."""
+        single = self._single
+        if single is not None:
+            return single
+        found = self._versions.get(ticket.policy_version)
+        if found is None:  # unknown to this policy file: see `refresh`
+            return self.policy.at(ticket.last_event_at)
+        return found
 
     def expired(self, ticket: Ticket, at: datetime) -> bool:
         """Is `ticket` gone at `at`? A finished (solved or closed) ticket is removed from
@@ -292,7 +379,7 @@ class Engine:
                 f"occurred_at {at.isoformat()} precedes this ticket's last event at "
                 f"{ticket.last_event_at.isoformat()}",
             )
-        plan = self.policy.plans.get(ticket.plan)
+        plan = self.policy_of(ticket).plans.get(ticket.plan)
         if plan is None:
             raise Rejected(
                 Reason.UNKNOWN_PLAN, f"ticket's plan {ticket.plan!r} is no longer in the policy"
@@ -380,7 +467,11 @@ class Engine:
 
     def refresh(self, ticket: Ticket) -> Ticket:
         """Recompute the cached due instant of a ticket loaded from storage (the policy
-        may have changed since it was stored)."""
+        may have changed since it was stored). A ticket whose policy version this policy
+        file does not have (stored before versions were recorded, or a version since
+        removed) is judged from now on by the version in force at its last event."""
+        if ticket.policy_version not in self._versions:
+            ticket.policy_version = self.policy.at(ticket.last_event_at).version
         ticket.due = self._next_due(ticket)
         return ticket
 
@@ -431,11 +522,13 @@ class Engine:
     # --- event handlers -----------------------------------------------------------------
 
     def _plan_and_priority(self, event: TicketCreated) -> tuple[Plan, int]:
-        plan = self.policy.plans.get(event.plan)
+        policy = self.policy.at(event.occurred_at)
+        plan = policy.plans.get(event.plan)
         if plan is None:
             raise Rejected(
                 Reason.UNKNOWN_PLAN,
-                f"unknown plan {event.plan!r} (known: {sorted(self.policy.plans)})",
+                f"unknown plan {event.plan!r} (known in policy {policy.version}: "
+                f"{sorted(policy.plans)})",
             )
         priority = plan.default_priority if event.priority is None else event.priority
         if priority not in plan.targets:
@@ -454,6 +547,8 @@ class Engine:
             exempt=event.product_stage in plan.exempt_stages,
             last_event_at=at,
             seen={event.event_id: None},
+            customer_id=event.customer_id,
+            policy_version=self.policy.at(at).version,
         )
         if not ticket.exempt:
             ticket.first_response = Clock("first_response", 1, at)
@@ -495,7 +590,7 @@ class Engine:
             ticket.finished = True
             ticket.pauses.clear()
             return True
-        if status in self.policy.pause_statuses:
+        if status in self.policy_of(ticket).pause_statuses:
             if ticket.paused:
                 return False  # one pausing status to another: one continuous pause
             ticket.pauses.append(Pause(at))
@@ -508,18 +603,36 @@ class Engine:
     def _stop(
         self, ticket: Ticket, clock: Clock, at: datetime, by: str, emissions: list[Emission]
     ) -> None:
-        if clock.breached or self._target(ticket, clock.metric) is None:
-            return
+        """A clock stops for good (before the ticket's pauses are trimmed or cleared, so
+        that the business time taken excludes them)."""
+        target = self._target(ticket, clock.metric)
+        if target is None:
+            return  # not measured: no SLA applies at the current priority
+        measure = self.measure
         emissions.append(
-            TimerMet(
-                ticket.ticket_id, ticket.plan, ticket.priority, clock.metric, clock.cycle, at, by
+            TimerFinished(
+                ticket.ticket_id,
+                ticket.customer_id,
+                ticket.plan,
+                ticket.priority,
+                clock.metric,
+                clock.cycle,
+                clock.started_at,
+                at,
+                by,
+                not clock.breached,
+                self._elapsed(ticket, clock, target, at) if measure else None,
+                target.duration,
+                target.calendar.name,
+                self._instant_at(ticket, clock, target, target.duration) if measure else None,
+                self.policy_of(ticket).version,
             )
         )
 
     # --- timer arithmetic ---------------------------------------------------------------
 
     def _target(self, ticket: Ticket, metric: Metric) -> Target | None:
-        plan = self.policy.plans.get(ticket.plan)
+        plan = self.policy_of(ticket).plans.get(ticket.plan)
         if ticket.exempt or plan is None:
             return None
         targets = plan.targets.get(ticket.priority)  # `Plan.target`, without the call
@@ -581,8 +694,10 @@ class Engine:
             else self._instant_at(ticket, clock, target, target.duration),
             "target": target.duration,
             "calendar": target.calendar.name,
-            "policy_version": self.policy.version,
+            "policy_version": self.policy_of(ticket).version,
         }
+        if ticket.customer_id is not None:
+            common["customer_id"] = ticket.customer_id
         # Validated construction: pydantic-core's validator is about twice as fast as
         # the pure-Python `model_construct` (and checks the values on the way).
         if threshold is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from hashlib import sha1
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     field_serializer,
 )
 from pydantic.dataclasses import dataclass
@@ -90,6 +91,11 @@ class TicketCreated(_Inbound):
     )
     product_stage: ProductStage = Field(
         default="ga", description="Stage of the product asked about; some plans exempt beta."
+    )
+    customer_id: _Identifier | None = Field(
+        default=None,
+        description="The customer (account or organisation) the ticket belongs to; carried "
+        "into every warning, breach and finished-timer record of the ticket.",
     )
 
 
@@ -209,6 +215,28 @@ def emission_id(ticket_id: str, metric: str, cycle: int, kind: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent, never null
+
+
+# Written only when the ticket has one: the output of a ticket without a customer stays
+# byte for byte what it was before the field existed.
+_CustomerId = Annotated[
+    str | None,
+    Field(
+        default=None,
+        exclude_if=_absent,
+        description="The ticket's customer_id; absent when its ticket-created had none.",
+        json_schema_extra=_no_default,
+    ),
+    WithJsonSchema({"type": "string"}),
+]
+
+
 class _Outbound(BaseModel):
     # Every field is always present in the JSON we write, defaults included.
     model_config = ConfigDict(
@@ -218,6 +246,7 @@ class _Outbound(BaseModel):
     event_id: str = Field(description="Deterministic (UUIDv5): deduplicate on it.")
     type: str
     ticket_id: str
+    customer_id: _CustomerId = None
     plan: str
     priority: int
     metric: Metric
@@ -254,3 +283,45 @@ class SlaBreach(_Outbound):
 
 
 SlaEvent = SlaWarning | SlaBreach
+
+
+class SlaTimerFinished(BaseModel):
+    """A measured timer stopped for good (a public agent reply, `solved` or `closed`):
+    met, or breached. One per timer; for compliance reports, not alerting."""
+
+    model_config = _Outbound.model_config
+
+    event_id: str = Field(
+        description="Deterministic (UUIDv5 of ticket, metric, cycle and 'finished'): "
+        "deduplicate on it."
+    )
+    type: Literal["sla-timer-finished"] = "sla-timer-finished"
+    ticket_id: str
+    customer_id: _CustomerId = None
+    plan: str
+    priority: int = Field(description="The ticket's priority when the timer finished.")
+    metric: Metric
+    cycle: int = Field(ge=1, description="1 for first_response; follow-up cycles count from 1.")
+    result: Literal["met", "breached"] = Field(
+        description="met: stopped before its deadline (a reply exactly at it meets it); "
+        "breached: a breach was emitted for this timer before it stopped."
+    )
+    started_at: datetime = Field(description="When the timer started (UTC).")
+    finished_at: datetime = Field(description="When it stopped (UTC).")
+    finished_by: Literal["reply", "solved", "closed"] = Field(
+        description="What stopped it: a public agent reply, or the ticket's status."
+    )
+    business_time: timedelta = Field(
+        description="Time the timer ran, on its calendar and without paused time, ISO 8601."
+    )
+    target: timedelta = Field(description="Target duration when it stopped, ISO 8601.")
+    calendar: str = Field(description="Name of the business calendar the target runs on.")
+    deadline: datetime | None = Field(
+        description="The deadline under the target in force when it stopped (UTC); null "
+        "when the ticket was paused before reaching it."
+    )
+    policy_version: str
+
+    @field_serializer("business_time", "target")
+    def _iso_duration(self, value: timedelta) -> str:
+        return format_duration(value)

@@ -6,15 +6,28 @@ with calendars built and every cross-reference resolved. Errors name the file, t
 inside it and the problem, e.g.
 `policies.yaml: plans.professional.priorities.2.first_response.target: invalid duration 'PT'`.
 Reading the file is the adapter's job (`worker.policy_file`); this module only validates.
+
+A file may also hold a **history**: `versions:`, a list of such policies, each after the
+first `effective_from` an instant. A ticket is judged for its whole life by the version in
+force when it was created (`Policy.at`); see docs/semantics.md.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from worker.core.calendar import Calendar, CalendarError, CalendarSpec
 from worker.core.durations import parse_duration
@@ -69,6 +82,19 @@ class PolicySpec(_Spec):
         return _thresholds(value)
 
 
+class VersionSpec(PolicySpec):
+    effective_from: AwareDatetime | None = Field(
+        default=None,
+        description="From when tickets created are judged by this version (RFC 3339 with "
+        "an offset); required after the first version, which also judges tickets created "
+        "before the second.",
+    )
+
+
+class HistorySpec(_Spec):
+    versions: list[VersionSpec] = Field(min_length=1)
+
+
 def _thresholds(values: list[float]) -> list[float]:
     for value in values:
         if not 0 < value < 1:
@@ -112,18 +138,50 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """One policy version; the latest of a history, which `versions` then holds."""
+
     version: str
     plans: dict[str, Plan]  # read-only, like Plan.targets
     pause_statuses: frozenset[Status]
+    effective_from: datetime | None = None
+    # Every version of the file, oldest first (this one last); empty for a file that is a
+    # single policy. Read-only.
+    versions: tuple[Policy, ...] = ()
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:
-        """Validate a parsed policy document and build it, or raise `PolicyError`."""
+        """Validate a parsed policy document (one policy, or `versions:`) and build it,
+        or raise `PolicyError`."""
+        if isinstance(data, dict) and "versions" in data:
+            return _build_history(data, source)
         try:
             spec = PolicySpec.model_validate(data)
         except ValidationError as exc:
             raise PolicyError(source, _pydantic_issues(exc)) from None
         return _build(spec, source)
+
+    def history(self) -> tuple[Policy, ...]:
+        """The versions, oldest first (just this one for a single policy)."""
+        return self.versions or (self,)
+
+    def at(self, instant: datetime) -> Policy:
+        """The version in force at `instant` (the first one before the second starts)."""
+        versions = self.versions
+        if not versions:
+            return self
+        starts = [v.effective_from or _BEGINNING for v in versions]
+        return versions[max(bisect_right(starts, instant) - 1, 0)]
+
+    def describe(self) -> str:
+        """The versions and when each takes effect, for logs and `policies validate`."""
+        return ", ".join(
+            v.version
+            + ("" if v.effective_from is None else f" from {v.effective_from.isoformat()}")
+            for v in self.history()
+        )
+
+
+_BEGINNING = datetime.min.replace(tzinfo=UTC)
 
 
 class PolicyError(ValueError):
@@ -187,4 +245,49 @@ def _build(spec: PolicySpec, source: str) -> Policy:
         )
     if issues:
         raise PolicyError(source, issues)
-    return Policy(spec.version, plans, frozenset(spec.pause_statuses))
+    effective_from = getattr(spec, "effective_from", None)
+    return Policy(
+        spec.version,
+        plans,
+        frozenset(spec.pause_statuses),
+        None if effective_from is None else effective_from.astimezone(UTC),
+    )
+
+
+def _build_history(data: dict[str, Any], source: str) -> Policy:
+    try:
+        spec = HistorySpec.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(source, _pydantic_issues(exc)) from None
+    issues: list[str] = []
+    built: list[Policy] = []
+    for i, version in enumerate(spec.versions):
+        where = f"versions.{i}"
+        try:
+            built.append(_build(version, source))
+        except PolicyError as exc:
+            issues += [f"{where}.{issue}" for issue in exc.issues]
+            continue
+        if i and version.effective_from is None:
+            issues.append(f"{where}.effective_from: required after the first version")
+    names = [v.version for v in spec.versions]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        issues.append(f"versions: version {name!r} appears more than once")
+    starts = [v.effective_from for v in spec.versions]
+    for i in range(1, len(starts)):
+        before, after = starts[i - 1], starts[i]
+        if before is not None and after is not None and after <= before:
+            issues.append(
+                f"versions.{i}.effective_from: {after.isoformat()} is not after the previous "
+                f"version's {before.isoformat()}"
+            )
+    if issues:
+        raise PolicyError(source, issues)
+    latest = built[-1]
+    return Policy(
+        latest.version,
+        latest.plans,
+        latest.pause_statuses,
+        latest.effective_from,
+        tuple(built),
+    )

@@ -47,7 +47,7 @@ def _load_clock(data: list[Any] | None) -> Clock | None:
 
 
 def dump_ticket(ticket: Ticket) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "id": ticket.ticket_id,
         "plan": ticket.plan,
@@ -64,7 +64,13 @@ def dump_ticket(ticket: Ticket) -> dict[str, Any]:
             [to_us(p.start), None if p.end is None else to_us(p.end)] for p in ticket.pauses
         ],
         "seen": list(ticket.seen),  # oldest first: the bound drops from the front
+        "pv": ticket.policy_version,
     }
+    # Added after format 1 was released, and optional: state written before it (or for
+    # a ticket without a customer) has no "cust", and reads as None.
+    if ticket.customer_id is not None:
+        data["cust"] = ticket.customer_id
+    return data
 
 
 def load_ticket(data: dict[str, Any]) -> Ticket:
@@ -85,6 +91,10 @@ def load_ticket(data: dict[str, Any]) -> Ticket:
         follow_up=_load_clock(data["fu"]),
         pauses=[Pause(from_us(s), None if e is None else from_us(e)) for s, e in data["pauses"]],
         seen=dict.fromkeys(data["seen"]),
+        customer_id=data.get("cust"),
+        # Absent in state stored before policy versions were recorded: the engine's
+        # `refresh` then gives it the version in force at its last event.
+        policy_version=data.get("pv", ""),
     )
 
 

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from worker.core.due_index import DueIndex
+from worker.core.engine import finished_record
 from worker.core.events import SlaEvent
 from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, from_us, to_us
@@ -46,6 +47,8 @@ class Topics:
     breaches: str
     dead_letters: str
     changelog: str
+    finished: str | None = None
+    """sla-timer-finished records; None: not published."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +242,13 @@ class Partition:
         for event in outcome.publish:
             topic = self.topics.breaches if event.type == "sla-breach" else self.topics.warnings
             batch.writes.append(Write(topic, event.ticket_id.encode(), encode_event(event)))
+        if self.topics.finished is not None:
+            # In the same transaction as the step's other outputs and its state: a
+            # finished timer is published exactly once, as its ticket's state says.
+            for finished in outcome.finished:
+                record = finished_record(finished)
+                value = record.model_dump_json().encode()
+                batch.writes.append(Write(self.topics.finished, record.ticket_id.encode(), value))
         for letter in outcome.dead_letters:
             value, headers = letter.source.value, tuple(letter.headers())
             if len(value) > self.processor.limits.max_bytes:

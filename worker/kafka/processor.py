@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.core.durations import format_duration
-from worker.core.engine import Engine, Rejected, Ticket, TimerMet
+from worker.core.engine import Engine, Rejected, Ticket, TimerFinished
 from worker.core.events import InboundEvent, InvalidEvent, SlaEvent, parse_event
 from worker.core.limits import InputLimits
 from worker.core.reasons import Reason
@@ -70,7 +70,7 @@ class Outcome:
 
     state: dict[str, Any] | None = None
     publish: list[SlaEvent] = field(default_factory=list)
-    met: list[TimerMet] = field(default_factory=list)
+    finished: list[TimerFinished] = field(default_factory=list)  # met or breached
     dead_letters: list[DeadLetter] = field(default_factory=list)
     due: datetime | None = None
     hold_until: datetime | None = None
@@ -253,7 +253,7 @@ class TicketProcessor:
             return Outcome()
         outcome = Outcome()
         self._sort(self.engine.advance(ticket, until), outcome)
-        if outcome.publish or outcome.met:
+        if outcome.publish or outcome.finished:
             outcome.state = self._store(ticket, partition)
         outcome.due = ticket.due
         outcome.rescheduled = True
@@ -324,8 +324,8 @@ class TicketProcessor:
     @staticmethod
     def _sort(emissions: list[Any], outcome: Outcome) -> None:
         for emission in emissions:
-            if isinstance(emission, TimerMet):
-                outcome.met.append(emission)
+            if isinstance(emission, TimerFinished):
+                outcome.finished.append(emission)
             else:
                 outcome.publish.append(emission)
 

@@ -43,7 +43,7 @@ def run_worker(args: list[str]) -> int:
     except PolicyError as exc:
         log.error("invalid policy", extra={"problems": exc.issues, "file": exc.source})
         return 2
-    log.info("starting", extra={"settings": settings.redacted(), "policy": policy.version})
+    log.info("starting", extra={"settings": settings.redacted(), "policy": policy.describe()})
     try:
         return asyncio.run(_serve(settings, policy))
     except TopicMismatch as exc:
@@ -72,6 +72,14 @@ async def _serve(settings: WorkerSettings, policy: Policy) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hangup() -> None:
+        task = asyncio.create_task(_reload_policy(settings, worker))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     runner = await serve(build_web(worker, metrics), settings.web_host, settings.web_port)
     try:
         await worker.run(stop)
@@ -79,3 +87,24 @@ async def _serve(settings: WorkerSettings, policy: Policy) -> int:
         await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+async def _reload_policy(settings: WorkerSettings, worker: LiveWorker) -> None:
+    """SIGHUP: read the policy file again; a file that cannot be used is refused, with
+    every problem logged, and the policy in use stays."""
+    try:
+        policy = await asyncio.to_thread(
+            lambda: load_presets() if settings.policies is None else load_policy(settings.policies)
+        )
+    except PolicyError as exc:
+        log.error(
+            "policy reload refused: the file cannot be used; still judging with policy %s",
+            worker.policy.describe(),
+            extra={"problems": exc.issues, "file": exc.source},
+        )
+        return
+    tickets = await worker.reload_policy(policy)
+    log.info(
+        "policy reloaded",
+        extra={"policy": policy.describe(), "file": str(settings.policies), "tickets": tickets},
+    )

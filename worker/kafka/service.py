@@ -91,7 +91,12 @@ class LiveWorker:
         self.metrics = metrics
         several_inputs = len(settings.input_topics) > 1
         self.processor = TicketProcessor(
-            Engine(policy, timedelta(days=settings.finished_retention_days)),
+            Engine(
+                policy,
+                timedelta(days=settings.finished_retention_days),
+                # Business times only where finished timers are published.
+                measure=settings.finished_timers_topic is not None,
+            ),
             timedelta(seconds=settings.hold_unknown_seconds) if several_inputs else None,
             InputLimits(
                 settings.max_message_bytes, timedelta(seconds=settings.max_clock_skew_seconds)
@@ -102,6 +107,7 @@ class LiveWorker:
             settings.breaches_topic,
             settings.dead_letter_topic,
             changelog_topic_name(settings),
+            settings.finished_timers_topic,
         )
         self.lateness = timedelta(seconds=settings.allowed_lateness_seconds)
         self.partitions: dict[int, Partition] = {}  # assigned and restored
@@ -552,6 +558,35 @@ class LiveWorker:
             self._unrestored = set(numbers)
             self._next_restore = 0.0
             self.joined = True
+
+    # --- a new policy (SIGHUP) ----------------------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        return self.processor.engine.policy
+
+    async def reload_policy(self, policy: Policy) -> int:
+        """Judge with `policy` from the next step on; returns the tickets rescheduled.
+
+        Between steps (under the lock): the engine is replaced, and every owned
+        partition's due-index is rebuilt from its state, since a changed version may move
+        deadlines. Each ticket keeps the version it was created under (state records it),
+        so a new version only judges tickets created from its `effective_from` on.
+        Parked partitions are dropped (read again from the changelog if they come back).
+        """
+        async with self._lock:
+            old = self.processor.engine
+            self.processor.engine = Engine(policy, old.retention, old.measure)
+            self.metrics.use_policy(policy)
+            for number in list(self._parked):
+                self.metrics.forget(self._parked.pop(number).tickets)
+            rows = 0
+            for partition in self.partitions.values():
+                for _ in partition.rebuild():
+                    rows += 1
+                    if rows % 5000 == 0:
+                        await asyncio.sleep(0)  # the web API goes on meanwhile
+            return rows
 
     # --- the HTTP API ------------------------------------------------------------------------
 

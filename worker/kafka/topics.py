@@ -52,6 +52,8 @@ async def ensure_topics(settings: WorkerSettings) -> list[str]:
         settings.breaches_topic,
         settings.dead_letter_topic,
     ]
+    if settings.finished_timers_topic is not None:
+        wanted.append(settings.finished_timers_topic)
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
