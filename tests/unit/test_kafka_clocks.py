@@ -34,9 +34,20 @@ def test_event_time_past_the_due_instant_fires_it_even_while_behind() -> None:
 def test_the_wall_clock_counts_only_once_caught_up_and_after_the_lateness() -> None:
     clock = clock_with(T0)
     assert clock.ready(T0 + 10 * S, 2 * S) == []  # behind: a backlog may still answer it
-    clock.caught_up = True
+    clock.read_through = T0 + 10 * S
     assert clock.ready(T0 + S, 2 * S) == []  # within the allowed lateness
     assert clock.ready(T0 + 2 * S, 2 * S) == [("A", T0, "advance")]
+
+
+def test_the_wall_clock_counts_only_as_far_as_the_last_fetch_has_shown() -> None:
+    """After an outage the last fetch response is old: a reply produced just before the
+    deadline may be in Kafka unread. The timer waits until a fetch after the deadline
+    has shown that the input is read completely."""
+    clock = clock_with(T0)
+    clock.read_through = T0 - S  # the last fetch came back before the deadline
+    assert clock.ready(T0 + 60 * S, NO_LATENESS) == []
+    clock.read_through = T0  # a fetch at the deadline shows everything read
+    assert clock.ready(T0 + 60 * S, NO_LATENESS) == [("A", T0, "advance")]
 
 
 def test_event_time_ahead_of_the_wall_clock_never_fires_early() -> None:
@@ -51,7 +62,7 @@ def test_event_time_ahead_of_the_wall_clock_never_fires_early() -> None:
 
 def test_taken_entries_leave_the_index() -> None:
     clock = clock_with(T0)
-    clock.caught_up = True
+    clock.read_through = T0
     assert clock.ready(T0, NO_LATENESS) == [("A", T0, "advance")]
     assert clock.ready(T0, NO_LATENESS) == []
     assert len(clock.due) == 0

@@ -55,7 +55,7 @@ def test_one_step_carries_outputs_state_and_offsets_together(partition: Partitio
             message(event(2, "reply-sent", "B", T0, author="agent"), 8),
         ],
         now=late,
-        caught_up=True,
+        read_through=late,
     )
     # Ticket A's state, the event time, B's dead letter (unknown ticket), then A's warning
     # and breach fired on the wall clock (caught up, 90 minutes later): one transaction.
@@ -71,32 +71,32 @@ def test_one_step_carries_outputs_state_and_offsets_together(partition: Partitio
 def test_a_dead_lettered_event_keeps_its_tickets_timer(partition: Partition) -> None:
     """Issue #11, bug 1: a malformed event keyed by an existing ticket used to cancel the
     ticket's timer. Its warning and breach must still fire."""
-    partition.step([message(created(1, "A", T0), 0)], T0, caught_up=True)
+    partition.step([message(created(1, "A", T0), 0)], T0, read_through=T0)
     bad = {**event(2, "reply-sent", "A", T0, author="agent"), "occurred_at": "not a time"}
-    batch = partition.step([message(bad, 1)], T0 + MIN, caught_up=True)
+    batch = partition.step([message(bad, 1)], T0 + MIN, read_through=T0 + MIN)
     assert [letter.reason for letter in batch.dead_letters] == ["invalid-field"]
     # The ticket's state is untouched: only the partition's own record (offsets) is written.
     assert [w.key for w in batch.writes if w.topic == "changelog"] == [CLOCK_KEY]
-    fired = partition.step([], T0 + 61 * MIN, caught_up=True)
+    fired = partition.step([], T0 + 61 * MIN, read_through=T0 + 61 * MIN)
     assert {e.type for e in fired.published} == {"sla-warning", "sla-breach"}
 
 
 def test_rejected_input_never_moves_event_time(partition: Partition) -> None:
     """An event for an unknown ticket dated 2099 must not fire other tickets' timers."""
-    partition.step([message(created(1, "A", T0), 0)], T0, caught_up=False)
+    partition.step([message(created(1, "A", T0), 0)], T0, read_through=None)
     far = event(2, "reply-sent", "NOPE", datetime(2099, 1, 1, tzinfo=UTC), author="agent")
-    batch = partition.step([message(far, 1)], T0 + 90 * MIN, caught_up=False)
+    batch = partition.step([message(far, 1)], T0 + 90 * MIN, read_through=None)
     assert batch.published == [] and partition.clock.event_time == T0
 
 
 def test_a_step_with_nothing_to_do_commits_nothing(partition: Partition) -> None:
-    assert not partition.step([], T0, caught_up=True)
+    assert not partition.step([], T0, read_through=T0)
 
 
 def test_a_restored_partition_continues_exactly(partition: Partition, presets: Policy) -> None:
     """What the changelog holds after a step is what a new owner needs: the tickets and
     the event time, so it fires the same warnings and breaches."""
-    batch = partition.step([message(created(1, "A", T0), 0)], T0, caught_up=False)
+    batch = partition.step([message(created(1, "A", T0), 0)], T0, read_through=None)
     restored = Partition(0, TicketProcessor(Engine(presets), None), TOPICS, timedelta(0))
     for write in batch.writes:
         if write.topic == "changelog":
@@ -105,20 +105,20 @@ def test_a_restored_partition_continues_exactly(partition: Partition, presets: P
     assert len(list(restored.rebuild())) == 1
     assert restored.clock.event_time == T0 and restored.offsets == {"tickets": 1}
     later = event(2, "ticket-created", "B", T0 + 90 * MIN, plan="vip", priority=1)
-    original = partition.step([message(later, 1)], T0 + 90 * MIN, caught_up=False)
-    again = restored.step([message(later, 1)], T0 + 90 * MIN, caught_up=False)
+    original = partition.step([message(later, 1)], T0 + 90 * MIN, read_through=None)
+    again = restored.step([message(later, 1)], T0 + 90 * MIN, read_through=None)
     assert [e.event_id for e in original.published] == [e.event_id for e in again.published]
     assert len(again.published) == 2
 
 
 def test_the_clock_record_uses_the_empty_key_no_ticket_can_have(partition: Partition) -> None:
-    batch = partition.step([message(created(1, "A", T0), 0)], T0, caught_up=False)
+    batch = partition.step([message(created(1, "A", T0), 0)], T0, read_through=None)
     clock = [w for w in batch.writes if w.key == CLOCK_KEY]
     assert len(clock) == 1 and json.loads(clock[0].value or b"") == {
         "event_time_us": (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1),
         "offsets": {"tickets": 1},  # committed with the group's offsets, in one transaction
     }
-    keyless = partition.step([message(created(2, "B", T0), 1, key=b"")], T0, caught_up=False)
+    keyless = partition.step([message(created(2, "B", T0), 1, key=b"")], T0, read_through=None)
     assert [letter.reason for letter in keyless.dead_letters] == ["missing-key"]
     assert keyless.state_changes == [] and "B" not in partition.tickets
 
@@ -129,7 +129,7 @@ def test_unreadable_state_is_skipped_on_restore_and_dead_letters_its_next_event(
     partition.load(b"A", b'{"v": 99}')
     assert list(partition.rebuild()) == [] and partition.unreadable == ["A"]
     reply = event(1, "reply-sent", "A", T0, author="agent")
-    batch = partition.step([message(reply, 0)], T0, caught_up=True)
+    batch = partition.step([message(reply, 0)], T0, read_through=T0)
     assert [letter.reason for letter in batch.dead_letters] == ["unreadable-state"]
 
 
@@ -156,7 +156,7 @@ def test_a_too_large_message_keeps_a_prefix_in_its_dead_letter(presets: Policy) 
     processor = TicketProcessor(Engine(presets), None, InputLimits(max_bytes=100_000))
     partition = Partition(0, processor, TOPICS, timedelta(0))
     huge = b"x" * 200_000
-    batch = partition.step([message(huge, 0, key=b"A")], T0, caught_up=True)
+    batch = partition.step([message(huge, 0, key=b"A")], T0, read_through=T0)
     (write,) = [w for w in batch.writes if w.topic == "dead"]
     assert write.value == huge[:DEAD_LETTER_PREFIX]
     assert dict(write.headers)["sla-dlq-truncated-from"] == b"200000"
@@ -166,11 +166,11 @@ def test_a_too_large_message_keeps_a_prefix_in_its_dead_letter(presets: Policy) 
 def test_finished_timers_go_to_their_topic_in_the_same_step(presets: Policy) -> None:
     topics = Topics("warnings", "breaches", "dead", "changelog", finished="finished")
     partition = Partition(0, TicketProcessor(Engine(presets), None), topics, timedelta(0))
-    partition.step([message(created(1, "A", T0), 0)], T0, caught_up=True)
+    partition.step([message(created(1, "A", T0), 0)], T0, read_through=T0)
     batch = partition.step(
         [message(event(2, "reply-sent", "A", T0 + 5 * MIN, author="agent"), 1)],
         T0 + 5 * MIN,
-        caught_up=True,
+        read_through=T0 + 5 * MIN,
     )
     (write,) = [w for w in batch.writes if w.topic == "finished"]
     assert write.key == b"A" and "changelog" in topics_of(batch)
@@ -182,10 +182,10 @@ def test_finished_timers_go_to_their_topic_in_the_same_step(presets: Policy) -> 
     )
     # Off by default: the same step without the topic writes no such record.
     plain = Partition(0, TicketProcessor(Engine(presets), None), TOPICS, timedelta(0))
-    plain.step([message(created(1, "A", T0), 0)], T0, caught_up=True)
+    plain.step([message(created(1, "A", T0), 0)], T0, read_through=T0)
     again = plain.step(
         [message(event(2, "reply-sent", "A", T0 + 5 * MIN, author="agent"), 1)],
         T0 + 5 * MIN,
-        caught_up=True,
+        read_through=T0 + 5 * MIN,
     )
     assert "finished" not in topics_of(again) and len(again.writes) == len(batch.writes) - 1

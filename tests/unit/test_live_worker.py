@@ -103,7 +103,7 @@ async def worker_with(producer: RecordingProducer, presets: Policy) -> tuple[Liv
     worker.partitions[0] = worker._new_partition(0)
     worker._producers[0] = producer  # type: ignore[assignment]
     # A ticket created a day ago: its state, and its warnings and breach, all in one step.
-    batch = worker.partitions[0].step([created(7, "HD-1")], NOW, caught_up=True)
+    batch = worker.partitions[0].step([created(7, "HD-1")], NOW, read_through=NOW)
     return worker, batch
 
 

@@ -60,8 +60,8 @@ def test_the_worker_writes_a_tombstone_and_judges_late_events_alike(presets: Pol
         for n, line in enumerate(STREAM)
     ]
     now = T0 + 3 * DAY
-    partition.step(messages[:2], now, caught_up=False)
-    batch = partition.step(messages[2:], now, caught_up=False)
+    partition.step(messages[:2], now, read_through=None)
+    batch = partition.step(messages[2:], now, read_through=None)
     tombstones = [w for w in batch.writes if w.topic == "changelog" and w.value is None]
     assert [w.key for w in tombstones] == [b"A"]
     assert set(partition.tickets) == {"B"}

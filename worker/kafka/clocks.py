@@ -5,8 +5,15 @@ partition have been applied, or a backlog (after downtime, or a new consumer gro
 publish breaches that the backlog itself prevents. The rule, per partition:
 
     a timer due at d fires once the partition's event time has passed d, or once the
-    worker has caught up with the partition's end and the wall clock has passed
-    d + allowed lateness.
+    worker has read everything the partition held at an instant past d + allowed
+    lateness (on the wall clock).
+
+"Everything the partition held at instant T" is what the service knows from its last
+fetch response: the consumer's position has reached the last stable offset that the
+response carried at T. So the wall clock alone never fires a timer: a fetch after the
+deadline must have come back and shown nothing more to read. After a broker outage or a
+paused input, the last response is old, and timers wait for a fresh one, or an event
+produced just before its deadline, while the worker could not fetch, would be missed.
 
 For an event log in time order this makes the worker publish exactly what replay emits
 for the same log, whatever the lag. The wall clock is passed in by the caller; nothing
@@ -28,7 +35,11 @@ class PartitionClock:
     due: DueIndex = field(default_factory=DueIndex)
     holds: DueIndex = field(default_factory=DueIndex)  # wall-clock expiry of held events
     event_time: datetime | None = None  # latest occurred_at applied in this partition
-    caught_up: bool = False
+    read_through: datetime | None = None  # input read completely as of (None: behind)
+
+    @property
+    def caught_up(self) -> bool:
+        return self.read_through is not None
 
     def observe(self, occurred_at: datetime) -> None:
         if self.event_time is None or occurred_at > self.event_time:
@@ -37,7 +48,7 @@ class PartitionClock:
     def horizon(self, now: datetime, lateness: timedelta) -> datetime | None:
         """Everything due at or before this instant may fire now (None: nothing may)."""
         by_events = None if self.event_time is None else self.event_time - _TICK
-        by_wall = now - lateness if self.caught_up else None
+        by_wall = None if self.read_through is None else min(now, self.read_through) - lateness
         if by_events is None or (by_wall is not None and by_wall > by_events):
             return by_wall
         # Never ahead of the wall clock, whatever the event time says: an event dated in

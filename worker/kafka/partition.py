@@ -161,12 +161,13 @@ class Partition:
 
     # --- one step --------------------------------------------------------------------------
 
-    def step(self, messages: list[Message], now: datetime, caught_up: bool) -> Batch:
+    def step(self, messages: list[Message], now: datetime, read_through: datetime | None) -> Batch:
         """Apply `messages` in order, then fire what is due; return what to commit.
 
-        `caught_up`: the service has read everything the partition's input topics held
-        (see `PartitionClock.horizon`). `now` is the wall clock, only for the catch-up
-        rule, the wall-clock cap and the expiry of held events.
+        `read_through`: the instant as of which the service has read everything the
+        partition's input topics held, or None while it is behind (see
+        `PartitionClock.horizon`). `now` is the wall clock, only for the catch-up rule,
+        the wall-clock cap and the expiry of held events.
         """
         batch = Batch(self.number)
         event_time = self.clock.event_time
@@ -174,7 +175,7 @@ class Partition:
             self._consume(message, now, batch)
             batch.offsets[(message.topic, message.partition)] = message.offset + 1
             self.offsets[message.topic] = message.offset + 1
-        self.clock.caught_up = caught_up
+        self.clock.read_through = read_through
         self._fire(now, batch)
         if messages or self.clock.event_time != event_time:
             value = _dump_clock(self.clock.event_time, self.offsets)

@@ -77,6 +77,7 @@ FENCED_RETRY_SECONDS = 10.0
 """After being fenced: give the group time to settle before fencing back."""
 CHANGELOG_STALL_SECONDS = 60.0
 """A changelog read that gets no record for this long fails (and is retried)."""
+FETCH_MAX_WAIT_MS = 100
 PROBE_INTERVAL_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 5.0
 PROBE_FAILURES = 2
@@ -134,6 +135,9 @@ class LiveWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            # An idle fetch comes back after this long: how fresh the "read everything
+            # up to" instant is that lets timers fire on the wall clock (clocks.py).
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(session_ms // 10, 100),
             partition_assignment_strategy=(assignor,),
@@ -287,31 +291,35 @@ class LiveWorker:
             )
         batches = []
         for number, partition in list(self.partitions.items()):
-            caught_up = await self._caught_up(number)
+            read_through = await self._caught_up(number)
             started = time.perf_counter()
-            batch = partition.step(messages.get(number, []), now, caught_up)
+            batch = partition.step(messages.get(number, []), now, read_through)
             if batch:
                 batches.append((batch, started))
         if batches:
             await asyncio.gather(*(self._commit(batch, started) for batch, started in batches))
 
-    async def _caught_up(self, number: int) -> bool:
-        """Has this worker read everything its input partitions held at the last fetch?"""
-        caught_up = True
+    async def _caught_up(self, number: int) -> datetime | None:
+        """As of when has this worker read everything its input partitions held? The
+        oldest of their last fetch responses, if the position has reached the last
+        stable offset each carried; None while any input is behind (clocks.py)."""
+        read_through, behind = None, False
         for tp in self._inputs(number):
             try:
                 end = self.consumer.last_stable_offset(tp)
                 position = await self.consumer.position(tp)
+                fetched_ms = self.consumer.last_poll_timestamp(tp)
             except Exception:  # not assigned any more (a rebalance is starting)
-                return False
+                return None
             self._seen[tp] = (position, end)
-            if end is None:
-                caught_up = False
+            if end is None or fetched_ms is None:
+                behind = True
                 continue
             self.metrics.consumer_lag_of(tp.topic, number, max(end - position, 0))
-            if position < end:
-                caught_up = False
-        return caught_up
+            behind = behind or position < end
+            fetched = datetime.fromtimestamp(fetched_ms / 1000, UTC)
+            read_through = fetched if read_through is None else min(read_through, fetched)
+        return None if behind else read_through
 
     async def _commit(self, batch: Batch, started: float) -> None:
         """Step 3: one transaction with everything the step decided."""
