@@ -24,7 +24,9 @@
    nobody published it), invented (published, replay does not emit it), different
    (same id, other content). It reports repeats in committed output, records of aborted
    transactions, dead letters against hostile lines, and the lateness of publication
-   (the record's timestamp minus `due_at`) over all warnings and breaches.
+   over all warnings and breaches: the record's timestamp minus `due_at`, or minus the
+   reclassification that put `due_at` in the past (a ticket moved to a shorter target
+   is overdue at once; that is not lateness).
 
 The last line reads `soak: missing <M>, invented <I>, duplicates <D>, lateness p99 <S> s`;
 the exit status is 0 when nothing is missing, invented or different, and dead letters
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -334,6 +337,19 @@ def replay(log: list[bytes], until: datetime, directory: Path) -> dict[str, dict
     return {e["event_id"]: e for e in map(json.loads, done.stdout.splitlines())}
 
 
+def became_due(
+    event: dict[str, Any], published: float, reclassified: dict[str, list[float]]
+) -> float:
+    """When a warning or breach could first be published: its `due_at`, or, when a
+    reclassification to a shorter target put that instant in the past, that change (the
+    worker publishes with the event; lateness counts from there). Taken as the ticket's
+    last reclassification between `due_at` and the publication: exact for those, and it
+    can only understate the lateness of a point that was overdue anyway."""
+    due = datetime.fromisoformat(event["due_at"]).timestamp()
+    later = [at for at in reclassified.get(event["ticket_id"], ()) if due < at <= published]
+    return max(later, default=due)
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -346,6 +362,13 @@ async def compare(soak: Soak, until: datetime) -> int:
     inputs = await read_topic(bootstrap, soak.topic)
     ordered = sorted(inputs, key=lambda r: int(dict(r[0])[SEQ_HEADER]))
     want = replay([value for _, value, _ in ordered], until, soak.directory)
+    reclassified: dict[str, list[float]] = {}
+    for _, value, _ in ordered:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            event = json.loads(value)
+            if event["type"] == "priority-changed":
+                at = datetime.fromisoformat(event["occurred_at"]).timestamp()
+                reclassified.setdefault(event["ticket_id"], []).append(at)
 
     deadline = time.monotonic() + 120
     while True:  # until every wanted id is out (or two minutes), then 3 s more
@@ -370,7 +393,7 @@ async def compare(soak: Soak, until: datetime) -> int:
         if json.loads(published[event_id][0]) != want[event_id]:
             different.append(event_id)
     lateness = [
-        timestamp / 1000 - datetime.fromisoformat(json.loads(value)["due_at"]).timestamp()
+        timestamp / 1000 - became_due(json.loads(value), timestamp / 1000, reclassified)
         for value, timestamp in published.values()
     ]
     uncommitted = 0

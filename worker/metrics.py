@@ -218,7 +218,8 @@ class Metrics:
         )
         self.lateness = Histogram(
             "sla_breach_publication_lateness_seconds",
-            "Time a breach was published (acknowledged by Kafka) minus its deadline",
+            "Time a breach was published (acknowledged by Kafka) minus the later of its "
+            "deadline and the event that made it due (a reclassification to a shorter target)",
             buckets=LATENESS_BUCKETS,
             registry=r,
         )
@@ -330,7 +331,12 @@ class Metrics:
             if event.type == "sla-breach":
                 self.breaches.labels(*labels).inc()
                 self.breached.labels(*labels).inc()
-                self.lateness.observe(max((now - event.due_at).total_seconds(), 0.0))
+                # A reclassification can put a deadline in the past: the breach is
+                # published with the event that did it, late only from that event on.
+                since = event.due_at
+                if not timer and outcome.occurred_at is not None:
+                    since = max(since, outcome.occurred_at)
+                self.lateness.observe(max((now - since).total_seconds(), 0.0))
             else:
                 self.warnings.labels(*labels).inc()
         for finished in outcome.finished:
