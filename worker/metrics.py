@@ -346,16 +346,10 @@ class Metrics:
     def _consumed(self, outcome: Outcome) -> None:
         """Count the consumed message once, by its own outcome. Dead letters next to an
         applied event belong to held events it released, not to the message."""
-        event_type = outcome.event_type or UNKNOWN_TYPE
-        if outcome.duplicate:
-            self.consumed.labels(event_type, "duplicate", "").inc()
-        elif outcome.held:
-            self.consumed.labels(event_type, "held", "").inc()
-        elif outcome.applied:
-            self.consumed.labels(event_type, "applied", "").inc()
-        elif outcome.dead_letters:
-            reason = outcome.dead_letters[0].reason
-            self.consumed.labels(event_type, "dead_lettered", reason).inc()
+        verdict = outcome.verdict
+        if verdict is not None:
+            reason = outcome.dead_letters[0].reason if verdict == "dead_lettered" else ""
+            self.consumed.labels(outcome.event_type or UNKNOWN_TYPE, verdict, reason).inc()
 
     def use_policy(self, policy: Policy) -> None:
         """A reloaded policy (SIGHUP): `sla_build_info` names it from now on."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from worker.core.durations import format_duration
@@ -59,6 +60,16 @@ class DeadLetter:
         ]
 
 
+class Verdict(StrEnum):
+    """What became of one consumed message (the `outcome` label of
+    `sla_events_consumed_total`)."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    HELD = "held"  # waiting for its ticket-created (several input topics)
+    DEAD_LETTERED = "dead_lettered"
+
+
 @dataclass(slots=True)
 class Outcome:
     """What to do after one message. `state` None means: leave the stored value.
@@ -80,6 +91,20 @@ class Outcome:
     held: bool = False
     occurred_at: datetime | None = None
     rescheduled: bool = False
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The message's own fate; None for a timer's outcome (no message). Dead letters
+        next to an applied event belong to held events it released, not to it."""
+        if self.duplicate:
+            return Verdict.DUPLICATE
+        if self.held:
+            return Verdict.HELD
+        if self.applied:
+            return Verdict.APPLIED
+        if self.dead_letters:
+            return Verdict.DEAD_LETTERED
+        return None
 
 
 class TicketProcessor:
