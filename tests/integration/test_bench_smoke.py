@@ -17,6 +17,7 @@ OFFLINE = {
     "replay_bench.py": ["--events", "3000", "--tickets", "300"],
 }
 ON_KAFKA = {
+    "audit_bench.py": ["--events", "3000", "--tickets", "300", "--customers", "5"],
     "worker_bench.py": ["--events", "2000", "--two-workers"],
     "timers_bench.py": [
         *("--tickets", "500", "--finished", "500", "--window", "50"),
@@ -47,4 +48,6 @@ def test_an_offline_benchmark_runs(script: str) -> None:
 def test_a_live_benchmark_runs(script: str, kafka_bootstrap: str) -> None:
     out = run(script, [*ON_KAFKA[script], "--bootstrap", kafka_bootstrap])
     last = out.strip().splitlines()[-1]
-    assert last.startswith(("worker/faust-table-floor ratio:", "timers:")), out
+    assert last.startswith(
+        ("worker/faust-table-floor ratio:", "timers:", "audit/file-replay ratio:")
+    ), out
