@@ -194,7 +194,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     assert first is not None
     t_first, c_first = first
     t_end, c_end, _, _ = progress.polls[-1]
-    elapsed = t_end - t_first
+    elapsed = max(t_end - t_first, 1e-3)  # a tiny run may be consumed within one poll
     rate = (c_end - c_first) / elapsed
     metrics = worker.metrics()
     assert metrics is not None
@@ -247,9 +247,10 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     say(f"raw aiokafka: {raw.rate:,.0f} events/s (decode {raw.decode})")
     say(f"worker events/s: {rate:,.0f}")
     if pair_rate is not None:
-        say(f"two workers, aggregate: {pair_rate:,.0f} events/s = {pair_rate / rate:.2f}x one")
-    say(f"worker/raw-aiokafka ratio: {rate / raw.rate:.3f}")
-    say(f"worker/faust-table-floor ratio: {rate / floors['table']:.3f}")
+        ratio = pair_rate / rate if rate else float("nan")
+        say(f"two workers, aggregate: {pair_rate:,.0f} events/s = {ratio:.2f}x one")
+    say(f"worker/raw-aiokafka ratio: {rate / max(raw.rate, 1e-9):.3f}")
+    say(f"worker/faust-table-floor ratio: {rate / max(floors['table'], 1e-9):.3f}")
 
 
 def two_workers(this: Run, args: argparse.Namespace, n: int, cleanup: Cleanup) -> float:
@@ -283,7 +284,7 @@ def two_workers(this: Run, args: argparse.Namespace, n: int, cleanup: Cleanup) -
         polls.append((time.perf_counter(), sum(m.consumed() for m in scraped if m)))
     t_first, c_first = next(p for p in polls if p[1] > 0)
     t_end, c_end = polls[-1]
-    rate = (c_end - c_first) / (t_end - t_first)
+    rate = (c_end - c_first) / max(t_end - t_first, 1e-3)
     for worker in pair:
         worker.terminate()
     say(f"two workers: {c_end - c_first:,} events in {t_end - t_first:.2f} s = {rate:,.0f}/s")
