@@ -20,7 +20,7 @@ matplotlib.use("Agg")  # no display: render to SVG only
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from worker.report import STATS
+from worker.report import BREACH_FIELDS, STATS
 
 MAX_BREACH_ROWS = 500
 """Breached timers listed on the page (all of them are in the JSON and CSV reports)."""
@@ -160,17 +160,7 @@ def _breaches(rows: list[dict[str, Any]]) -> str:
         "<tr>"
         + "".join(
             f"<td>{escape(_label(r[k]))}</td>"
-            for k in (
-                "ticket_id",
-                "customer_id",
-                "plan",
-                "priority",
-                "metric",
-                "cycle",
-                "started_at",
-                "deadline",
-                "finished_at",
-            )
+            for k in BREACH_FIELDS[:-2]  # the business time and target follow, formatted
         )
         + f'<td class="n">{format_value("business_time_s", r["business_time_s"])}</td>'
         + f'<td class="n">{format_value("target_s", r["target_s"])}</td></tr>'
