@@ -9,8 +9,9 @@ wrong. `RepeatLimiter` lets each kind of such a line through once per window and
 the rest; the next one let through says how many were held back
 (`"suppressed": N`). Kinds are the message templates (`record.msg`, before its
 arguments), so "cannot connect to node 1" and "... node 2" are one kind. It applies to
-the libraries' loggers and to ours named `sla_worker.broker` (connectivity); the
-worker's own per-event lines (published, dead-lettered) are never held back.
+the libraries' loggers and to ours named `sla_worker.broker` (connectivity: one kind per
+partition it names); the worker's own per-event lines (published, dead-lettered) are
+never held back.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class RepeatLimiter(logging.Filter):
         if not self.limits(record):
             return True
         kind = (record.name, record.levelno, str(record.msg))
+        if record.name == BROKER_LOGGER and isinstance(record.args, tuple) and record.args:
+            # The worker's own broker lines name a partition first: one kind per partition,
+            # so one partition's failure never hides another's.
+            kind = (*kind[:2], f"{kind[2]} [{record.args[0]}]")
         now = self.clock()
         last = self._last.get(kind)
         if last is not None and now - last < self.window:

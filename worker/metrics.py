@@ -334,7 +334,8 @@ class Metrics:
                 # A reclassification can put a deadline in the past: the breach is
                 # published with the event that did it, late only from that event on.
                 since = event.due_at
-                if not timer and outcome.occurred_at is not None:
+                reclassified = outcome.event_type == "priority-changed"
+                if not timer and reclassified and outcome.occurred_at is not None:
                     since = max(since, outcome.occurred_at)
                 self.lateness.observe(max((now - since).total_seconds(), 0.0))
             else:

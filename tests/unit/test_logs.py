@@ -45,5 +45,8 @@ def test_the_workers_own_lines_are_never_held_back_but_its_broker_lines_are() ->
     limiter = RepeatLimiter(window=30, clock=FakeClock())
     for _ in range(5):
         assert limiter.filter(record("sla_worker", "dead-lettered: %s", "bad json"))
-    assert limiter.filter(record(BROKER_LOGGER, "could not commit a step of partition %d", 1))
-    assert not limiter.filter(record(BROKER_LOGGER, "could not commit a step of partition %d", 2))
+    template = "could not commit a step of partition %d (%s)"
+    assert limiter.filter(record(BROKER_LOGGER, template, 1, "KafkaTimeoutError"))
+    assert not limiter.filter(record(BROKER_LOGGER, template, 1, "KafkaTimeoutError"))
+    # Another partition's failure is never hidden behind the first one's.
+    assert limiter.filter(record(BROKER_LOGGER, template, 2, "fenced by another owner"))

@@ -8,9 +8,10 @@ publish breaches that the backlog itself prevents. The rule, per partition:
     worker has read everything the partition held at an instant past d + allowed
     lateness (on the wall clock).
 
-"Everything the partition held at instant T" is what the service knows from its last
-fetch response: the consumer's position has reached the last stable offset that the
-response carried at T. So the wall clock alone never fires a timer: a fetch after the
+"Everything the partition held at instant T" is what the service knows from its fetch
+responses: the consumer's position has reached the last stable offset of the latest
+one, and T is a time no later than the broker's snapshot in it (service.py,
+`_caught_up`). So the wall clock alone never fires a timer: a fetch after the
 deadline must have come back and shown nothing more to read. After a broker outage or a
 paused input, the last response is old, and timers wait for a fresh one, or an event
 produced just before its deadline, while the worker could not fetch, would be missed.

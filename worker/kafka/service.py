@@ -122,6 +122,8 @@ class LiveWorker:
         self.broker_reachable = True
         # Diagnostics per input partition (GET /readyz): position, end, committed offset.
         self._seen: dict[TopicPartition, tuple[int, int | None]] = {}
+        # Per input: (previous, latest) distinct last-fetch times, in ms (`_caught_up`).
+        self._fetches: dict[TopicPartition, tuple[int | None, int]] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._probe_failures = 0
         self._unreachable_since = 0.0  # monotonic, while unreachable
@@ -300,9 +302,16 @@ class LiveWorker:
             await asyncio.gather(*(self._commit(batch, started) for batch, started in batches))
 
     async def _caught_up(self, number: int) -> datetime | None:
-        """As of when has this worker read everything its input partitions held? The
-        oldest of their last fetch responses, if the position has reached the last
-        stable offset each carried; None while any input is behind (clocks.py)."""
+        """As of when has this worker read everything its input partitions held? None
+        while any input is behind its last stable offset (clocks.py).
+
+        The client stamps a fetch response when it processes it, after the broker took
+        the response's last stable offset: the stamp can be later than what the
+        response shows, by the network and by however long the loop was busy. The
+        stamp of the response *before* it cannot: the client sends the next fetch only
+        after processing the previous response, so the broker's later snapshot is newer
+        than that. So each input counts as read as of its previous fetch's stamp (one
+        idle fetch, 0.1 s, of extra lateness), and the partition as of the oldest."""
         read_through, behind = None, False
         for tp in self._inputs(number):
             try:
@@ -317,7 +326,14 @@ class LiveWorker:
                 continue
             self.metrics.consumer_lag_of(tp.topic, number, max(end - position, 0))
             behind = behind or position < end
-            fetched = datetime.fromtimestamp(fetched_ms / 1000, UTC)
+            previous, latest = self._fetches.get(tp, (None, fetched_ms))
+            if fetched_ms != latest:
+                previous, latest = latest, fetched_ms
+            self._fetches[tp] = (previous, latest)
+            if previous is None:
+                behind = True  # one fetch seen since we took the partition: wait for two
+                continue
+            fetched = datetime.fromtimestamp(previous / 1000, UTC)
             read_through = fetched if read_through is None else min(read_through, fetched)
         return None if behind else read_through
 
