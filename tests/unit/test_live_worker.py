@@ -163,3 +163,37 @@ async def test_while_the_brokers_are_unreachable_the_worker_is_not_ready(
 
     await worker._brokers_back()
     assert worker.ready
+
+
+class FetchView:
+    """What the consumer knows of an input partition after its fetches."""
+
+    def __init__(self) -> None:
+        self.end, self.position, self.fetched_ms = 10, 10, 1_000
+
+    def last_stable_offset(self, tp: Any) -> int:
+        return self.end
+
+    async def position_of(self, tp: Any) -> int:
+        return self.position
+
+    def last_poll_timestamp(self, tp: Any) -> int:
+        return self.fetched_ms
+
+
+async def test_a_partition_counts_as_read_as_of_its_previous_fetch(presets: Policy) -> None:
+    """The latest response's stamp is taken when the client processes it, after the
+    broker's snapshot; the one before it cannot be later than that snapshot."""
+    worker, _ = await worker_with(RecordingProducer(), presets)
+    view = FetchView()
+    worker.consumer.last_stable_offset = view.last_stable_offset  # type: ignore[method-assign]
+    worker.consumer.position = view.position_of  # type: ignore[method-assign]
+    worker.consumer.last_poll_timestamp = view.last_poll_timestamp  # type: ignore[method-assign]
+
+    assert await worker._caught_up(0) is None  # one fetch seen: wait for the next
+    view.fetched_ms = 1_100
+    assert await worker._caught_up(0) == datetime.fromtimestamp(1.0, UTC)
+    view.fetched_ms = 1_200
+    assert await worker._caught_up(0) == datetime.fromtimestamp(1.1, UTC)
+    view.end = 12  # records the position has not reached: behind
+    assert await worker._caught_up(0) is None
