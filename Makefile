@@ -13,12 +13,13 @@ BUILD := $(if $(filter-out 0,$(SLA_WORKER_COMPILED)),compiled,pure)
 INSTALLED := $(BIN)/.installed-$(BUILD)
 
 # Dependencies at the versions requirements/dev.lock pins (hash-checked), then the project
-# itself (editable, pure Python). `make lock` refreshes the locks.
+# itself (editable, pure Python; compiling is the next step's). `make lock` refreshes the
+# locks.
 $(BIN)/.deps: pyproject.toml setup.py requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	SLA_WORKER_COMPILED=0 $(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 # The pure build reinstalls only to remove extensions a compiled build left beside the
