@@ -134,7 +134,7 @@ async def test_a_survivor_takes_over_a_killed_workers_partitions(
 
     lines = [created(n, f"S-{n}") for n in range(60)]
     await produce_lines(tickets, lines)
-    await asyncio.sleep(2)
+    await asyncio.sleep(2)  # the timeline: the kill below comes 2 s after the creations
 
     # Each worker answers for every ticket: requests are forwarded to the owner.
     for worker in (first, second):
@@ -165,7 +165,7 @@ async def test_sigterm_finishes_and_exits_zero(
     worker.start()
     await worker.ready()
     await produce_lines(tickets, [created(n, f"G-{n}") for n in range(20)])
-    await asyncio.sleep(1)
+    await eventually_found(worker, "/tickets/G-19")  # it is working, not idle
     assert await asyncio.to_thread(worker.terminate) == 0, worker.tail()
 
 
