@@ -45,19 +45,28 @@ def podman(
     *args: str, timeout: float = 120, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run `podman ARGS`; with `check`, a failure is an AssertionError carrying its output."""
+    return run_engine(["podman", *args], timeout=timeout, check=check)
+
+
+def run_engine(
+    command: list[str], *, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run a podman (or podman-compose) command in podman's environment, from the
+    repository root; with `check`, a failure is an AssertionError carrying its output."""
     done = subprocess.run(
-        ["podman", *args],
+        command,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
         env=engine_env(),
+        cwd=ROOT,
         stdin=subprocess.DEVNULL,
     )
     if check and done.returncode != 0:
         raise AssertionError(
-            f"podman {' '.join(args)} exited {done.returncode}\n"
-            f"--- stdout ---\n{done.stdout[-3000:]}\n--- stderr ---\n{done.stderr[-3000:]}"
+            f"{' '.join(command)} exited {done.returncode}\n"
+            f"--- stdout ---\n{done.stdout[-4000:]}\n--- stderr ---\n{done.stderr[-4000:]}"
         )
     return done
 

@@ -36,7 +36,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.integration.containers.conftest import ROOT, engine_env, podman
+from tests.integration.containers.conftest import ROOT, podman, run_engine
 from tests.integration.workers import free_port
 
 SERVICES = ("kafka", "worker", "prometheus")
@@ -59,22 +59,7 @@ class ComposeStack:
         for file in self.files:
             command += ["--file", str(file)]
         command += ["--project-name", self.project, "--in-pod", "false", *args]
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=engine_env(),
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(command)} exited {done.returncode}\n"
-                f"--- stdout ---\n{done.stdout[-4000:]}\n--- stderr ---\n{done.stderr[-4000:]}"
-            )
-        return done
+        return run_engine(command, timeout=timeout, check=check)
 
     def logs(self) -> str:
         parts = []
