@@ -144,6 +144,14 @@ def shifted(lines: list[Line], start: datetime) -> list[Line]:
     return moved
 
 
+def live_log(seed: int) -> list[Line]:
+    """The log starting in two seconds, to be produced as it happens (a caught-up worker
+    must never read an event after its deadline passed on the wall clock: it cannot
+    un-fire)."""
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    return shifted(fault_log(seed, start), start)
+
+
 def replay_expected(
     lines: list[Line], until: datetime, workdir: Path, *, finished_timers: bool = False
 ) -> dict[str, Any]:

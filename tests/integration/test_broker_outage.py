@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,10 @@ import pytest
 
 from tests.integration.brokers import LocalBroker
 from tests.integration.fault_log import (
-    Line,
     Setup,
     check,
-    fault_log,
+    live_log,
     produce,
-    shifted,
     wait_for_any,
 )
 from tests.integration.workers import WorkerProcess
@@ -49,40 +47,23 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
         local._run("stop")
 
 
-def topics(broker: LocalBroker) -> Setup:
+@pytest.fixture
+async def running(
+    broker: LocalBroker, tmp_path: Path
+) -> AsyncIterator[tuple[Setup, WorkerProcess]]:
+    """A ready worker on this module's broker, with topics of its own."""
     tag = uuid.uuid4().hex[:8]
     names = (f"tickets-{tag}", f"warnings-{tag}", f"breaches-{tag}", f"dead-{tag}")
-    return Setup(broker.bootstrap, *names, partitions=3)
-
-
-def worker_on(broker: LocalBroker, setup: Setup, directory: Path) -> WorkerProcess:
-    return WorkerProcess(
-        broker.bootstrap,
-        app_id=f"outage-{uuid.uuid4().hex[:8]}",
-        directory=directory,
-        **setup.options(),
+    setup = Setup(broker.bootstrap, *names, partitions=3)
+    worker = WorkerProcess(
+        broker.bootstrap, app_id=f"outage-{tag}", directory=tmp_path, **setup.options()
     )
-
-
-async def readiness(worker: WorkerProcess, wanted: int, timeout: float) -> float:
-    """Seconds until /readyz answers `wanted`."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            status, _ = await asyncio.to_thread(worker.get, "/readyz")
-        except (OSError, ValueError):
-            status = 0
-        if status == wanted:
-            return time.monotonic() - started
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"/readyz never answered {wanted} within {timeout} s:\n{worker.tail()}")
-
-
-def live_log(seed: int) -> list[Line]:
-    """Starting in two seconds, produced as it happens (a caught-up worker must never
-    read an event after its deadline passed on the wall clock: it cannot un-fire)."""
-    start = datetime.now(UTC) + timedelta(seconds=2)
-    return shifted(fault_log(seed, start), start)
+    worker.start()
+    try:
+        await worker.ready()
+        yield setup, worker
+    finally:
+        worker.stop_quietly()
 
 
 def lines_logged(worker: WorkerProcess) -> list[dict[str, Any]]:
@@ -90,33 +71,28 @@ def lines_logged(worker: WorkerProcess) -> list[dict[str, Any]]:
 
 
 async def test_a_broker_outage_during_traffic_loses_nothing(
-    broker: LocalBroker, tmp_path: Path, record_property: Any
+    broker: LocalBroker,
+    running: tuple[Setup, WorkerProcess],
+    tmp_path: Path,
+    record_property: Any,
 ) -> None:
-    setup = topics(broker)
-    worker = worker_on(broker, setup, tmp_path)
-    worker.start()
-    try:
-        await worker.ready()
-        lines = live_log(7)
-        start = lines[0].at
-        producing = asyncio.create_task(
-            produce(broker.bootstrap, setup.tickets, lines, live=True, patient=True)
-        )
-        await wait_for_any(broker.bootstrap, setup.outputs)
-        await asyncio.sleep(
-            max((start + OUTAGE_STARTS_AFTER - datetime.now(UTC)).total_seconds(), 0)
-        )
-        logged_before = len(lines_logged(worker))
-        down_at = await asyncio.to_thread(broker.stop)  # timers are running
-        unready_after = await readiness(worker, 503, timeout=20)
-        await asyncio.sleep(max(OUTAGE_SECONDS - (time.monotonic() - down_at), 0))
-        during = lines_logged(worker)[logged_before:]
-        await asyncio.to_thread(broker.resume)
-        ready_after = await readiness(worker, 200, timeout=90)
-        await producing
-        await check(setup, lines, tmp_path, record_property, "broker outage during traffic")
-    finally:
-        worker.stop_quietly()
+    setup, worker = running
+    lines = live_log(7)
+    start = lines[0].at
+    producing = asyncio.create_task(
+        produce(broker.bootstrap, setup.tickets, lines, live=True, patient=True)
+    )
+    await wait_for_any(broker.bootstrap, setup.outputs)
+    await asyncio.sleep(max((start + OUTAGE_STARTS_AFTER - datetime.now(UTC)).total_seconds(), 0))
+    logged_before = len(lines_logged(worker))
+    down_at = await asyncio.to_thread(broker.stop)  # timers are running
+    unready_after = await worker.readyz(503, timeout=20)
+    await asyncio.sleep(max(OUTAGE_SECONDS - (time.monotonic() - down_at), 0))
+    during = lines_logged(worker)[logged_before:]
+    await asyncio.to_thread(broker.resume)
+    ready_after = await worker.readyz(200, timeout=90)
+    await producing
+    await check(setup, lines, tmp_path, record_property, "broker outage during traffic")
     record_property("unready_seconds_after_stop", round(unready_after, 1))
     record_property("ready_seconds_after_resume", round(ready_after, 1))
     record_property("log_lines_during_outage", len(during))
@@ -129,23 +105,20 @@ async def test_a_broker_outage_during_traffic_loses_nothing(
 
 
 async def test_a_broker_restart_while_idle(
-    broker: LocalBroker, tmp_path: Path, record_property: Any
+    broker: LocalBroker,
+    running: tuple[Setup, WorkerProcess],
+    tmp_path: Path,
+    record_property: Any,
 ) -> None:
-    setup = topics(broker)
-    worker = worker_on(broker, setup, tmp_path)
-    worker.start()
-    try:
-        await worker.ready()
-        earlier = live_log(8)
-        await produce(broker.bootstrap, setup.tickets, earlier, live=True)
-        await check(setup, earlier, tmp_path, record_property, "before the restart")
-        await asyncio.to_thread(broker.stop)  # idle: nothing in flight, no timer due
-        await readiness(worker, 503, timeout=20)
-        await asyncio.sleep(5)
-        await asyncio.to_thread(broker.resume)
-        await readiness(worker, 200, timeout=90)
-        later = live_log(9)
-        await produce(broker.bootstrap, setup.tickets, later, live=True)
-        await check(setup, earlier + later, tmp_path, record_property, "after the restart")
-    finally:
-        worker.stop_quietly()
+    setup, worker = running
+    earlier = live_log(8)
+    await produce(broker.bootstrap, setup.tickets, earlier, live=True)
+    await check(setup, earlier, tmp_path, record_property, "before the restart")
+    await asyncio.to_thread(broker.stop)  # idle: nothing in flight, no timer due
+    await worker.readyz(503, timeout=20)
+    await asyncio.sleep(5)
+    await asyncio.to_thread(broker.resume)
+    await worker.readyz(200, timeout=90)
+    later = live_log(9)
+    await produce(broker.bootstrap, setup.tickets, later, live=True)
+    await check(setup, earlier + later, tmp_path, record_property, "after the restart")

@@ -26,8 +26,8 @@ from tests.integration.fault_log import (
     Setup,
     check,
     fault_log,
+    live_log,
     produce,
-    shifted,
     wait_for_any,
 )
 from tests.integration.workers import WorkerProcess
@@ -48,11 +48,6 @@ def setup_topics(create_topic: Any, kafka_bootstrap: str) -> Any:
 def backlog_log(seed: int) -> list[Line]:
     """Ten minutes old: every deadline has long passed when the worker reads it."""
     return fault_log(seed, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10))
-
-
-def live_log(seed: int) -> list[Line]:
-    """Starting in two seconds, to be produced as it happens."""
-    return shifted(fault_log(seed, datetime.now(UTC)), datetime.now(UTC) + timedelta(seconds=2))
 
 
 async def start_ready(worker: WorkerProcess) -> None:

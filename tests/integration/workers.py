@@ -96,6 +96,11 @@ class WorkerProcess:
 
     async def ready(self, timeout: float = 120) -> float:
         """Wait for /readyz to answer 200; return the seconds it took."""
+        return await self.readyz(200, timeout)
+
+    async def readyz(self, wanted: int, timeout: float = 120) -> float:
+        """Wait for /readyz to answer `wanted` (200 ready, 503 not); return the seconds
+        it took. A worker that exits meanwhile fails the wait at once."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             assert self.process is not None
@@ -103,12 +108,12 @@ class WorkerProcess:
                 raise AssertionError(f"worker exited {self.process.returncode}:\n{self.tail()}")
             try:
                 status, _ = await asyncio.to_thread(self.get, "/readyz")
-                if status == 200:
+                if status == wanted:
                     return time.monotonic() - started
             except (OSError, ValueError):
                 pass
             await asyncio.sleep(0.25)
-        raise AssertionError(f"worker not ready after {timeout} s:\n{self.tail()}")
+        raise AssertionError(f"/readyz did not answer {wanted} within {timeout} s:\n{self.tail()}")
 
     def terminate(self, timeout: float = 60) -> int:
         assert self.process is not None

@@ -48,6 +48,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -82,6 +83,21 @@ PROBE_INTERVAL_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 5.0
 PROBE_FAILURES = 2
 """Consecutive failed metadata probes after which the brokers count as unreachable."""
+
+
+@dataclass
+class InputView:
+    """What the worker last saw of one input partition: for `_caught_up`, and GET /readyz."""
+
+    position: int | None = None  # the next offset to read
+    end: int | None = None  # the last stable offset of the latest fetch response
+    fetch_ms: int | None = None  # when the client processed that response
+    previous_fetch_ms: int | None = None  # ... and the one before it
+
+    def observe(self, position: int, end: int | None, fetch_ms: int | None) -> None:
+        self.position, self.end = position, end
+        if fetch_ms is not None and fetch_ms != self.fetch_ms:
+            self.previous_fetch_ms, self.fetch_ms = self.fetch_ms, fetch_ms
 
 
 class LiveWorker:
@@ -120,11 +136,7 @@ class LiveWorker:
         self._lock = asyncio.Lock()  # one step, one restore or one rebalance at a time
         self._next_restore = 0.0
         self.broker_reachable = True
-        # Diagnostics per input partition (GET /readyz): position, end, committed offset.
-        self._seen: dict[TopicPartition, tuple[int, int | None]] = {}
-        # Per input: (previous, latest) distinct last-fetch times, in ms (`_caught_up`).
-        self._fetches: dict[TopicPartition, tuple[int | None, int]] = {}
-        self._committed: dict[TopicPartition, int] = {}
+        self._seen: dict[TopicPartition, InputView] = {}  # per input partition
         self._probe_failures = 0
         self._unreachable_since = 0.0  # monotonic, while unreachable
         assignor = ticket_assignor(settings.canonical_url, self._held, self._set_owners)
@@ -169,20 +181,21 @@ class LiveWorker:
         ]
 
     def diagnostics(self) -> list[dict[str, Any]]:
-        """Per owned input partition: the next offset to read, the partition's end (last
-        stable offset) and the offset our last transaction committed, as last seen."""
+        """Per owned input partition: the next offset to read and the partition's end
+        (last stable offset) as last seen, and the offset the partition's last committed
+        step recorded (its state holds it)."""
         rows = []
-        for number in sorted(self.partitions):
+        for number, partition in sorted(self.partitions.items()):
             for tp in self._inputs(number):
-                position, end = self._seen.get(tp, (None, None))
+                seen = self._seen.get(tp, InputView())
                 rows.append(
                     {
                         "topic": tp.topic,
                         "partition": number,
-                        "position": position,
-                        "end": end,
-                        "committed": self._committed.get(tp),
-                        "caught_up": self.partitions[number].clock.caught_up,
+                        "position": seen.position,
+                        "end": seen.end,
+                        "committed": partition.offsets.get(tp.topic),
+                        "caught_up": partition.clock.caught_up,
                     }
                 )
         return rows
@@ -320,20 +333,17 @@ class LiveWorker:
                 fetched_ms = self.consumer.last_poll_timestamp(tp)
             except Exception:  # not assigned any more (a rebalance is starting)
                 return None
-            self._seen[tp] = (position, end)
-            if end is None or fetched_ms is None:
+            seen = self._seen.setdefault(tp, InputView())
+            seen.observe(position, end, fetched_ms)
+            if end is None:
                 behind = True
                 continue
             self.metrics.consumer_lag_of(tp.topic, number, max(end - position, 0))
             behind = behind or position < end
-            previous, latest = self._fetches.get(tp, (None, fetched_ms))
-            if fetched_ms != latest:
-                previous, latest = latest, fetched_ms
-            self._fetches[tp] = (previous, latest)
-            if previous is None:
-                behind = True  # one fetch seen since we took the partition: wait for two
+            if seen.previous_fetch_ms is None:
+                behind = True  # no two fetches seen since we took the partition
                 continue
-            fetched = datetime.fromtimestamp(previous / 1000, UTC)
+            fetched = datetime.fromtimestamp(seen.previous_fetch_ms / 1000, UTC)
             read_through = fetched if read_through is None else min(read_through, fetched)
         return None if behind else read_through
 
@@ -380,8 +390,6 @@ class LiveWorker:
         if partition is not None and changelog:
             # The changelog's committed end: our last record, then the commit marker.
             partition.changelog_end = max(changelog) + 2
-        for (topic, number), offset in batch.offsets.items():
-            self._committed[TopicPartition(topic, number)] = offset
         self.metrics.step(batch, time.perf_counter() - started)
         _log_batch(batch)
 
@@ -490,7 +498,6 @@ class LiveWorker:
                 await self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, start)
-                self._committed[tp] = start
         self.partitions.update(restored)
         self.consumer.resume(*inputs)
         seconds = time.monotonic() - started
