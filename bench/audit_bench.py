@@ -37,9 +37,10 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
-from live import Cleanup, create_topics, say, start_run
+from live import Cleanup, say, start_run
 
 from worker.compiled import describe
+from worker.harness import create_topics
 from worker.traffic import synthetic_stream
 
 NOW = "2027-01-01T00:00:00Z"

@@ -1,10 +1,11 @@
-"""Shared pieces of the live-worker benchmarks (`worker_bench.py`, `timers_bench.py`).
+"""Shared pieces of the live-worker benchmarks (`worker_bench.py`, `timers_bench.py`,
+`audit_bench.py`, `soak.py`).
 
-A broker (given, or a private one started with `scripts/kafka-local` in a temporary run
-directory and stopped again), topic creation and deletion, a fast keyed producer, a bare
-aiokafka consumer, and `sla-worker worker` as a subprocess with its /metrics, /readyz and
-RSS. Everything started here is stopped by `Cleanup` on exit, also on Ctrl-C, SIGTERM and
-exceptions.
+What only benchmarks need: a run (a broker, given or private, a run id that prefixes its
+topics, a temporary directory), a fast keyed producer, a bare aiokafka consumer as the
+peer, and polls of the worker's progress. The worker process, the broker, /metrics and
+topics come from `worker.harness`, which the tests and the demo use too. Everything
+started here is stopped by `Cleanup` on exit, also on Ctrl-C, SIGTERM and exceptions.
 """
 
 from __future__ import annotations
@@ -15,13 +16,9 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,13 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
+from aiokafka.admin import AIOKafkaAdminClient
 
-from worker.settings import worker_command
+from worker.harness import LocalBroker, WorkerProcess, delete_topics
 
 ROOT = Path(__file__).resolve().parent.parent
-KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
 
 
 class Cleanup(contextlib.ExitStack):
@@ -57,12 +52,6 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- broker -------------------------------------------------------------------------------
 
 
@@ -72,52 +61,14 @@ def broker(cleanup: Cleanup, bootstrap: str | None) -> str:
     bootstrap = bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if bootstrap:
         return bootstrap
-    home = tempfile.mkdtemp(prefix="sla-bench-kafka-")
-    env = {**os.environ, "SLA_KAFKA_HOME": home, "SLA_KAFKA_HEAP": "1g"}
-
-    def stop() -> None:
-        subprocess.run(
-            [sys.executable, str(KAFKA_LOCAL), "stop"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            timeout=90,
-            check=False,
-        )
-        shutil.rmtree(home, ignore_errors=True)
-
-    cleanup.callback(stop)
-    started = subprocess.run(
-        [sys.executable, str(KAFKA_LOCAL), "start", "--owner-pid", str(os.getpid())],
-        env=env,
-        stdout=subprocess.PIPE,
-        timeout=600,
-        check=True,
+    private = LocalBroker(
+        Path(tempfile.mkdtemp(prefix="sla-bench-kafka-")), {"SLA_KAFKA_HEAP": "1g"}
     )
-    address = started.stdout.decode().strip().splitlines()[-1]
-    say(f"started a private broker at {address} (run dir {home})")
+    cleanup.callback(shutil.rmtree, private.home, ignore_errors=True)
+    cleanup.callback(private.stop)
+    address = private.start()
+    say(f"started a private broker at {address} (run dir {private.home})")
     return address
-
-
-async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        await admin.close()
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> list[str]:
-    """Delete every topic whose name starts with `prefix` (this run's topics)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-        return names
-    finally:
-        await admin.close()
 
 
 async def committed(bootstrap: str, group: str, topic: str) -> int:
@@ -244,192 +195,39 @@ async def raw_consume(
 # --- the worker subprocess ------------------------------------------------------------------
 
 
-@dataclass
-class Metrics:
-    """One /metrics scrape: samples by name, each a list of (labels, value)."""
-
-    samples: dict[str, list[tuple[dict[str, str], float]]]
-
-    @classmethod
-    def parse(cls, text: str) -> Metrics:
-        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
-        return cls(samples)
-
-    def total(self, name: str, **match: str) -> float:
-        return sum(
-            value
-            for labels, value in self.samples.get(name, [])
-            if all(labels.get(k) == v for k, v in match.items())
-        )
-
-    def values(self, name: str) -> list[tuple[dict[str, str], float]]:
-        return self.samples.get(name, [])
-
-    def consumed(self) -> int:
-        return int(self.total("sla_events_consumed_total"))
-
-    def lag(self) -> tuple[int, int]:
-        """(sum of per-partition consumer lag, number of partitions reporting it)."""
-        values = self.values("sla_consumer_lag_messages")
-        return int(sum(v for _, v in values)), len(values)
-
-    def histogram(self, name: str) -> tuple[int, float, list[tuple[float, int]]]:
-        """(count, sum, cumulative buckets) of an unlabelled histogram."""
-        buckets = sorted(
-            (float(labels["le"]), int(value))
-            for labels, value in self.values(f"{name}_bucket")
-            if "le" in labels
-        )
-        return int(self.total(f"{name}_count")), self.total(f"{name}_sum"), buckets
+def bench_worker(
+    bootstrap: str,
+    app_id: str,
+    directory: Path,
+    input_topic: str,
+    outputs_prefix: str,
+    partitions: int = 6,
+    policy: Path | None = None,
+    extra: tuple[str, ...] = (),
+) -> WorkerProcess:
+    """A worker on one input topic, its outputs named `<outputs_prefix>warnings` (and
+    `breaches`, `dead-letter`), so a run's topics share its prefix."""
+    return WorkerProcess(
+        bootstrap,
+        app_id,
+        directory,
+        input_topics=(input_topic,),
+        partitions=partitions,
+        policy=policy,
+        settings={
+            "warnings_topic": f"{outputs_prefix}warnings",
+            "breaches_topic": f"{outputs_prefix}breaches",
+            "dead_letter_topic": f"{outputs_prefix}dead-letter",
+        },
+        extra=extra,
+    )
 
 
-@dataclass
-class WorkerProcess:
-    """`python -m worker worker` with its own port and log file."""
-
-    bootstrap: str
-    app_id: str
-    directory: Path
-    input_topic: str
-    outputs_prefix: str
-    partitions: int = 6
-    policy: Path | None = None
-    extra: tuple[str, ...] = ()
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    _log: Any = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "worker.log"
-
-    def args(self) -> list[str]:
-        args = worker_command(
-            bootstrap_servers=self.bootstrap,
-            app_id=self.app_id,
-            partitions=self.partitions,
-            input_topics=self.input_topic,
-            warnings_topic=f"{self.outputs_prefix}warnings",
-            breaches_topic=f"{self.outputs_prefix}breaches",
-            dead_letter_topic=f"{self.outputs_prefix}dead-letter",
-            web_host="127.0.0.1",
-            web_port=self.port,
-        )
-        args += self.extra
-        if self.policy is not None:
-            args += ["--policies", str(self.policy)]
-        return args
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._close_log()
-        self._log = self.log_path.open("ab")
-        self.started_at = time.perf_counter()
-        self.process = subprocess.Popen(
-            self.args(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.directory
-        )
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            code = None if self.process is None else self.process.returncode
-            raise RuntimeError(f"worker exited ({code}):\n{self.tail()}")
-
-    def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def metrics(self) -> Metrics | None:
-        try:
-            status, body = self.get("/metrics")
-        except (OSError, ValueError):
-            return None
-        return Metrics.parse(body.decode()) if status == 200 else None
-
-    def is_ready(self) -> bool:
-        try:
-            return self.get("/readyz", timeout=2)[0] == 200
-        except (OSError, ValueError):
-            return False
-
-    def wait_ready(self, timeout: float, poll: float = 0.25) -> float:
-        """Seconds from start() until /readyz answers 200."""
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            self.check_alive()
-            if self.is_ready():
-                return time.perf_counter() - self.started_at
-            time.sleep(poll)
-        raise TimeoutError(f"worker not ready after {timeout} s:\n{self.tail()}")
-
-    def rss_bytes(self) -> int:
-        return _status_kib(self.pid, "VmRSS") * 1024
-
-    def hwm_bytes(self) -> int:
-        return _status_kib(self.pid, "VmHWM") * 1024
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the worker process so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def terminate(self, timeout: float = 120) -> float:
-        """SIGTERM and wait; seconds until it exited."""
-        assert self.process is not None
-        started = time.perf_counter()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(30)
-            raise
-        finally:
-            self._close_log()
-        return time.perf_counter() - started
-
-    def stop_quietly(self) -> None:
-        if self.alive():
-            assert self.process is not None
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(30)
-        self._close_log()
-
-    def tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-
-def _status_kib(pid: int, name: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {name} in /proc/{pid}/status")
+def timed_terminate(worker: WorkerProcess) -> float:
+    """SIGTERM and wait; the seconds until it exited."""
+    started = time.perf_counter()
+    worker.terminate(timeout=120)
+    return time.perf_counter() - started
 
 
 @dataclass
@@ -465,7 +263,7 @@ def wait_consumed(
         now = time.perf_counter()
         if now > deadline:
             raise TimeoutError(f"worker consumed {last} of {expected} in {timeout} s")
-        metrics = worker.metrics()
+        metrics = worker.scrape()
         if metrics is not None:
             consumed = metrics.consumed()
             lag, reporting = metrics.lag()

@@ -42,7 +42,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import shutil
 import statistics
@@ -57,11 +56,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
-from live import KAFKA_LOCAL, ROOT, Cleanup, WorkerProcess, create_topics, say
+from live import ROOT, Cleanup, bench_worker, say
 
+from worker.harness import LocalBroker, Record, WorkerProcess, create_topics, read_all
 from worker.traffic import PLANS
 
 POLICY = ROOT / "worker" / "presets" / "demo.yaml"
@@ -71,39 +70,6 @@ FIRE_WITHIN = 10.0  # seconds after U by which everything due by U should be out
 EARLY_TOLERANCE = 0.01  # seconds; clock reads on one machine
 MIN_EXPECTED = 20  # warnings and breaches replay must emit for a run to prove anything
 FAULTS = ("kill", "term", "join", "broker")
-
-
-# --- the broker -----------------------------------------------------------------------------
-
-
-@dataclass
-class Broker:
-    """A private kafka-local broker that the soak stops and resumes on the same address."""
-
-    home: Path
-    bootstrap: str = ""
-
-    def _run(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, str(KAFKA_LOCAL), *args],
-            env={**os.environ, "SLA_KAFKA_HOME": str(self.home), "SLA_KAFKA_HEAP": "1g"},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"kafka-local {' '.join(args)} failed:\n{done.stderr}")
-        return done.stdout.strip().splitlines()[-1]
-
-    def start(self) -> None:
-        self.bootstrap = self._run("start", "--owner-pid", str(os.getpid()))
-
-    def stop(self) -> None:
-        self._run("stop")
-
-    def resume(self) -> None:
-        self._run("start", "--resume")
 
 
 # --- traffic --------------------------------------------------------------------------------
@@ -192,7 +158,7 @@ def _poisson(rng: random.Random, mean: float) -> int:
 @dataclass
 class Soak:
     args: argparse.Namespace
-    broker: Broker
+    broker: LocalBroker
     directory: Path
     run_id: str = field(default_factory=lambda: f"soak-{uuid.uuid4().hex[:6]}")
     workers: list[WorkerProcess] = field(default_factory=list)
@@ -205,7 +171,7 @@ class Soak:
         return f"{self.run_id}-tickets"
 
     def worker(self, name: str) -> WorkerProcess:
-        return WorkerProcess(
+        return bench_worker(
             self.broker.bootstrap,
             app_id=self.run_id,
             directory=self.directory / name,
@@ -267,20 +233,20 @@ class Soak:
         victim.process.kill()  # type: ignore[union-attr]
         await asyncio.sleep(rng.uniform(1, 5))
         victim.start()
-        await asyncio.to_thread(victim.wait_ready, 120)
+        await asyncio.to_thread(victim.wait_readyz, 200, 120)
 
     async def _term(self, rng: random.Random) -> None:
         victim = rng.choice(self.workers[:2])
         await asyncio.to_thread(victim.terminate)
         await asyncio.sleep(rng.uniform(1, 5))
         victim.start()
-        await asyncio.to_thread(victim.wait_ready, 120)
+        await asyncio.to_thread(victim.wait_readyz, 200, 120)
 
     async def _join(self, rng: random.Random) -> None:
         third = self.worker(f"w{len(self.workers)}")
         self.workers.append(third)
         third.start()
-        await asyncio.to_thread(third.wait_ready, 120)
+        await asyncio.to_thread(third.wait_readyz, 200, 120)
         await asyncio.sleep(rng.uniform(10, 30))
         await asyncio.to_thread(third.terminate)
 
@@ -292,40 +258,10 @@ class Soak:
         await asyncio.to_thread(self.broker.resume)
         self.producing.set()
         for worker in self.workers[:2]:
-            await asyncio.to_thread(worker.wait_ready, 120)
+            await asyncio.to_thread(worker.wait_readyz, 200, 120)
 
 
 # --- reading back and comparing ---------------------------------------------------------------
-
-
-async def read_topic(
-    bootstrap: str, topic: str, committed: bool = True
-) -> list[tuple[Any, bytes, int]]:
-    """(headers, value, timestamp ms) of every record up to the topic's current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed" if committed else "read_uncommitted",
-    )
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[tuple[Any, bytes, int]] = []
-        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-        while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=1000)
-            for records in fetched.values():
-                out.extend((r.headers, r.value or b"", r.timestamp) for r in records)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return out
-    finally:
-        await consumer.stop()
 
 
 def replay(log: list[bytes], until: datetime, directory: Path) -> dict[str, dict[str, Any]]:
@@ -365,13 +301,13 @@ def percentile(values: list[float], q: float) -> float:
 
 async def compare(soak: Soak, until: datetime) -> int:
     bootstrap, run_id = soak.broker.bootstrap, soak.run_id
-    inputs = await read_topic(bootstrap, soak.topic)
-    ordered = sorted(inputs, key=lambda r: int(dict(r[0])[SEQ_HEADER]))
-    want = replay([value for _, value, _ in ordered], until, soak.directory)
+    inputs = await read_all(bootstrap, soak.topic)
+    ordered = sorted(inputs, key=lambda r: int(dict(r.headers)[SEQ_HEADER]))
+    want = replay([r.value for r in ordered], until, soak.directory)
     reclassified: dict[str, list[float]] = {}
-    for _, value, _ in ordered:
+    for record in ordered:
         with contextlib.suppress(ValueError, KeyError, TypeError):
-            event = json.loads(value)
+            event = json.loads(record.value)
             if event["type"] == "priority-changed":
                 at = datetime.fromisoformat(event["occurred_at"]).timestamp()
                 reclassified.setdefault(event["ticket_id"], []).append(at)
@@ -399,9 +335,9 @@ async def compare(soak: Soak, until: datetime) -> int:
     early = sum(1 for late in lateness if late < -EARLY_TOLERANCE)
     uncommitted = 0
     for kind in ("warnings", "breaches"):
-        uncommitted += len(await read_topic(bootstrap, f"{run_id}-{kind}", committed=False))
+        uncommitted += len(await read_all(bootstrap, f"{run_id}-{kind}", committed=False))
     committed_records = len(published) + sum(repeats.values())
-    letters = len(await read_topic(bootstrap, f"{run_id}-dead-letter"))
+    letters = len(await read_all(bootstrap, f"{run_id}-dead-letter"))
     counts = Counter(e["type"] for e in want.values())
     say(
         f"replay of {len(ordered)} input records emits {counts['sla-warning']} warnings and "
@@ -453,14 +389,15 @@ async def published_by(
     published: dict[str, tuple[bytes, int]] = {}
     repeats: Counter[str] = Counter()
     for kind in ("warnings", "breaches"):
-        for _, value, timestamp in await read_topic(soak.broker.bootstrap, f"{soak.run_id}-{kind}"):
-            event = json.loads(value)
+        records: list[Record] = await read_all(soak.broker.bootstrap, f"{soak.run_id}-{kind}")
+        for record in records:
+            event = json.loads(record.value)
             if datetime.fromisoformat(event["due_at"]) > until:
                 continue
             if event["event_id"] in published:
                 repeats[event["event_id"]] += 1
                 continue
-            published[event["event_id"]] = (value, timestamp)
+            published[event["event_id"]] = (record.value, record.timestamp_ms)
     return published, repeats
 
 
@@ -470,7 +407,7 @@ async def soak_run(args: argparse.Namespace, soak: Soak) -> int:
     for worker in soak.workers:
         worker.start()
     for worker in soak.workers:
-        await asyncio.to_thread(worker.wait_ready, 120)
+        await asyncio.to_thread(worker.wait_readyz, 200, 120)
     say(f"{len(soak.workers)} workers ready; traffic for {args.minutes:g} min at {args.rate}/s")
     until = time.monotonic() + args.minutes * 60
     soak.producing.set()
@@ -499,7 +436,7 @@ def main() -> None:
         directory = Path(tempfile.mkdtemp(prefix="sla-soak-"))
         if not args.keep:
             cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
-        broker = Broker(directory / "kafka")
+        broker = LocalBroker(directory / "kafka", {"SLA_KAFKA_HEAP": "1g"})
         cleanup.callback(broker.stop)
         broker.start()
         say(f"soak: broker {broker.bootstrap}, dir {directory}, seed {args.seed}")

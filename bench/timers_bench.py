@@ -43,14 +43,15 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer
 from live import (
     Cleanup,
-    Metrics,
-    WorkerProcess,
+    bench_worker,
     committed,
-    create_topics,
     produce,
     say,
     start_run,
+    timed_terminate,
 )
+
+from worker.harness import Scrape, WorkerProcess, create_topics
 
 BULK_TARGETS = {1: "PT8H", 2: "PT10H", 3: "PT12H", 4: "PT14H"}
 
@@ -145,9 +146,9 @@ def summary(values: list[float]) -> str:
     )
 
 
-def timed_scrape(worker: WorkerProcess) -> tuple[Metrics | None, float]:
+def timed_scrape(worker: WorkerProcess) -> tuple[Scrape | None, float]:
     started = time.perf_counter()
-    metrics = worker.metrics()
+    metrics = worker.scrape()
     return metrics, time.perf_counter() - started
 
 
@@ -269,7 +270,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     say(f"produced {count:,} ticket-created events in {seconds:.1f} s ({count / seconds:,.0f}/s)")
     count += done
 
-    worker = WorkerProcess(
+    worker = bench_worker(
         bootstrap=bootstrap,
         app_id=run_id,
         directory=directory / "worker",
@@ -282,7 +283,8 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     cleanup.callback(worker.stop_quietly)
     worker.start()
     say(f"worker pid {worker.pid}, port {worker.port}, log {worker.log_path}")
-    ready = worker.wait_ready(timeout=300)
+    worker.wait_readyz(200, timeout=300)
+    ready = time.perf_counter() - worker.started_at
     t_ready = time.perf_counter()
     say(f"ready {ready:.1f} s after spawn; ingesting")
     polls = wait_ingested(bootstrap, worker, topic, count, args.ingest_timeout)
@@ -306,13 +308,14 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
         f"/metrics scrape took {scrape:.2f} s"
     )
 
-    stop_seconds = worker.terminate()
+    stop_seconds = timed_terminate(worker)
     say(
         f"SIGTERM: exited {worker.process.returncode if worker.process else '?'} "
         f"in {stop_seconds:.1f} s"
     )
     worker.start()
-    restart = worker.wait_ready(timeout=600)
+    worker.wait_readyz(200, timeout=600)
+    restart = time.perf_counter() - worker.started_at
     rss_after = worker.rss_bytes()
     metrics, scrape = timed_scrape(worker)
     assert metrics is not None

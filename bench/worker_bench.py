@@ -40,15 +40,16 @@ from pathlib import Path
 from live import (
     Cleanup,
     Run,
-    WorkerProcess,
-    create_topics,
+    bench_worker,
     produce,
     raw_consume,
     say,
     start_run,
+    timed_terminate,
     wait_consumed,
 )
 
+from worker.harness import create_topics
 from worker.traffic import synthetic_stream
 
 
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
         f"decode {raws[0].decode}; group join + first fetch {raws[0].join_seconds:.2f} s)"
     )
 
-    worker = WorkerProcess(
+    worker = bench_worker(
         bootstrap=bootstrap,
         app_id=run_id,
         directory=directory / "worker",
@@ -148,7 +149,8 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     cleanup.callback(worker.stop_quietly)
     worker.start()
     say(f"worker pid {worker.pid}, port {worker.port}, log {worker.log_path}")
-    ready = worker.wait_ready(timeout=300, poll=0.1)
+    worker.wait_readyz(200, timeout=300, poll=0.1)
+    ready = time.perf_counter() - worker.started_at
     say(f"worker ready (/readyz 200) {ready:.2f} s after spawn")
 
     spy = None
@@ -196,14 +198,14 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> None:
     t_end, c_end, _, _ = progress.polls[-1]
     elapsed = max(t_end - t_first, 1e-3)  # a tiny run may be consumed within one poll
     rate = (c_end - c_first) / elapsed
-    metrics = worker.metrics()
+    metrics = worker.scrape()
     assert metrics is not None
     # steady rate: between 10 % and 90 % of the events
     lo = next(p for p in progress.polls if p[1] >= 0.1 * n)
     hi = next(p for p in progress.polls if p[1] >= 0.9 * n)
     steady = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else float("nan")
     rss = worker.rss_bytes()
-    stopped = worker.terminate()  # the peers below get the machine to themselves
+    stopped = timed_terminate(worker)  # the peers below get the machine to themselves
     say(f"worker stopped (SIGTERM) in {stopped:.1f} s")
     pair_rate = two_workers(this, args, n, cleanup) if args.two_workers else None
 
@@ -258,7 +260,7 @@ def two_workers(this: Run, args: argparse.Namespace, n: int, cleanup: Cleanup) -
     first poll that saw any event consumed to the poll that saw all n, summed over both
     workers' /metrics (the rebalance when the second joins is inside the measurement)."""
     pair = [
-        WorkerProcess(
+        bench_worker(
             bootstrap=this.bootstrap,
             app_id=f"{this.run_id}-pair",
             directory=this.directory / f"pair-{i}",
@@ -278,7 +280,7 @@ def two_workers(this: Run, args: argparse.Namespace, n: int, cleanup: Cleanup) -
         if time.perf_counter() > deadline:
             raise TimeoutError(f"two workers consumed {polls[-1][1] if polls else 0} of {n}")
         time.sleep(0.5)
-        scraped = [worker.metrics() for worker in pair]
+        scraped = [worker.scrape() for worker in pair]
         for worker in pair:
             worker.check_alive()
         polls.append((time.perf_counter(), sum(m.consumed() for m in scraped if m)))

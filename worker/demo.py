@@ -1,8 +1,9 @@
 """`sla-worker demo`: the worker, live traffic, and warnings and breaches as they fire.
 
-It starts `sla-worker worker` as a child process with a minute-scale demo policy, on
-topics and state of its own (so a second run starts clean), produces realistic ticket
-traffic in real time, and prints every warning and breach the worker publishes.
+It starts `sla-worker worker` as a child process (`worker.harness.WorkerProcess`, as the
+tests and benchmarks do) with a minute-scale demo policy, on topics and state of its own
+(so a second run starts clean), produces realistic ticket traffic in real time, and
+prints every warning and breach the worker publishes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from worker.settings import worker_command
+from worker.harness import WorkerExited, WorkerProcess
 from worker.traffic import LiveTraffic
 
 DEMO_POLICY = Path(__file__).parent / "presets" / "demo.yaml"
@@ -74,48 +75,34 @@ async def _produce_traffic(bootstrap: str, topic: str, stop: asyncio.Event) -> N
         await producer.stop()
 
 
-async def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
-    import urllib.request
-
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise click.ClickException(f"the worker exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        await asyncio.sleep(0.5)
-    raise click.ClickException("the worker did not become ready")
-
-
 def run_demo(bootstrap: str, duration: float | None, port: int) -> None:
     run = f"demo-{int(time.time())}"
     topics = {name: f"{run}-{name}" for name in ("tickets", "warnings", "breaches", "dead")}
-    workdir = Path(tempfile.mkdtemp(prefix="sla-demo-"))
-    log = (workdir / "worker.log").open("wb")
-    args = worker_command(
-        bootstrap_servers=bootstrap,
-        app_id=f"sla-{run}",
-        input_topics=topics["tickets"],
-        warnings_topic=topics["warnings"],
-        breaches_topic=topics["breaches"],
-        dead_letter_topic=topics["dead"],
+    worker = WorkerProcess(
+        bootstrap,
+        f"sla-{run}",
+        Path(tempfile.mkdtemp(prefix="sla-demo-")),
+        input_topics=(topics["tickets"],),
         partitions=3,
-        policies=DEMO_POLICY,
-        web_host="127.0.0.1",
-        web_port=port,
+        policy=DEMO_POLICY,
+        settings={
+            "warnings_topic": topics["warnings"],
+            "breaches_topic": topics["breaches"],
+            "dead_letter_topic": topics["dead"],
+        },
+        port=port,
     )
-    click.echo(f"starting the worker (log: {workdir / 'worker.log'}) ...")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    click.echo(f"starting the worker (log: {worker.log_path}) ...")
+    worker.start()
 
     async def main() -> None:
-        await _wait_ready(port, process, 120)
+        try:
+            await worker.ready(timeout=120)
+        except (WorkerExited, TimeoutError) as exc:
+            raise click.ClickException(f"the worker did not become ready: {exc}") from exc
         click.echo(
-            f"worker ready: http://127.0.0.1:{port}/metrics, "
-            f"http://127.0.0.1:{port}/tickets/HD-1001; producing traffic (Ctrl-C stops)"
+            f"worker ready: {worker.url}/metrics, {worker.url}/tickets/HD-1001; "
+            "producing traffic (Ctrl-C stops)"
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -131,10 +118,7 @@ def run_demo(bootstrap: str, duration: float | None, port: int) -> None:
     try:
         asyncio.run(main())
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        click.echo(f"worker stopped (exit {process.returncode})")
+        if worker.alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):  # it was killed then
+                worker.terminate(timeout=60)
+        click.echo(f"worker stopped (exit {worker.process and worker.process.returncode})")

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
@@ -36,12 +35,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from tests.integration.workers import WorkerProcess
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-KAFKA_LOCAL = REPO_ROOT / "scripts" / "kafka-local"
-# A first start on a machine without the jar cache downloads ~45 MB through Maven.
-START_TIMEOUT_S = 900.0
+from tests.integration.workers import fast_worker
+from worker.harness import BrokerError, LocalBroker, WorkerProcess
 
 JsonRecord = tuple[str, dict[str, Any], int, int]
 """(key, value, partition, offset) as returned by `consume_json`."""
@@ -79,31 +74,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.kafka)
 
 
-def _run_kafka_local(
-    command: str, env: dict[str, str], *extra: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(KAFKA_LOCAL), command, *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT_S,
-        check=False,
-    )
-
-
-def _text(output: str | bytes | None) -> str:
-    # TimeoutExpired carries bytes even when the run was text=True.
-    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
-
-
-def _describe(result: subprocess.CompletedProcess[str]) -> str:
-    return (
-        f"exit code {result.returncode}\n"
-        f"--- stdout ---\n{result.stdout.strip()}\n--- stderr ---\n{result.stderr.strip()}"
-    )
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address ("host:port") of a running Kafka broker."""
@@ -112,32 +82,24 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield external
         return
 
-    env = {**os.environ, "SLA_KAFKA_HOME": str(tmp_path_factory.mktemp("kafka-local"))}
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka-local"))
     try:
-        # --owner-pid: if this pytest process dies without teardown, the broker goes too.
-        started = _run_kafka_local("start", env, "--owner-pid", str(os.getpid()))
-    except subprocess.TimeoutExpired as exc:
-        _run_kafka_local("stop", env)
-        pytest.fail(
-            f"scripts/kafka-local start took over {START_TIMEOUT_S:.0f} s\n"
-            f"--- stdout ---\n{_text(exc.stdout)}\n--- stderr ---\n{_text(exc.stderr)}",
-            pytrace=False,
-        )
-    lines = started.stdout.strip().splitlines()
-    if started.returncode != 0 or not lines:
+        yield broker.start()
+    except (BrokerError, subprocess.TimeoutExpired) as exc:
         in_ci = os.environ.get("CI", "").lower() == "true"
+        with contextlib.suppress(BrokerError, subprocess.TimeoutExpired):
+            broker.stop()
         pytest.fail(
             f"could not start the local Kafka broker with scripts/kafka-local start"
             f"{' (CI)' if in_ci else ''}; set KAFKA_BOOTSTRAP_SERVERS to use another broker.\n"
-            + _describe(started),
+            f"{exc}",
             pytrace=False,
         )
-    try:
-        yield lines[-1]
-    finally:
-        stopped = _run_kafka_local("stop", env)
-        if stopped.returncode != 0:
-            pytest.fail("scripts/kafka-local stop failed:\n" + _describe(stopped), pytrace=False)
+    else:
+        try:
+            broker.stop()
+        except BrokerError as exc:
+            pytest.fail(f"scripts/kafka-local stop failed:\n{exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -300,49 +262,13 @@ def worker_factory(
 
     def make(**options: Any) -> WorkerProcess:
         options.setdefault("app_id", app_id)
-        worker = WorkerProcess(kafka_bootstrap, directory=tmp_path, **options)
+        worker = fast_worker(kafka_bootstrap, tmp_path, **options)
         started.append(worker)
         return worker
 
     yield make
     for worker in started:
         worker.stop_quietly()
-
-
-@pytest.fixture
-def drain(kafka_bootstrap: str) -> Callable[..., Any]:
-    """Read a topic from the beginning until it has been quiet for `settle` seconds."""
-
-    async def read(
-        topic: str, settle: float = 3.0, timeout: float = 120.0, at_least: int = 0
-    ) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=kafka_bootstrap,
-            group_id=f"drain-{uuid.uuid4().hex}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            quiet_since = loop.time()
-            while loop.time() < deadline:
-                batch = await consumer.getmany(timeout_ms=250)
-                for messages in batch.values():
-                    for m in messages:
-                        records.append((m.key, m.value or b"", list(m.headers or [])))
-                if batch:
-                    quiet_since = loop.time()
-                elif len(records) >= at_least and loop.time() - quiet_since >= settle:
-                    break
-        finally:
-            await consumer.stop()
-        return records
-
-    return read
 
 
 @pytest.fixture

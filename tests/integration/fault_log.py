@@ -28,9 +28,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
 
 from tests.integration.workers import FAST_POLICY
+from worker.harness import Record, read_all
 
 SESSION_TIMEOUT = "6"  # the smallest the worker accepts: takeovers within seconds
 TIMERS_OVER = timedelta(seconds=15)  # after the last event every timer has fired
@@ -209,39 +209,6 @@ async def produce(
         await producer.stop()
 
 
-async def read_all(
-    bootstrap: str, topic: str, *, committed: bool = True
-) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
-    """Every record of `topic` up to its current end (read_committed: its stable end)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed" if committed else "read_uncommitted",
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
-        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-        while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=500)
-            for messages in fetched.values():
-                records.extend((m.key, m.value or b"", list(m.headers or [])) for m in messages)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return records
-    finally:
-        await consumer.stop()
-
-
 @dataclass
 class Published:
     """What the output topics hold, as a read_committed consumer sees it."""
@@ -252,10 +219,11 @@ class Published:
     records: int = 0
 
     @classmethod
-    def of(cls, records: list[tuple[bytes | None, bytes, Any]]) -> Published:
+    def of(cls, records: list[Record]) -> Published:
         result = cls(records=len(records))
         raw_by_id: dict[str, bytes] = {}
-        for _, value, _ in records:
+        for record in records:
+            value = record.value
             event = json.loads(value)
             event_id = event["event_id"]
             if event_id in raw_by_id:
@@ -269,7 +237,7 @@ class Published:
 
 
 async def published(bootstrap: str, topics: list[str], *, committed: bool = True) -> Published:
-    records = []
+    records: list[Record] = []
     for topic in topics:
         records += await read_all(bootstrap, topic, committed=committed)
     return Published.of(records)
@@ -320,7 +288,7 @@ async def wait_for_any(bootstrap: str, topics: list[str], timeout: float = 60) -
 
 async def dead_letters(bootstrap: str, topic: str) -> Counter[bytes]:
     """Dead-lettered values (read_committed), counted."""
-    return Counter(value for _, value, _ in await read_all(bootstrap, topic))
+    return Counter(record.value for record in await read_all(bootstrap, topic))
 
 
 @dataclass

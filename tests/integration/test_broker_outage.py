@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from tests.integration.brokers import LocalBroker
 from tests.integration.fault_log import (
     Setup,
     check,
@@ -27,7 +26,8 @@ from tests.integration.fault_log import (
     produce,
     wait_for_any,
 )
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import fast_worker
+from worker.harness import LocalBroker, WorkerProcess
 
 OUTAGE_SECONDS = 35
 # The log's last agent reply that prevents a warning comes 9.7 s after its start
@@ -44,7 +44,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     try:
         yield local
     finally:
-        local._run("stop")
+        local.stop()
 
 
 @pytest.fixture
@@ -55,9 +55,7 @@ async def running(
     tag = uuid.uuid4().hex[:8]
     names = (f"tickets-{tag}", f"warnings-{tag}", f"breaches-{tag}", f"dead-{tag}")
     setup = Setup(broker.bootstrap, *names, partitions=3)
-    worker = WorkerProcess(
-        broker.bootstrap, app_id=f"outage-{tag}", directory=tmp_path, **setup.options()
-    )
+    worker = fast_worker(broker.bootstrap, tmp_path, app_id=f"outage-{tag}", **setup.options())
     worker.start()
     try:
         await worker.ready()

@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.workers import WorkerProcess, free_port, log_tail
 from tests.unit.test_promql import (
     ALERTS,
     alert_rules,
@@ -34,6 +33,7 @@ from tests.unit.test_promql import (
     find_tool,
     grafana_to_promql,
 )
+from worker.harness import WorkerProcess, free_port, log_tail
 
 SCRAPE_INTERVAL = "1s"
 TIMEOUT_S = 90.0

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.integration.brokers import LocalBroker
-from tests.integration.workers import FAST_POLICY, WorkerProcess
+from tests.integration.workers import FAST_POLICY, fast_worker
+from worker.harness import LocalBroker, WorkerProcess
 from worker.kafka.topics import client_options
 from worker.settings import KafkaConnection
 
@@ -105,10 +105,10 @@ def worker_on(secured: Secured, tmp_path: Path) -> Iterator[Callable[..., Worker
     started: list[WorkerProcess] = []
 
     def start(topics: Topics, *extra: str, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(
+        worker = fast_worker(
             secured.broker.bootstrap,
+            tmp_path,
             app_id=f"sla-{uuid.uuid4().hex[:8]}",
-            directory=tmp_path,
             input_topics=(topics.tickets,),
             extra=(*extra, *topics.flags()),
             env=env,

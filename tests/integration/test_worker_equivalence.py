@@ -10,37 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tests.integration.workers import FAST_POLICY
-from tests.unit.conftest import run_replay
-from worker.core.policy import Policy
+from tests.integration.expected import expected
+from tests.integration.fault_log import published
+from worker.harness import settled
 from worker.presets import load_presets
 from worker.traffic import synthetic_stream
 
-FAST = Policy.from_mapping(yaml.safe_load(FAST_POLICY.read_text()))
-
-
-def outputs(records: list[tuple[bytes | None, bytes, Any]]) -> dict[str, dict[str, Any]]:
-    """Published events by event_id (a repeated id must repeat the same content)."""
-    by_id: dict[str, dict[str, Any]] = {}
-    for _, value, _ in records:
-        event = json.loads(value)
-        assert by_id.setdefault(event["event_id"], event) == event
-    return by_id
-
-
-def expected(lines: list[bytes], policy: Policy, until: datetime) -> dict[str, dict[str, Any]]:
-    result = run_replay([line.decode() for line in lines], policy, until.isoformat())
-    assert not result.rejections
-    return {e["event_id"]: e for e in result.events}
-
 
 async def test_a_backlog_read_from_the_beginning_equals_replay(
-    create_topic: Any, produce_lines: Any, drain: Any, worker_factory: Any, tmp_path: Path
+    create_topic: Any, produce_lines: Any, kafka_bootstrap: str, worker_factory: Any
 ) -> None:
     # A month of traffic that ended weeks ago: every deadline is in the past, so a worker
     # that fired on the wall clock before applying the backlog would publish breaches
@@ -50,7 +30,8 @@ async def test_a_backlog_read_from_the_beginning_equals_replay(
     tickets = await create_topic(partitions=3)
     warnings, breaches = await create_topic(partitions=3), await create_topic(partitions=3)
     await produce_lines(tickets, lines)
-    want = expected(lines, load_presets(), datetime.now(UTC))
+    until = datetime.now(UTC)
+    want = expected(lines, until, load_presets())
     assert len(want) > 150
 
     worker = worker_factory(
@@ -60,14 +41,14 @@ async def test_a_backlog_read_from_the_beginning_equals_replay(
     )
     worker.start()
     await worker.ready()
-    n_warnings = sum(1 for e in want.values() if e["type"] == "sla-warning")
-    got_warnings = outputs(await drain(warnings, at_least=n_warnings, settle=5))
-    got_breaches = outputs(await drain(breaches, at_least=len(want) - n_warnings, settle=2))
-    assert {**got_warnings, **got_breaches} == want
+    await settled([worker], [tickets], until)
+    got = await published(kafka_bootstrap, [warnings, breaches])
+    assert got.events == want
+    assert not got.repeats
 
 
 async def test_live_traffic_equals_replay(
-    create_topic: Any, produce_lines: Any, drain: Any, worker_factory: Any
+    create_topic: Any, produce_lines: Any, kafka_bootstrap: str, worker_factory: Any
 ) -> None:
     tickets = await create_topic(partitions=3)
     warnings, breaches = await create_topic(partitions=3), await create_topic(partitions=3)
@@ -106,6 +87,7 @@ async def test_live_traffic_equals_replay(
     script.sort(key=lambda item: item[0])
     loop = asyncio.get_running_loop()
     began = loop.time()
+    until = datetime.now(UTC) + timedelta(seconds=18)  # past every deadline of the script
     lines: list[bytes] = []
     for n, (offset, ticket, fields) in enumerate(script):
         await asyncio.sleep(max(0.0, began + offset - loop.time()))
@@ -118,16 +100,15 @@ async def test_live_traffic_equals_replay(
         line = json.dumps(body).encode()
         lines.append(line)
         await produce_lines(tickets, [line])
-    await asyncio.sleep(max(0.0, began + 18 - loop.time()))  # past every deadline
+    await settled([worker], [tickets], until)
 
-    want = expected(lines, FAST, datetime.now(UTC))
+    want = expected(lines, until)
     assert {(e["ticket_id"], e["type"]) for e in want.values()} >= {
         ("L-1", "sla-breach"),
         ("L-4", "sla-breach"),
         ("L-5", "sla-breach"),
         ("L-6", "sla-warning"),
     }
-    n_warnings = sum(1 for e in want.values() if e["type"] == "sla-warning")
-    got_warnings = outputs(await drain(warnings, settle=1, at_least=n_warnings))
-    got_breaches = outputs(await drain(breaches, settle=1, at_least=len(want) - n_warnings))
-    assert {**got_warnings, **got_breaches} == want
+    got = await published(kafka_bootstrap, [warnings, breaches])
+    assert got.events == want
+    assert not got.repeats

@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.fault_log import (
     Line,
     fault_log,
     produce,
     published,
-    read_all,
     replay_expected,
-    wait_for_outputs,
 )
-from tests.integration.workers import WorkerProcess
+from worker.harness import WorkerProcess, read_all, settled
 from worker.kafka.partition import DEAD_LETTER_PREFIX
 
 LIMIT = 150_000  # --max-message-bytes of the hostile run
@@ -56,15 +51,11 @@ def start(worker_factory: Any, names: dict[str, str], partitions: int, *extra: s
 
 def consumed(worker: WorkerProcess) -> Counter[tuple[str, str]]:
     """sla_events_consumed_total by (outcome, reason)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as r:
-        text = r.read().decode()
+    scrape = worker.scrape()
+    assert scrape is not None
     counts: Counter[tuple[str, str]] = Counter()
-    for family in text_string_to_metric_families(text):
-        if family.name == "sla_events_consumed":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    key = (sample.labels["outcome"], sample.labels["reason"])
-                    counts[key] += int(sample.value)
+    for labels, value in scrape.values("sla_events_consumed_total"):
+        counts[(labels["outcome"], labels["reason"])] += int(value)
     return counts
 
 
@@ -101,11 +92,12 @@ async def test_rejected_and_future_events_never_fire_anyones_timers(
         ),
     ]
     await produce(kafka_bootstrap, names["in"], lines, live=True)
-    await asyncio.sleep(10)  # T1's first response target (6 s) has passed
+    # Past T1's first-response deadline (6 s), everything read and nothing left to fire.
+    await settled([worker], [names["in"]], now + timedelta(seconds=7))
     outputs = await published(kafka_bootstrap, [names["w"], names["b"]])
     assert outputs.events == {}, outputs.events
     letters = await read_all(kafka_bootstrap, names["dead"])
-    assert sorted(dict(h)["sla-dlq-reason"] for _, _, h in letters) == [
+    assert sorted(dict(letter.headers)["sla-dlq-reason"] for letter in letters) == [
         b"future-timestamp",
         b"unknown-ticket",
     ]
@@ -166,16 +158,17 @@ async def test_hostile_messages_are_dead_lettered_and_the_stream_goes_on(
     worker.start()
     end = valid[-1].at + timedelta(seconds=15)
     want = replay_expected([line for line in valid], end, tmp_path)
-    got = await wait_for_outputs(kafka_bootstrap, [names["w"], names["b"]], want)
+    await settled([worker], [names["in"]], end)
+    got = await published(kafka_bootstrap, [names["w"], names["b"]])
     assert got.events == want
 
     letters = await read_all(kafka_bootstrap, names["dead"])
-    reasons = Counter(dict(headers)["sla-dlq-reason"].decode() for _, _, headers in letters)
+    reasons = Counter(dict(letter.headers)["sla-dlq-reason"].decode() for letter in letters)
     expected_reasons = Counter(reason for _, _, reason in hostile)
     expected_reasons.update(["invalid-field", "invalid-json", "unknown-ticket", "unknown-type"])
     assert reasons == expected_reasons  # the hostile ones and fault_log's own bad lines
     # The original bytes, untouched; a too-large one keeps its first 64 KiB, and says so.
-    by_value = {value: (key, dict(headers)) for key, value, headers in letters}
+    by_value = {letter.value: (letter.key, dict(letter.headers)) for letter in letters}
     for key, value, _ in hostile:
         kept = value if len(value) <= LIMIT else value[:DEAD_LETTER_PREFIX]
         assert kept in by_value, f"no dead letter for {value[:60]!r}..."

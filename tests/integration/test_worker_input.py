@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.integration.workers import WorkerProcess
+from worker.harness import WorkerProcess, read_all, settled, wait_for_records
+
+P1_TARGET = timedelta(seconds=6)  # the fast plan's first response at priority 1
 
 
 def event(n: int, type_: str, ticket: str, **fields: Any) -> dict[str, Any]:
@@ -25,7 +27,7 @@ def line(body: dict[str, Any]) -> bytes:
 
 
 async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
-    create_topic: Any, produce_lines: Any, drain: Any, worker_factory: Any
+    create_topic: Any, produce_lines: Any, kafka_bootstrap: str, worker_factory: Any
 ) -> None:
     tickets = await create_topic(partitions=3)
     dead, breaches = await create_topic(partitions=3), await create_topic(partitions=3)
@@ -62,8 +64,9 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     ]
     await produce_lines(tickets, values, keys=keys)
 
-    letters = await drain(dead, at_least=len(bad), settle=2)
-    by_value = {value: (key, dict(headers)) for key, value, headers in letters}
+    await settled([worker], [tickets], datetime.fromisoformat(good["occurred_at"]))
+    letters = await read_all(kafka_bootstrap, dead)
+    by_value = {letter.value: (letter.key, dict(letter.headers)) for letter in letters}
     for key, value, reason in bad:
         dead_key, headers = by_value[value]  # the original bytes, untouched
         assert dead_key == key
@@ -74,15 +77,15 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     assert len(letters) == len(bad)
 
     # The good ticket around the bad input was applied: it breaches on time.
-    await asyncio.sleep(7)
-    breached = [json.loads(v)["ticket_id"] for _, v, _ in await drain(breaches, at_least=1)]
+    await settled([worker], [tickets], datetime.fromisoformat(good["occurred_at"]) + P1_TARGET)
+    breached = [json.loads(r.value)["ticket_id"] for r in await read_all(kafka_bootstrap, breaches)]
     assert breached == ["D-1"]
     status, body = await asyncio.to_thread(worker.get, "/tickets/D-1")
     assert status == 200 and body["timers"][0]["breached"] is True
 
 
 async def test_events_before_their_ticket_are_held_on_multiple_input_topics(
-    create_topic: Any, produce_lines: Any, drain: Any, worker_factory: Any
+    create_topic: Any, produce_lines: Any, kafka_bootstrap: str, worker_factory: Any
 ) -> None:
     created_topic, replies_topic = (
         await create_topic(partitions=3),
@@ -107,7 +110,7 @@ async def test_events_before_their_ticket_are_held_on_multiple_input_topics(
     # the ticket exists the reply is applied at its own time and meets the timer.
     reply = event(1, "reply-sent", "H-1", author="agent")
     await produce_lines(replies_topic, [line(reply)])
-    await asyncio.sleep(1)
+    await asyncio.sleep(1)  # the timeline: the reply comes a second before its ticket
     created = {
         **event(2, "ticket-created", "H-1", plan="fast", priority=1),
         "occurred_at": reply["occurred_at"],
@@ -116,12 +119,14 @@ async def test_events_before_their_ticket_are_held_on_multiple_input_topics(
     # H-2: a reply whose ticket never comes is dead-lettered after the hold time.
     await produce_lines(replies_topic, [line(event(3, "reply-sent", "H-2", author="agent"))])
 
-    letters = await drain(dead, at_least=1, settle=5)
-    assert [(json.loads(v)["ticket_id"], dict(h)["sla-dlq-reason"]) for _, v, h in letters] == [
-        ("H-2", b"unknown-ticket")
-    ]
-    await asyncio.sleep(4)  # past H-1's 6-second target
-    assert await drain(breaches, settle=1) == []
+    await wait_for_records(kafka_bootstrap, dead, 1)  # after the 3 s hold
+    deadline = datetime.fromisoformat(created["occurred_at"]) + P1_TARGET  # H-1's, had it run
+    await settled([worker], [created_topic, replies_topic], deadline)
+    letters = await read_all(kafka_bootstrap, dead)
+    assert [
+        (json.loads(r.value)["ticket_id"], dict(r.headers)["sla-dlq-reason"]) for r in letters
+    ] == [("H-2", b"unknown-ticket")]
+    assert await read_all(kafka_bootstrap, breaches) == []
     status, body = await asyncio.to_thread(worker.get, "/tickets/H-1")
     assert status == 200 and body["timers"] == []
 

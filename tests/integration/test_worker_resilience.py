@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.integration.test_worker_equivalence import FAST, expected, outputs
+from tests.integration.expected import expected
+from tests.integration.fault_log import Published, published
+from worker.harness import settled
+
+LAST_DEADLINE = timedelta(seconds=12)  # the fast plan's longest target (priority 2)
 
 
 def created(n: int, ticket: str, priority: int = 2) -> bytes:
@@ -49,22 +53,22 @@ async def eventually_found(worker: Any, path: str, timeout: float = 20) -> Any:
         await asyncio.sleep(0.5)
 
 
-async def published(
-    drain: Any, warnings: str, breaches: str, want: dict[str, Any], timeout: float = 150
-) -> list[Any]:
-    """Everything on both output topics, once at least what replay expects is there."""
-    n_warnings = sum(1 for e in want.values() if e["type"] == "sla-warning")
-    found = await drain(warnings, settle=1, at_least=n_warnings, timeout=timeout)
-    return [
-        *found,
-        *await drain(breaches, settle=1, at_least=len(want) - n_warnings, timeout=timeout),
-    ]
+async def published_equals_replay(
+    bootstrap: str, warnings: str, breaches: str, lines: list[bytes], until: datetime
+) -> Published:
+    """What the worker published (read_committed) is exactly what replay emits for the
+    lines with the clock at `until`, each id once; call when the workers have settled."""
+    want = expected(lines, until)
+    got = await published(bootstrap, [warnings, breaches])
+    assert got.events == want
+    assert not got.repeats and not got.conflicts
+    return got
 
 
 async def test_sigkill_with_running_timers_loses_nothing(
     create_topic: Any,
     produce_lines: Any,
-    drain: Any,
+    kafka_bootstrap: str,
     worker_factory: Any,
     record_property: Any,
 ) -> None:
@@ -76,8 +80,9 @@ async def test_sigkill_with_running_timers_loses_nothing(
     worker.start()
     await worker.ready()
 
-    # 30 tickets with a 12-second target; every third answered; then SIGKILL while their
-    # timers run, more traffic while the worker is down, and a restart.
+    # The timeline: 30 tickets with a 12-second target; 2 s later every third is
+    # answered; 2 s after that SIGKILL while their timers run, 10 more tickets while the
+    # worker is down, and a restart 1 s later.
     lines = [created(n, f"K-{n}") for n in range(30)]
     await produce_lines(tickets, lines)
     await asyncio.sleep(2)
@@ -89,27 +94,23 @@ async def test_sigkill_with_running_timers_loses_nothing(
     while_down = [created(n, f"K-{n}") for n in range(30, 40)]
     await produce_lines(tickets, while_down)
     lines += while_down
+    until = datetime.now(UTC) + LAST_DEADLINE  # every deadline
     await asyncio.sleep(1)
     worker.start()
     recovery = await worker.ready()
-    await asyncio.sleep(13)  # past every deadline
 
-    want = expected(lines, FAST, datetime.now(UTC))
-    records = await published(drain, warnings, breaches, want)
-    got = outputs(records)
-    assert got == want
-    duplicates = len(records) - len(got)
-    record_property("published", len(records))
-    record_property("duplicates", duplicates)
+    await settled([worker], [tickets], until)
+    got = await published_equals_replay(kafka_bootstrap, warnings, breaches, lines, until)
+    record_property("published", len(got.events))
     record_property("restart_to_ready_seconds", round(recovery, 2))
     print(
-        f"\ncrash test: {len(records)} published, {len(got)} distinct, {duplicates} duplicates;"
+        f"\ncrash test: {len(got.events)} published, each once (read_committed);"
         f" restart to ready {recovery:.1f} s"
     )
 
 
 async def test_a_survivor_takes_over_a_killed_workers_partitions(
-    create_topic: Any, produce_lines: Any, drain: Any, worker_factory: Any
+    create_topic: Any, produce_lines: Any, kafka_bootstrap: str, worker_factory: Any
 ) -> None:
     tickets = await create_topic(partitions=6)
     warnings, breaches = await create_topic(partitions=6), await create_topic(partitions=6)
@@ -134,6 +135,7 @@ async def test_a_survivor_takes_over_a_killed_workers_partitions(
 
     lines = [created(n, f"S-{n}") for n in range(60)]
     await produce_lines(tickets, lines)
+    until = datetime.now(UTC) + LAST_DEADLINE  # every deadline
     await asyncio.sleep(2)  # the timeline: the kill below comes 2 s after the creations
 
     # Each worker answers for every ticket: requests are forwarded to the owner.
@@ -145,13 +147,12 @@ async def test_a_survivor_takes_over_a_killed_workers_partitions(
     assert status == 404
 
     second.kill()
-    await asyncio.sleep(11)  # every deadline has passed
 
-    # The survivor needs the session timeout, a rebalance and a recovery first.
-    want = expected(lines, FAST, datetime.now(UTC))
-    got = outputs(await published(drain, warnings, breaches, want))
-    assert got == want
-    assert {e["ticket_id"] for e in want.values() if e["type"] == "sla-breach"} == {
+    # The survivor needs the session timeout, a rebalance and a recovery first: settled
+    # waits until it reports all six partitions read and their timers fired.
+    await settled([first], [tickets], until)
+    got = await published_equals_replay(kafka_bootstrap, warnings, breaches, lines, until)
+    assert {e["ticket_id"] for e in got.events.values() if e["type"] == "sla-breach"} == {
         f"S-{n}" for n in range(60)
     }
 

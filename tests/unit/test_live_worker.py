@@ -71,12 +71,12 @@ class RecordingProducer:
         self._call("stop")
 
 
-def created(offset: int, ticket: str) -> Message:
+def created(offset: int, ticket: str, at: datetime = NOW - timedelta(days=1)) -> Message:
     body = {
         "event_id": f"c-{ticket}",
         "type": "ticket-created",
         "ticket_id": ticket,
-        "occurred_at": (NOW - timedelta(days=1)).isoformat(),
+        "occurred_at": at.isoformat(),
         "plan": "vip",
         "priority": 1,
     }
@@ -197,3 +197,20 @@ async def test_a_partition_counts_as_read_as_of_its_previous_fetch(presets: Poli
     assert await worker._caught_up(0) == datetime.fromtimestamp(1.1, UTC)
     view.end = 12  # records the position has not reached: behind
     assert await worker._caught_up(0) is None
+
+
+async def test_readyz_shows_each_partitions_next_timer_and_whether_a_step_is_under_way(
+    presets: Policy,
+) -> None:
+    """What a test harness (worker.harness.settled) waits on: nothing under way, and no
+    timer left unfired up to an instant."""
+    worker, _ = await worker_with(RecordingProducer(), presets)
+    [row] = worker.diagnostics()
+    assert row["next_due"] is None  # HD-1, a day old, has fired all it ever will
+    worker.partitions[0].step([created(8, "HD-2", at=NOW)], NOW, read_through=NOW)
+    [row] = worker.diagnostics()
+    assert row["next_due"] is not None and row["next_due"].endswith("Z")
+    assert datetime.fromisoformat(row["next_due"]) > NOW  # HD-2's first warning
+    assert worker.busy is False
+    async with worker._lock:  # what a step, restore or rebalance holds
+        assert worker.busy is True

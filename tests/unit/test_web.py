@@ -25,6 +25,7 @@ class FakeWorker:
         self.owner = owner  # None: this worker owns every partition
         self.ready = True
         self.broker_reachable = True
+        self.busy = False
         self.partitions: dict[int, Any] = {}
 
     def diagnostics(self) -> list[dict[str, Any]]:

@@ -299,10 +299,10 @@ class TicketProcessor:
                 {
                     "metric": view.metric,
                     "cycle": view.cycle,
-                    "started_at": _iso(view.started_at),
+                    "started_at": iso(view.started_at),
                     "target": format_duration(view.target.duration),
                     "calendar": view.target.calendar.name,
-                    "deadline": None if view.deadline is None else _iso(view.deadline),
+                    "deadline": None if view.deadline is None else iso(view.deadline),
                     "elapsed": format_duration(view.elapsed),
                     "remaining": format_duration(remaining),
                     "paused": view.paused,
@@ -315,7 +315,7 @@ class TicketProcessor:
             "priority": ticket.priority,
             "status": ticket.status,
             "finished": ticket.finished,
-            "as_of": _iso(now),
+            "as_of": iso(now),
             "timers": timers,
         }
 
@@ -366,7 +366,8 @@ def _held_source(record: dict[str, Any]) -> Source:
     )
 
 
-def _iso(t: datetime) -> str:
+def iso(t: datetime) -> str:
+    """An instant as the API and the outputs write it: UTC, with `Z`."""
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -61,7 +61,7 @@ from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.kafka.assignment import ticket_assignor
 from worker.kafka.partition import Batch, Message, Partition, Topics
-from worker.kafka.processor import TicketProcessor
+from worker.kafka.processor import TicketProcessor, iso
 from worker.kafka.topics import changelog_topic_name, client_options
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
@@ -180,12 +180,20 @@ class LiveWorker:
             for number, partition in sorted(self.partitions.items())
         ]
 
+    @property
+    def busy(self) -> bool:
+        """A step, restore or rebalance is under way at this instant: what `diagnostics`
+        shows of a partition may not be committed yet."""
+        return self._lock.locked()
+
     def diagnostics(self) -> list[dict[str, Any]]:
         """Per owned input partition: the next offset to read and the partition's end
-        (last stable offset) as last seen, and the offset the partition's last committed
-        step recorded (its state holds it)."""
+        (last stable offset) as last seen, the offset the partition's last step recorded
+        (its state holds it; committed unless `busy`), and the earliest due instant of a
+        timer that has not fired yet."""
         rows = []
         for number, partition in sorted(self.partitions.items()):
+            due = partition.clock.due.peek()
             for tp in self._inputs(number):
                 seen = self._seen.get(tp, InputView())
                 rows.append(
@@ -196,6 +204,7 @@ class LiveWorker:
                         "end": seen.end,
                         "committed": partition.offsets.get(tp.topic),
                         "caught_up": partition.clock.caught_up,
+                        "next_due": None if due is None else iso(due),
                     }
                 )
         return rows

@@ -67,6 +67,7 @@ def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
         ready = worker.ready
         body: dict[str, Any] = {"ready": ready, "partitions": sorted(worker.partitions)}
         body["brokers_reachable"] = worker.broker_reachable
+        body["busy"] = worker.busy
         body["inputs"] = worker.diagnostics()
         return web.json_response(body, status=200 if ready else 503)
 

@@ -37,7 +37,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests.integration.containers.conftest import ROOT, podman, run_engine
-from tests.integration.workers import free_port
+from worker.harness import free_port
 
 SERVICES = ("kafka", "worker", "prometheus")
 UP_TIMEOUT_S = 600.0
