@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from pydantic_settings import CliApp
 
+from worker.bootstrap import read_policy
 from worker.core.policy import Policy, PolicyError
 from worker.kafka.access import KafkaAccessError, check_access
 from worker.kafka.service import LiveWorker
@@ -18,8 +19,6 @@ from worker.kafka.topics import TopicMismatch, ensure_topics
 from worker.kafka.web import build_web, serve
 from worker.logs import json_handler
 from worker.metrics import Metrics
-from worker.policy_file import load_policy
-from worker.presets import load_presets
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("sla_worker")
@@ -37,9 +36,7 @@ def run_worker(args: list[str]) -> int:
     # aiokafka logs every retry of an unreachable broker at ERROR; ours say what matters.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, settings.log_level_number))
     try:
-        policy: Policy = (
-            load_presets() if settings.policies is None else load_policy(settings.policies)
-        )
+        policy = read_policy(settings.policies)
     except PolicyError as exc:
         log.error("invalid policy", extra={"problems": exc.issues, "file": exc.source})
         return 2
@@ -93,9 +90,7 @@ async def _reload_policy(settings: WorkerSettings, worker: LiveWorker) -> None:
     """SIGHUP: read the policy file again; a file that cannot be used is refused, with
     every problem logged, and the policy in use stays."""
     try:
-        policy = await asyncio.to_thread(
-            lambda: load_presets() if settings.policies is None else load_policy(settings.policies)
-        )
+        policy = await asyncio.to_thread(read_policy, settings.policies)
     except PolicyError as exc:
         log.error(
             "policy reload refused: the file cannot be used; still judging with policy %s",

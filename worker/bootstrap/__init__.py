@@ -1,0 +1,28 @@
+"""The composition root: the one place where the commands' parts are built and connected
+to their inputs and outputs.
+
+`worker/cli.py` parses the command line and calls one `run` here per command; every
+command's policy comes from `read_policy` below (a file, or the built-in presets). What
+each one builds, in order:
+
+- `sla-worker replay` (`replay.py`): an `Engine` on the policy, a `Replay` fed by the
+  events file; warnings and breaches to `--output` as JSON Lines, rejections to
+  `--rejects` or stderr.
+
+Only construction and wiring live here; the rules stay in `worker/core/` and
+`worker/replay.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from worker.core.policy import Policy
+from worker.policy_file import load_policy
+from worker.presets import load_presets
+
+
+def read_policy(path: Path | None) -> Policy:
+    """The policy file at `path`, or the built-in presets when none is given: every
+    command's `--policies`, and the worker's SIGHUP. Raises `PolicyError`."""
+    return load_presets() if path is None else load_policy(path)
