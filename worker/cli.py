@@ -251,7 +251,7 @@ def audit(args: tuple[str, ...]) -> None:
     (`sla-worker audit --help` lists every setting)."""
     from pydantic_settings import CliApp
 
-    from worker.audit import main as run_audit
+    from worker.bootstrap.audit import run as run_audit
     from worker.settings import AuditSettings
 
     try:

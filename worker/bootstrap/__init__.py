@@ -8,9 +8,13 @@ each one builds, in order:
 - `sla-worker replay` (`replay.py`): an `Engine` on the policy, a `Replay` fed by the
   events file; warnings and breaches to `--output` as JSON Lines, rejections to
   `--rejects` or stderr.
+- `sla-worker audit` (`audit.py`): the `--output` and `--events` files, an `Audit`
+  (`worker/audit.py`) fed from Kafka's history (`worker/kafka/history.py`), the exit
+  status from `--verify`.
 
-Only construction and wiring live here; the rules stay in `worker/core/` and
-`worker/replay.py`.
+`audit.py` loads aiokafka, so the command line imports it only for its command (hence a
+package, not one module). Only construction and wiring live here; the rules stay in
+`worker/core/`, `worker/replay.py` and `worker/audit.py`.
 """
 
 from __future__ import annotations
