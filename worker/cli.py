@@ -236,9 +236,17 @@ def worker(args: tuple[str, ...]) -> None:
     """
     # Imported here: the live worker pulls in aiokafka and aiohttp, which replay and the
     # other commands do not need.
-    from worker.kafka.run import run_worker
+    from pydantic_settings import CliApp
 
-    sys.exit(run_worker(list(args)))
+    from worker.bootstrap.live import run as run_worker
+    from worker.settings import WorkerSettings
+
+    try:
+        settings = CliApp.run(WorkerSettings, cli_args=list(args))
+    except ValidationError as exc:
+        print(f"sla-worker worker: invalid settings:\n{exc}")
+        sys.exit(2)
+    sys.exit(run_worker(settings))
 
 
 @main.command(

@@ -1,5 +1,5 @@
-"""The composition root: the one place where the commands' parts are built and connected
-to their inputs and outputs.
+"""The composition root: the one place where the replay, the audit and the live worker
+are built and connected to their inputs and outputs.
 
 `worker/cli.py` parses the command line and calls one `run` here per command; every
 command's policy comes from `read_policy` below (a file, or the built-in presets). What
@@ -11,10 +11,15 @@ each one builds, in order:
 - `sla-worker audit` (`audit.py`): the `--output` and `--events` files, an `Audit`
   (`worker/audit.py`) fed from Kafka's history (`worker/kafka/history.py`), the exit
   status from `--verify`.
+- `sla-worker worker` (`live.py`): JSON logs, the policy, the access check, the topics,
+  `Metrics`, the `LiveWorker` (`worker/kafka/service.py`), the HTTP server
+  (`worker/kafka/web.py`), SIGTERM/SIGINT to stop, SIGHUP to reload the policy.
 
-`audit.py` loads aiokafka, so the command line imports it only for its command (hence a
-package, not one module). Only construction and wiring live here; the rules stay in
-`worker/core/`, `worker/replay.py` and `worker/audit.py`.
+`audit.py` and `live.py` load aiokafka and aiohttp, so the command line imports them
+only for their commands (hence a package, not one module). Only construction and wiring
+live here; the rules stay in `worker/core/`, `worker/replay.py`, `worker/audit.py` and
+`worker/kafka/`. `report`, `policies`, `schemas` and `demo` have nothing to wire: the
+command line calls their modules directly.
 """
 
 from __future__ import annotations
