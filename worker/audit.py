@@ -17,9 +17,7 @@ be judged from the window, and are reported as incomplete instead):
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,10 +31,10 @@ from worker.core.events import SlaEvent, SlaTimerFinished
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.core.reasons import Reason
-from worker.kafka.access import KafkaAccessError, check_access
+from worker.kafka.access import check_access
 from worker.kafka.history import Record, merged_batches, merged_history
 from worker.kafka.topics import client_options
-from worker.replay import Rejection, Replay, Summary, relaxed_garbage_collection
+from worker.replay import Rejection, Replay, Summary
 from worker.settings import AuditSettings
 
 _instant = TypeAdapter(AwareDatetime)
@@ -213,38 +211,3 @@ async def run_audit(
             published.append(json.loads(record.value))
         result = verify(audit.expected, published, audit.window_tickets, end)
     return audit, summary, result
-
-
-def main(settings: AuditSettings, policy: Policy) -> int:
-    """Run the audit as the command line does; the exit status."""
-    output: IO[str] = sys.stdout if settings.output is None else settings.output.open("w")
-    events = None if settings.events is None else settings.events.open("wb")
-    progress = sys.stderr if sys.stderr.isatty() else None
-    try:
-        with relaxed_garbage_collection():  # as `sla-worker replay` runs
-            audit, summary, result = asyncio.run(
-                run_audit(settings, policy, output, events, progress)
-            )
-    except KafkaAccessError as exc:
-        print(f"sla-worker audit: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if output is not sys.stdout:
-            output.close()
-        if events is not None:
-            events.close()
-    print(str(summary), file=sys.stderr)
-    print(
-        f"tickets created in the window: {len(audit.window_tickets)}; incomplete, not "
-        f"judged (events for tickets created before the window, or never): "
-        f"{len(audit.incomplete)}",
-        file=sys.stderr,
-    )
-    if result is None:
-        return 0
-    print(str(result), file=sys.stderr)
-    if settings.differences is not None:
-        with settings.differences.open("w") as out:
-            for row in result.records():
-                out.write(json.dumps(row) + "\n")
-    return 0 if result.clean else 1

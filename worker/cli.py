@@ -1,10 +1,11 @@
-"""The `sla-worker` command line: the one place that wires adapters to the core."""
+"""The `sla-worker` command line: parses each command's arguments and hands them to the
+composition root (`worker/bootstrap/`), which builds and connects what the command runs."""
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -12,14 +13,14 @@ import click
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from worker import __version__
+from worker.bootstrap import read_policy
+from worker.bootstrap.replay import run as run_replay
 from worker.compiled import describe
-from worker.core.engine import Engine
-from worker.core.events import SlaEvent, SlaTimerFinished
-from worker.core.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CLOCK_SKEW, InputLimits
+from worker.core.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CLOCK_SKEW
 from worker.core.policy import Policy, PolicyError
 from worker.policy_file import load_policy
-from worker.presets import load_presets, presets_text
-from worker.replay import Rejection, Replay, UntilBeforeLastEvent, relaxed_garbage_collection
+from worker.presets import presets_text
+from worker.replay import UntilBeforeLastEvent
 from worker.report import Period
 from worker.schemas import export
 
@@ -42,7 +43,7 @@ class _Instant(click.ParamType):
 
 def _policy(path: Path | None) -> Policy:
     try:
-        return load_presets() if path is None else load_policy(path)
+        return read_policy(path)
     except PolicyError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -131,45 +132,25 @@ def replay(
     Deadlines come from each event's occurred_at, so the same file always gives the
     same output, ids included.
     """
-
-    def on_event(event: SlaEvent | SlaTimerFinished) -> None:
-        output.write(event.model_dump_json())
-        output.write("\n")
-
-    def on_reject(rejection: Rejection) -> None:
-        if rejects is not None:
-            rejects.write(json.dumps(_rejection_record(rejection)) + "\n")
-        else:
-            click.echo(
-                f"line {rejection.line}: rejected ({rejection.reason}): {rejection.detail}",
-                err=True,
-            )
-
-    limits = InputLimits(max_message_bytes, timedelta(seconds=max_clock_skew_seconds))
-    clock = now or datetime.now(UTC)
-    retention = timedelta(days=finished_retention_days)
-    engine = Engine(_policy(policies), retention, measure=finished_timers)
-    run = Replay(engine, on_event, on_reject, clock, limits, on_event if finished_timers else None)
-    with relaxed_garbage_collection():
-        run.feed(events)
-        try:
-            summary = run.finish(until)
-        except UntilBeforeLastEvent as exc:
-            raise click.UsageError(str(exc)) from None
-    output.flush()
+    policy = _policy(policies)
+    try:
+        summary = run_replay(
+            events,
+            policy,
+            output,
+            rejects,
+            until,
+            now=now,
+            max_clock_skew_seconds=max_clock_skew_seconds,
+            max_message_bytes=max_message_bytes,
+            finished_retention_days=finished_retention_days,
+            finished_timers=finished_timers,
+        )
+    except UntilBeforeLastEvent as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(str(summary), err=True)
     if strict and summary.rejected:
         sys.exit(1)
-
-
-def _rejection_record(rejection: Rejection) -> dict[str, object]:
-    return {
-        "line": rejection.line,
-        "reason": rejection.reason,
-        "detail": rejection.detail,
-        "event_id": rejection.event_id,
-        "ticket_id": rejection.ticket_id,
-    }
 
 
 @main.command()
@@ -255,9 +236,17 @@ def worker(args: tuple[str, ...]) -> None:
     """
     # Imported here: the live worker pulls in aiokafka and aiohttp, which replay and the
     # other commands do not need.
-    from worker.kafka.run import run_worker
+    from pydantic_settings import CliApp
 
-    sys.exit(run_worker(list(args)))
+    from worker.bootstrap.live import run as run_worker
+    from worker.settings import WorkerSettings
+
+    try:
+        settings = CliApp.run(WorkerSettings, cli_args=list(args))
+    except ValidationError as exc:
+        print(f"sla-worker worker: invalid settings:\n{exc}")
+        sys.exit(2)
+    sys.exit(run_worker(settings))
 
 
 @main.command(
@@ -270,7 +259,7 @@ def audit(args: tuple[str, ...]) -> None:
     (`sla-worker audit --help` lists every setting)."""
     from pydantic_settings import CliApp
 
-    from worker.audit import main as run_audit
+    from worker.bootstrap.audit import run as run_audit
     from worker.settings import AuditSettings
 
     try:

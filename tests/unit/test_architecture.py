@@ -1,13 +1,20 @@
-"""The functional core stays pure: no adapter imports, no wall clock."""
+"""The functional core stays pure: no adapter imports, no wall clock. Adapters are wired
+in one place, the composition root (`worker/bootstrap/`), and no module imports itself
+back through others."""
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import worker.core
 
 CORE = Path(worker.core.__file__).parent
+PACKAGE = CORE.parent
+ROOT = "worker.bootstrap"
+# What only the composition root puts together: the live worker, its HTTP server, its metrics.
+LIVE_WORKER_PARTS = ("worker.kafka.service", "worker.kafka.web", "worker.metrics")
 FORBIDDEN_IMPORTS = ("faust", "mode", "aiokafka", "aiohttp", "prometheus_client", "click", "yaml")
 ALLOWED_WORKER_IMPORTS = "worker.core"
 
@@ -54,3 +61,54 @@ def test_the_worker_never_imports_faust() -> None:
             else:
                 continue
             assert not [n for n in names if n.split(".")[0] in ("faust", "mode")], path
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """The `worker` modules `path` imports when it runs (at the top or in a function);
+    `from package import module` names the module. `if TYPE_CHECKING:` blocks are left
+    out: they never run."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            node.body = []
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    return {name for name in names if name in modules}
+
+
+def worker_modules() -> dict[str, set[str]]:
+    return {module_name(p): runtime_imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_only_the_composition_root_builds_the_live_worker() -> None:
+    """The worker's own parts import one another; every other module, the command line
+    included, reaches the live worker through `worker.bootstrap.live`."""
+    offenders = [
+        f"{module}: {name}"
+        for module, imported in worker_modules().items()
+        if not module.startswith((ROOT, "worker.kafka"))
+        for name in sorted(imported)
+        if name in LIVE_WORKER_PARTS
+    ]
+    assert offenders == []
+
+
+def test_the_command_line_reaches_kafka_only_through_the_root() -> None:
+    imported = worker_modules()["worker.cli"]
+    assert not [n for n in imported if n.startswith(("worker.kafka", "worker.audit"))]
+
+
+def test_no_import_cycles() -> None:
+    graph = {module: imported - {module} for module, imported in worker_modules().items()}
+    graphlib.TopologicalSorter(graph).prepare()  # CycleError names the cycle

@@ -1,5 +1,9 @@
-"""Start the live worker: settings, policy, topics, the HTTP API, then the loop until
-SIGTERM or SIGINT. The composition root of `sla-worker worker`."""
+"""`sla-worker worker`: the live worker's parts, built in order and connected.
+
+JSON logs; the policy; then, on the event loop: the access check (does Kafka accept our
+login and certificates?), the topics, `Metrics`, the `LiveWorker`, the HTTP server on
+both; SIGTERM and SIGINT stop the loop, SIGHUP reloads the policy.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,8 @@ import logging
 import signal
 
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
-from pydantic_settings import CliApp
 
+from worker.bootstrap import read_policy
 from worker.core.policy import Policy, PolicyError
 from worker.kafka.access import KafkaAccessError, check_access
 from worker.kafka.service import LiveWorker
@@ -18,28 +21,17 @@ from worker.kafka.topics import TopicMismatch, ensure_topics
 from worker.kafka.web import build_web, serve
 from worker.logs import json_handler
 from worker.metrics import Metrics
-from worker.policy_file import load_policy
-from worker.presets import load_presets
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("sla_worker")
 
 
-def run_worker(args: list[str]) -> int:
-    """Run until stopped; the exit status (0 after a graceful SIGTERM/SIGINT)."""
+def run(settings: WorkerSettings) -> int:
+    """Run until stopped; the exit status (0 after a graceful SIGTERM/SIGINT, 2 for a
+    policy or topics that cannot be used, 1 when Kafka cannot be worked with)."""
+    configure_logging(settings)
     try:
-        settings = CliApp.run(WorkerSettings, cli_args=args)
-    except ValidationError as exc:
-        print(f"sla-worker worker: invalid settings:\n{exc}")
-        return 2
-    handler = json_handler(settings.log_level)
-    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
-    # aiokafka logs every retry of an unreachable broker at ERROR; ours say what matters.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, settings.log_level_number))
-    try:
-        policy: Policy = (
-            load_presets() if settings.policies is None else load_policy(settings.policies)
-        )
+        policy = read_policy(settings.policies)
     except PolicyError as exc:
         log.error("invalid policy", extra={"problems": exc.issues, "file": exc.source})
         return 2
@@ -55,6 +47,14 @@ def run_worker(args: list[str]) -> int:
     except KafkaError as exc:
         log.error("cannot work with Kafka: %s: %s", type(exc).__name__, exc)
         return 1
+
+
+def configure_logging(settings: WorkerSettings) -> None:
+    """Every log line as JSON on stderr (`worker/logs.py`), at the settings' level."""
+    handler = json_handler(settings.log_level)
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    # aiokafka logs every retry of an unreachable broker at ERROR; ours say what matters.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, settings.log_level_number))
 
 
 async def _serve(settings: WorkerSettings, policy: Policy) -> int:
@@ -93,9 +93,7 @@ async def _reload_policy(settings: WorkerSettings, worker: LiveWorker) -> None:
     """SIGHUP: read the policy file again; a file that cannot be used is refused, with
     every problem logged, and the policy in use stays."""
     try:
-        policy = await asyncio.to_thread(
-            lambda: load_presets() if settings.policies is None else load_policy(settings.policies)
-        )
+        policy = await asyncio.to_thread(read_policy, settings.policies)
     except PolicyError as exc:
         log.error(
             "policy reload refused: the file cannot be used; still judging with policy %s",
