@@ -21,6 +21,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from tests.integration.workers import FAST_POLICY
-from worker.harness import Record, read_all
+from worker.harness import Record, WorkerProcess, read_all, settled
 
 SESSION_TIMEOUT = "6"  # the smallest the worker accepts: takeovers within seconds
 TIMERS_OVER = timedelta(seconds=15)  # after the last event every timer has fired
@@ -243,24 +244,18 @@ async def published(bootstrap: str, topics: list[str], *, committed: bool = True
     return Published.of(records)
 
 
-async def wait_for_outputs(
-    bootstrap: str,
-    topics: list[str],
-    want: dict[str, Any],
-    timeout: float = 120,
-    settle: float = 3,
+async def settled_outputs(
+    workers: Sequence[WorkerProcess],
+    input_topics: Sequence[str],
+    outputs: list[str],
+    until: datetime,
+    timeout: float = 180,
 ) -> Published:
-    """Until every wanted id is published (read_committed), then `settle` seconds more,
-    so anything invented after the last wanted one is seen too."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        seen = await published(bootstrap, topics)
-        if set(want) <= set(seen.events) or loop.time() > deadline:
-            break
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(settle)
-    return await published(bootstrap, topics)
+    """What the output topics hold once the `workers` have applied every input record
+    and fired everything due by `until` (`worker.harness.settled`): all there is to see
+    for that period, with nothing left to wait for."""
+    await settled(workers, input_topics, until, timeout=timeout)
+    return await published(workers[0].bootstrap, outputs)
 
 
 async def wait_for_any(bootstrap: str, topics: list[str], timeout: float = 60) -> float:
@@ -317,14 +312,19 @@ class Setup:
 
 
 async def check(
-    setup: Setup, lines: list[Line], tmp_path: Path, record_property: Any, what: str
+    setup: Setup,
+    workers: Sequence[WorkerProcess],
+    lines: list[Line],
+    tmp_path: Path,
+    record_property: Any,
+    what: str,
 ) -> None:
+    """The `workers` (those still running) published exactly what replay emits for the
+    lines, each id once, read_committed, and dead-lettered exactly the bad lines."""
     end = lines[-1].at + TIMERS_OVER
-    if (wait := (end - datetime.now(UTC)).total_seconds()) > 0:
-        await asyncio.sleep(wait)
     want = replay_expected(lines, end, tmp_path)
     assert len(want) > 20, "the log must make the worker publish"
-    got = await wait_for_outputs(setup.bootstrap, setup.outputs, want)
+    got = await settled_outputs(workers, [setup.tickets], setup.outputs, end)
     missing = sorted(set(want) - set(got.events))
     invented = sorted(set(got.events) - set(want))
     different = sorted(i for i in want if i in got.events and got.events[i] != want[i])

@@ -17,7 +17,7 @@ from tests.integration.fault_log import (
     fault_log,
     produce,
     replay_expected,
-    wait_for_outputs,
+    settled_outputs,
 )
 from tests.integration.workers import FAST_POLICY
 
@@ -44,8 +44,10 @@ async def test_audit_replays_kafka_and_verifies_the_published_output(
         ),
     )
     worker.start()
-    want = replay_expected(lines, lines[-1].at + timedelta(seconds=15), tmp_path)
-    await wait_for_outputs(kafka_bootstrap, [names["w"], names["b"]], want)
+    until = lines[-1].at + timedelta(seconds=15)
+    want = replay_expected(lines, until, tmp_path)
+    got = await settled_outputs([worker], [names["in"]], [names["w"], names["b"]], until)
+    assert got.events == want
 
     common = [
         *("--bootstrap-servers", kafka_bootstrap, "--input-topics", names["in"]),
@@ -114,7 +116,8 @@ async def test_finished_timers_topic_equals_replay_and_the_audit_verifies_it(
     finished = {k: e for k, e in want.items() if e["type"] == "sla-timer-finished"}
     assert {e["result"] for e in finished.values()} == {"met", "breached"}
     assert {e.get("customer_id") for e in finished.values()} == {"C-even", None}
-    got = await wait_for_outputs(kafka_bootstrap, [names["w"], names["b"], names["fin"]], want)
+    outputs = [names["w"], names["b"], names["fin"]]
+    got = await settled_outputs([worker], [names["in"]], outputs, until)
     assert got.events == want and not got.conflicts
 
     common = [

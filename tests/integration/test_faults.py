@@ -102,7 +102,7 @@ async def test_a_kill_at_the_first_publication_then_a_restart(
     worker.start()
     if producing is not None:
         await producing
-    await check(setup, lines, tmp_path, record_property, f"first publication ({timing})")
+    await check(setup, [worker], lines, tmp_path, record_property, f"first publication ({timing})")
 
 
 @runs
@@ -134,7 +134,7 @@ async def test_kills_at_random_points_then_restarts(
     if producing is not None:
         await producing
     what = f"{kills} random kill(s), seed {seed}, {'live' if live else 'backlog'}"
-    await check(setup, lines, tmp_path, record_property, what)
+    await check(setup, [worker], lines, tmp_path, record_property, what)
 
 
 async def backlog_and_worker(
@@ -160,7 +160,7 @@ async def test_a_kill_during_state_recovery(
     await wait_for_log(worker, "restoring partitions", 2)
     worker.kill()  # while it reads the changelog and the committed offsets
     worker.start()
-    await check(setup, lines, tmp_path, record_property, "kill during recovery")
+    await check(setup, [worker], lines, tmp_path, record_property, "kill during recovery")
 
 
 @runs
@@ -171,7 +171,7 @@ async def test_a_kill_before_the_first_commit(
     await wait_for_log(worker, "restored partitions", 1)
     worker.kill()  # state restored (empty), the first step not yet committed
     worker.start()
-    await check(setup, lines, tmp_path, record_property, "kill before the first commit")
+    await check(setup, [worker], lines, tmp_path, record_property, "kill before the first commit")
 
 
 @runs
@@ -204,7 +204,7 @@ async def test_a_survivor_takes_over_at_the_first_publication(
     second.kill()  # `first`, which never held second's partitions, must take them over
     if producing is not None:
         await producing
-    await check(setup, lines, tmp_path, record_property, f"takeover ({timing})")
+    await check(setup, [first], lines, tmp_path, record_property, f"takeover ({timing})")
     await owns_all(first, 6)
 
 
@@ -221,4 +221,4 @@ async def test_a_newcomer_takes_over_from_a_killed_worker(
     old.kill()
     newcomer = worker_factory(**setup.options())  # another port, never held a partition
     newcomer.start()
-    await check(setup, lines, tmp_path, record_property, "takeover by a newcomer")
+    await check(setup, [newcomer], lines, tmp_path, record_property, "takeover by a newcomer")

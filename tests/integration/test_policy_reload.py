@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from tests.integration.fault_log import Line, fault_log, produce, wait_for_outputs
+from tests.integration.fault_log import Line, fault_log, produce, settled_outputs
 from tests.integration.workers import FAST_POLICY, WorkerProcess
 
 
@@ -100,7 +100,7 @@ async def test_sighup_reload_and_a_version_change_agree_with_replay(
     worker.start()
     until = before[-1].at + timedelta(seconds=15)
     want = replayed(before, policy, until, tmp_path)
-    got = await wait_for_outputs(kafka_bootstrap, outputs, want)
+    got = await settled_outputs([worker], [names["in"]], outputs, until)
     assert got.events == want
 
     # A file that cannot be used is refused, with the reason; the old policy stays.
@@ -120,7 +120,7 @@ async def test_sighup_reload_and_a_version_change_agree_with_replay(
     await produce_atomically(kafka_bootstrap, names["in"], after)
     until = after[-1].at + timedelta(seconds=15)
     want = replayed(before + after, policy, until, tmp_path)
-    got = await wait_for_outputs(kafka_bootstrap, outputs, want)
+    got = await settled_outputs([worker], [names["in"]], outputs, until)
     assert got.events == want and not got.conflicts, differences(want, got.events)
     by_version = {(e["ticket_id"][:2], e["policy_version"]) for e in want.values()}
     assert by_version == {("F3", "fast-v1"), ("F4", "fast-v2")}
