@@ -30,7 +30,7 @@ from tests.integration.fault_log import (
     produce,
     wait_for_any,
 )
-from tests.integration.workers import WorkerProcess
+from worker.harness import WorkerProcess
 
 RUNS = int(os.environ.get("SLA_FAULT_RUNS", "1"))
 runs = pytest.mark.parametrize("run", range(RUNS))

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.test_promql import (
+from tests.promql import (
     ALERTS,
     alert_rules,
     dashboard_expressions,

@@ -17,7 +17,8 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from tests.integration.fault_log import Line, fault_log, produce, settled_outputs
-from tests.integration.workers import FAST_POLICY, WorkerProcess
+from tests.integration.workers import FAST_POLICY
+from worker.harness import WorkerProcess
 
 
 def versions(change: datetime | None) -> dict[str, Any]:

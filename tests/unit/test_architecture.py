@@ -112,3 +112,20 @@ def test_the_command_line_reaches_kafka_only_through_the_root() -> None:
 def test_no_import_cycles() -> None:
     graph = {module: imported - {module} for module, imported in worker_modules().items()}
     graphlib.TopologicalSorter(graph).prepare()  # CycleError names the cycle
+
+
+def test_tests_share_helpers_through_modules_not_conftest_or_other_tests() -> None:
+    """A helper two test files need lives in a module of its own (tests/promql.py,
+    tests/unit/replaying.py, tests/integration/fault_log.py, worker.harness ...): a test
+    that imports another test file runs that file's tests' module code, and a conftest is
+    pytest's to load. Type-only imports (`if TYPE_CHECKING:`) are allowed."""
+    tests = CORE.parents[1] / "tests"
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:  # top level: TYPE_CHECKING is an If
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            if module and module.startswith("tests."):
+                last = module.rsplit(".", 1)[-1]
+                if last == "conftest" or last.startswith("test_"):
+                    offenders.append(f"{path.relative_to(tests)}: {module}")
+    assert offenders == []

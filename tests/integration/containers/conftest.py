@@ -9,7 +9,6 @@ scripts/containers/containers.conf (docs/development.md#containers).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.integration.containers.engine import ROOT, podman
+
 CONTAINER_BASES = ROOT / "scripts" / "container-bases"
-CONTAINERS_CONF = ROOT / "scripts" / "containers" / "containers.conf"
 # Cold: apt-get install of podman and mmdebstrap, three Debian bootstraps, Maven.
 BASES_TIMEOUT_S = 1200.0
 BUILD_TIMEOUT_S = 900.0
@@ -31,44 +30,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.containers)
-
-
-def engine_env() -> dict[str, str]:
-    """podman's environment: the project's containers.conf, and sbin on PATH (runc,
-    iptables), as scripts/container-bases gives it."""
-    path = os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-    path += [d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if d not in path]
-    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF), "PATH": os.pathsep.join(path)}
-
-
-def podman(
-    *args: str, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run `podman ARGS`; with `check`, a failure is an AssertionError carrying its output."""
-    return run_engine(["podman", *args], timeout=timeout, check=check)
-
-
-def run_engine(
-    command: list[str], *, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run a podman (or podman-compose) command in podman's environment, from the
-    repository root; with `check`, a failure is an AssertionError carrying its output."""
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=engine_env(),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(command)} exited {done.returncode}\n"
-            f"--- stdout ---\n{done.stdout[-4000:]}\n--- stderr ---\n{done.stderr[-4000:]}"
-        )
-    return done
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.integration.containers.conftest import ROOT, podman, run_engine
+from tests.integration.containers.engine import ROOT, podman, run_engine
 from worker.harness import free_port
 
 SERVICES = ("kafka", "worker", "prometheus")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.containers.conftest import podman
+from tests.integration.containers.engine import podman
 from tests.integration.workers import FAST_POLICY
 from worker.harness import free_port
 
