@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from worker.core.errors import SlaWorkerError
 from worker.core.events import (
     InboundEvent,
     Metric,
@@ -47,7 +48,7 @@ SEEN_LIMIT: Final = 1000
 """Event ids a ticket remembers for deduplication: its latest 1,000 applied events."""
 
 
-class Rejected(ValueError):
+class Rejected(SlaWorkerError, ValueError):
     """An event that is well-formed but cannot be applied to the ticket it names.
 
     `reason` is a short, stable code (safe as a metric label); `str(exc)` explains.

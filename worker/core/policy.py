@@ -31,6 +31,7 @@ from pydantic import (
 
 from worker.core.calendar import Calendar, CalendarError, CalendarSpec
 from worker.core.durations import parse_duration
+from worker.core.errors import SlaWorkerError
 from worker.core.events import METRICS, Metric, ProductStage, Status
 
 Duration = Annotated[
@@ -184,7 +185,7 @@ class Policy:
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
 
 
-class PolicyError(ValueError):
+class PolicyError(SlaWorkerError, ValueError):
     """A policy file that cannot be used; lists every problem as `path: message`."""
 
     def __init__(self, source: str, issues: list[str]) -> None:
