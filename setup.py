@@ -3,8 +3,10 @@
 Everything about the package is declared in pyproject.toml; this file only adds the
 extension modules. The modules below are ordinary, fully typed Python (mypy --strict
 checks them like the rest); mypyc turns each into a C extension that the import system
-prefers over the .py beside it. Per event, replay spends most of its time in these
-three modules, and compiling them is worth about 1.35x in throughput (BENCHMARKS.md).
+prefers over the .py beside it. Per event, replay spends most of its time in the engine,
+the due-index and replay itself, and compiling them is worth about 1.35x in throughput
+(BENCHMARKS.md). worker/core/errors.py comes along because compiled classes derive from
+its exception base: a native class gets a native base.
 
 Compiling is opt-in (it needs a C compiler and 45-50 s per build): by default the
 package installs as plain Python, with identical results (tests/unit/test_compiled.py
@@ -19,7 +21,12 @@ from pathlib import Path
 from setuptools import setup
 
 # Keep in sync with worker/compiled.py (COMPILED_MODULES); a unit test checks it.
-COMPILED = ["worker/core/engine.py", "worker/core/due_index.py", "worker/replay.py"]
+COMPILED = [
+    "worker/core/errors.py",
+    "worker/core/engine.py",
+    "worker/core/due_index.py",
+    "worker/replay.py",
+]
 
 
 def remove_stale_extensions() -> None:

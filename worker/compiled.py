@@ -14,6 +14,7 @@ from pathlib import Path
 
 # Keep in sync with setup.py (COMPILED); tests/unit/test_compiled.py checks it.
 COMPILED_MODULES: tuple[str, ...] = (
+    "worker.core.errors",  # the exception base of the compiled modules' exceptions
     "worker.core.engine",
     "worker.core.due_index",
     "worker.replay",

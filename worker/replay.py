@@ -30,6 +30,7 @@ from worker.core.engine import (
     TimerFinished,
     finished_record,
 )
+from worker.core.errors import SlaWorkerError
 from worker.core.events import (
     InvalidEvent,
     SlaBreach,
@@ -79,8 +80,8 @@ class Summary:
         return text
 
 
-class UntilBeforeLastEvent(ValueError):
-    pass
+class UntilBeforeLastEvent(SlaWorkerError, ValueError):
+    """`finish(until)` with `until` before the last event: the clock never goes back."""
 
 
 @contextmanager

@@ -102,12 +102,14 @@ def _replay(pythonpath: Path, events: Path, out: Path) -> tuple[bytes, bytes, by
     return output, rejects, run.stderr, version
 
 
-def _compiled_build(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def compiled_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory to put on PYTHONPATH for the compiled hot path: the checkout when it is
     installed compiled, else a wheel built here with SLA_WORKER_COMPILED=1 (what the
-    container image does; about a minute) and unpacked."""
+    container image does; about a minute) and unpacked, once for this module's tests."""
     if all(compiled_modules().values()):
         return ROOT
+    tmp_path = tmp_path_factory.mktemp("build")
     source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md"):
@@ -126,14 +128,16 @@ def _compiled_build(tmp_path: Path) -> Path:
     return target
 
 
-def test_pure_python_and_compiled_replay_agree_byte_for_byte(tmp_path: Path) -> None:
+def test_pure_python_and_compiled_replay_agree_byte_for_byte(
+    tmp_path: Path, compiled_build: Path
+) -> None:
     events = _stream(tmp_path)
     pure = tmp_path / "pure"
     shutil.copytree(
         ROOT / "worker", pure / "worker", ignore=shutil.ignore_patterns("*.so", "__pycache__")
     )
 
-    compiled_run = _replay(_compiled_build(tmp_path), events, tmp_path / "compiled-out")
+    compiled_run = _replay(compiled_build, events, tmp_path / "compiled-out")
     pure_run = _replay(pure, events, tmp_path / "pure-out")
 
     assert "compiled" in compiled_run[3] and "pure Python" in pure_run[3]
@@ -141,6 +145,27 @@ def test_pure_python_and_compiled_replay_agree_byte_for_byte(tmp_path: Path) -> 
     output, rejects, summary, _ = compiled_run
     assert output.count(b"\n") > 100 and rejects.count(b"\n") > 50
     assert b"duplicates:" in summary
+
+
+def test_compiled_and_interpreted_exceptions_share_the_compiled_base(
+    compiled_build: Path,
+) -> None:
+    # Rejected is compiled, and so is its base; PolicyError, interpreted, derives from
+    # that compiled base too. mypyc refuses interpreted subclasses of most native
+    # classes, so this is what has to keep working.
+    check = (
+        "from worker.compiled import describe\n"
+        "from worker.core.engine import Rejected\n"
+        "from worker.core.errors import SlaWorkerError\n"
+        "from worker.core.policy import PolicyError\n"
+        "from worker.core.reasons import Reason\n"
+        "assert describe() == 'hot path compiled with mypyc', describe()\n"
+        "assert isinstance(Rejected(Reason.UNKNOWN_TICKET, 'x'), SlaWorkerError)\n"
+        "assert isinstance(Rejected(Reason.UNKNOWN_TICKET, 'x'), ValueError)\n"
+        "assert isinstance(PolicyError('p.yaml', ['x']), SlaWorkerError)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(compiled_build)}
+    subprocess.run([sys.executable, "-c", check], env=env, cwd=compiled_build, check=True)
 
 
 def test_an_extension_older_than_its_source_is_reported_stale(

@@ -35,6 +35,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays as holidays_lib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from worker.core.errors import SlaWorkerError
+
 __all__ = [
     "MAX_YEAR",
     "MIN_YEAR",
@@ -71,7 +73,7 @@ _Span = tuple[int, int]
 _Day = tuple[_Span, ...]
 
 
-class CalendarError(ValueError):
+class CalendarError(SlaWorkerError, ValueError):
     """An invalid calendar definition, or a question the calendar cannot answer."""
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from worker.core.errors import SlaWorkerError
 from worker.core.events import (
     InboundEvent,
     Metric,
@@ -47,7 +48,7 @@ SEEN_LIMIT: Final = 1000
 """Event ids a ticket remembers for deduplication: its latest 1,000 applied events."""
 
 
-class Rejected(ValueError):
+class Rejected(SlaWorkerError, ValueError):
     """An event that is well-formed but cannot be applied to the ticket it names.
 
     `reason` is a short, stable code (safe as a metric label); `str(exc)` explains.
@@ -61,7 +62,11 @@ class Rejected(ValueError):
 # The value classes below are dataclasses for their `__eq__` and `__repr__`, with
 # hand-written `__init__`s (`init=False`): mypyc compiles a hand-written one, while the
 # one `@dataclass` generates is interpreted Python at every construction (a third of the
-# cost of creating a ticket, and one `Applied` is made per event).
+# cost of creating a ticket, and one `Applied` is made per event). Measured again with
+# mypyc 2.4.1 (issue #15, BENCHMARKS.md): the plain forms, generated `__init__`s and
+# `frozen=True` for `TimerFinished`, cost the compiled replay 11 % of its throughput
+# (best of 3 per process, 4 alternating rounds: 224,200 against 248,800 events/s);
+# pure Python runs both forms at the same speed.
 
 
 @dataclass(init=False, slots=True)
@@ -179,7 +184,8 @@ class Ticket:
 
 
 # `Final` attributes instead of `frozen=True`: a frozen dataclass's `__init__` has to
-# go through `object.__setattr__`; mypyc enforces `Final` at runtime instead.
+# go through `object.__setattr__`; the compiled build makes `Final` attributes read-only
+# at runtime instead (pure Python leaves them to mypy).
 @dataclass(init=False, slots=True, unsafe_hash=True)
 class TimerFinished:
     """A measured timer stopped for good: `met` before its deadline, or after its breach.

@@ -32,6 +32,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails
 
 from worker.core.durations import format_duration
+from worker.core.errors import SlaWorkerError
 from worker.core.reasons import Reason
 
 Metric = Literal["first_response", "follow_up"]
@@ -143,7 +144,7 @@ _inbound_adapter: TypeAdapter[InboundEvent] = TypeAdapter(
 _inbound_validator = _inbound_adapter.validator
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(SlaWorkerError, ValueError):
     """An inbound message that cannot be decoded into an event.
 
     `reason` is a short, stable code (safe as a metric label); `str(exc)` is the detail

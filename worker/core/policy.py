@@ -31,6 +31,7 @@ from pydantic import (
 
 from worker.core.calendar import Calendar, CalendarError, CalendarSpec
 from worker.core.durations import parse_duration
+from worker.core.errors import SlaWorkerError
 from worker.core.events import METRICS, Metric, ProductStage, Status
 
 Duration = Annotated[
@@ -128,7 +129,9 @@ class Plan:
     name: str
     default_priority: int
     # Plain dicts (not Mapping): the compiled engine looks targets up with dict's C API
-    # instead of a generic method call. Treat them as read-only.
+    # instead of a generic method call. Treat them as read-only: `MappingProxyType`s
+    # here and in `Policy.plans` cost replay 2 % compiled and 7 % in pure Python (issue
+    # #15, BENCHMARKS.md).
     targets: dict[int, dict[Metric, Target]]
     exempt_stages: frozenset[ProductStage]
 
@@ -184,7 +187,7 @@ class Policy:
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
 
 
-class PolicyError(ValueError):
+class PolicyError(SlaWorkerError, ValueError):
     """A policy file that cannot be used; lists every problem as `path: message`."""
 
     def __init__(self, source: str, issues: list[str]) -> None:

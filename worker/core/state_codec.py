@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.core.engine import Clock, Pause, Ticket
+from worker.core.errors import SlaWorkerError
 from worker.core.events import Metric
 
 FORMAT_VERSION = 1
@@ -19,7 +20,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 
-class StateFormatError(ValueError):
+class StateFormatError(SlaWorkerError, ValueError):
     """Stored state this version cannot read."""
 
 

@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from worker.core.errors import SlaWorkerError
+
 KAFKA_LOCAL = Path(__file__).resolve().parents[2] / "scripts" / "kafka-local"
 START_TIMEOUT = 900.0
 """A first start on a machine without the jar cache downloads ~45 MB through Maven."""
 
 
-class BrokerError(RuntimeError):
+class BrokerError(SlaWorkerError, RuntimeError):
     """`scripts/kafka-local` failed; the message carries its output."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from worker.core.errors import SlaWorkerError
 from worker.harness.scrape import Scrape
 from worker.settings import worker_command
 
@@ -33,7 +34,7 @@ def log_tail(path: Path, lines: int) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-class WorkerExited(RuntimeError):
+class WorkerExited(SlaWorkerError, RuntimeError):
     """The worker process ended while someone waited for it; the message has its log."""
 
 

@@ -27,13 +27,14 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
+from worker.core.errors import SlaWorkerError
 from worker.settings import KafkaConnection
 
 CHECK_TIMEOUT_SECONDS = 10.0
 _API_VERSIONS_V0 = struct.pack(">hhih", 18, 0, 1, 12) + b"access-check"
 
 
-class KafkaAccessError(Exception):
+class KafkaAccessError(SlaWorkerError):
     """The brokers cannot be used with these settings; the message says why."""
 
 

@@ -12,11 +12,12 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from worker.core.errors import SlaWorkerError
 from worker.settings import KafkaConnection, WorkerSettings
 
 
-class TopicMismatch(RuntimeError):
-    pass
+class TopicMismatch(SlaWorkerError, RuntimeError):
+    """An existing topic's partition count differs from the worker's: it must not start."""
 
 
 def client_options(settings: KafkaConnection) -> dict[str, Any]:
