@@ -13,7 +13,17 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -244,6 +254,10 @@ def worker_command(**values: object) -> list[str]:
     return argv
 
 
+_INSTANT = TypeAdapter(AwareDatetime)
+_OPEN_ENDS = {"start": "beginning", "end": "end"}  # the audit window's words for open
+
+
 class AuditSettings(StreamSettings):
     """`sla-worker audit`: replay straight from Kafka, and verify what was published."""
 
@@ -285,3 +299,18 @@ class AuditSettings(StreamSettings):
         default=None,
         description="The clock future timestamps are judged against (default: now).",
     )
+
+    @field_validator("start", "end", "now")
+    @classmethod
+    def _instant_or_open(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """An instant is checked here, so a mistyped one is a usage error that names
+        the flag, not a failure once the audit has connected to Kafka."""
+        if value is None or value == _OPEN_ENDS.get(info.field_name or ""):
+            return value
+        try:
+            _INSTANT.validate_strings(value)
+        except ValidationError:
+            raise ValueError(
+                f"{value!r} is not an RFC 3339 timestamp with an offset (e.g. 2026-12-01T00:00:00Z)"
+            ) from None
+        return value

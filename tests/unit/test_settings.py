@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from pydantic_settings import CliApp
 
 from worker.kafka.topics import client_options
-from worker.settings import WorkerSettings, worker_command
+from worker.settings import AuditSettings, WorkerSettings, worker_command
 
 
 def settings(args: list[str]) -> WorkerSettings:
@@ -145,3 +145,18 @@ def test_api_token_from_the_environment_or_a_file(
 def test_unusable_api_tokens_are_refused(args: list[str], problem: str) -> None:
     with pytest.raises(ValidationError, match=problem):
         settings(args)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--from", "yesterday"], ["--to", "2026-12-01T00:00:00"], ["--now", "noon"]],
+)
+def test_an_audit_window_needs_instants_with_an_offset(args: list[str]) -> None:
+    """A mistyped instant is refused with the flag's name before anything connects."""
+    with pytest.raises(ValidationError, match="not an RFC 3339 timestamp with an offset"):
+        CliApp.run(AuditSettings, cli_args=args)
+
+
+def test_an_audit_window_of_words_or_instants() -> None:
+    audit = CliApp.run(AuditSettings, cli_args=["--to", "2026-12-01T00:00:00+01:00"])
+    assert (audit.start, audit.end, audit.now) == ("beginning", "2026-12-01T00:00:00+01:00", None)
