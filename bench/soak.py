@@ -60,7 +60,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from live import ROOT, Cleanup, bench_worker, say
 
-from worker.harness import LocalBroker, Record, WorkerProcess, create_topics, read_all
+from worker.harness import LocalBroker, Record, WorkerProcess, create_topics, read_all, settled
 from worker.traffic import PLANS
 
 POLICY = ROOT / "worker" / "presets" / "demo.yaml"
@@ -314,11 +314,10 @@ async def compare(soak: Soak, until: datetime) -> int:
 
     published, repeats = await published_by(soak, until)
     not_out_in_time = len(set(want) - set(published))  # read at U + FIRE_WITHIN
-    deadline = time.monotonic() + 120
-    while not set(want) <= set(published) and time.monotonic() < deadline:
-        await asyncio.sleep(1)  # until every wanted id is out, or two minutes
-        published, repeats = await published_by(soak, until)
-    await asyncio.sleep(3)  # and 3 s more, so an invented one after the last is seen too
+    try:  # then all there is to see: every input applied, everything due by U fired
+        await settled([w for w in soak.workers if w.alive()], [soak.topic], until, timeout=120)
+    except TimeoutError as exc:
+        say(f"the workers did not settle: {str(exc).splitlines()[0]}")
     published, repeats = await published_by(soak, until)
     different: list[str] = []
     missing = sorted(set(want) - set(published))
