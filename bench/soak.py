@@ -60,7 +60,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from live import ROOT, Cleanup, bench_worker, say
 
-from worker.harness import LocalBroker, Record, WorkerProcess, create_topics, read_all, settled
+from worker.harness import (
+    LocalBroker,
+    Record,
+    WorkerExited,
+    WorkerProcess,
+    create_topics,
+    read_all,
+    settled,
+)
 from worker.traffic import PLANS
 
 POLICY = ROOT / "worker" / "presets" / "demo.yaml"
@@ -315,8 +323,8 @@ async def compare(soak: Soak, until: datetime) -> int:
     published, repeats = await published_by(soak, until)
     not_out_in_time = len(set(want) - set(published))  # read at U + FIRE_WITHIN
     try:  # then all there is to see: every input applied, everything due by U fired
-        await settled([w for w in soak.workers if w.alive()], [soak.topic], until, timeout=120)
-    except TimeoutError as exc:
+        await settled([w for w in soak.workers if w.alive()], until, timeout=120)
+    except (TimeoutError, WorkerExited) as exc:
         say(f"the workers did not settle: {str(exc).splitlines()[0]}")
     published, repeats = await published_by(soak, until)
     different: list[str] = []

@@ -246,7 +246,6 @@ async def published(bootstrap: str, topics: list[str], *, committed: bool = True
 
 async def settled_outputs(
     workers: Sequence[WorkerProcess],
-    input_topics: Sequence[str],
     outputs: list[str],
     until: datetime,
     timeout: float = 180,
@@ -254,7 +253,7 @@ async def settled_outputs(
     """What the output topics hold once the `workers` have applied every input record
     and fired everything due by `until` (`worker.harness.settled`): all there is to see
     for that period, with nothing left to wait for."""
-    await settled(workers, input_topics, until, timeout=timeout)
+    await settled(workers, until, timeout=timeout)
     return await published(workers[0].bootstrap, outputs)
 
 
@@ -320,11 +319,16 @@ async def check(
     what: str,
 ) -> None:
     """The `workers` (those still running) published exactly what replay emits for the
-    lines, each id once, read_committed, and dead-lettered exactly the bad lines."""
+    lines, each id once, read_committed, and dead-lettered exactly the bad lines; records
+    of aborted transactions only repeat those, byte for byte; and no timer is left to
+    fire later (the log's points all lie before `end`), so nothing else can follow."""
     end = lines[-1].at + TIMERS_OVER
     want = replay_expected(lines, end, tmp_path)
     assert len(want) > 20, "the log must make the worker publish"
-    got = await settled_outputs(workers, [setup.tickets], setup.outputs, end)
+    got = await settled_outputs(workers, setup.outputs, end)
+    for worker in workers:
+        _, ready = await asyncio.to_thread(worker.get, "/readyz")
+        assert [row["next_due"] for row in ready["inputs"] if row["next_due"]] == []
     missing = sorted(set(want) - set(got.events))
     invented = sorted(set(got.events) - set(want))
     different = sorted(i for i in want if i in got.events and got.events[i] != want[i])
@@ -336,6 +340,10 @@ async def check(
     letters = await dead_letters(setup.bootstrap, setup.dead)
     assert letters == Counter(line.value for line in lines if line.bad)
     uncommitted = await published(setup.bootstrap, setup.outputs, committed=False)
+    assert set(uncommitted.events) == set(want) and not uncommitted.conflicts, (
+        "records of aborted transactions that are not repeats of committed ones: "
+        f"{sorted(set(uncommitted.events) - set(want))}, {uncommitted.conflicts}"
+    )
     repeats = sum(got.repeats.values())
     aborted = uncommitted.records - got.records
     record_property("expected", len(want))

@@ -46,7 +46,7 @@ async def test_audit_replays_kafka_and_verifies_the_published_output(
     worker.start()
     until = lines[-1].at + timedelta(seconds=15)
     want = replay_expected(lines, until, tmp_path)
-    got = await settled_outputs([worker], [names["in"]], [names["w"], names["b"]], until)
+    got = await settled_outputs([worker], [names["w"], names["b"]], until)
     assert got.events == want
 
     common = [
@@ -117,7 +117,7 @@ async def test_finished_timers_topic_equals_replay_and_the_audit_verifies_it(
     assert {e["result"] for e in finished.values()} == {"met", "breached"}
     assert {e.get("customer_id") for e in finished.values()} == {"C-even", None}
     outputs = [names["w"], names["b"], names["fin"]]
-    got = await settled_outputs([worker], [names["in"]], outputs, until)
+    got = await settled_outputs([worker], outputs, until)
     assert got.events == want and not got.conflicts
 
     common = [

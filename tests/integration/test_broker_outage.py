@@ -2,7 +2,7 @@
 meanwhile, keeps its log readable, and afterwards has published exactly what
 `sla-worker replay` emits for the same log (docs/operations.md, "Broker outages").
 
-These tests run their own broker (tests/integration/brokers.py) and stop it; the
+These tests run their own broker (`worker.harness.LocalBroker`) and stop it; the
 session's shared broker is not touched.
 """
 

@@ -101,7 +101,7 @@ async def test_sighup_reload_and_a_version_change_agree_with_replay(
     worker.start()
     until = before[-1].at + timedelta(seconds=15)
     want = replayed(before, policy, until, tmp_path)
-    got = await settled_outputs([worker], [names["in"]], outputs, until)
+    got = await settled_outputs([worker], outputs, until)
     assert got.events == want
 
     # A file that cannot be used is refused, with the reason; the old policy stays.
@@ -121,7 +121,7 @@ async def test_sighup_reload_and_a_version_change_agree_with_replay(
     await produce_atomically(kafka_bootstrap, names["in"], after)
     until = after[-1].at + timedelta(seconds=15)
     want = replayed(before + after, policy, until, tmp_path)
-    got = await settled_outputs([worker], [names["in"]], outputs, until)
+    got = await settled_outputs([worker], outputs, until)
     assert got.events == want and not got.conflicts, differences(want, got.events)
     by_version = {(e["ticket_id"][:2], e["policy_version"]) for e in want.values()}
     assert by_version == {("F3", "fast-v1"), ("F4", "fast-v2")}

@@ -41,7 +41,7 @@ async def test_a_backlog_read_from_the_beginning_equals_replay(
     )
     worker.start()
     await worker.ready()
-    await settled([worker], [tickets], until)
+    await settled([worker], until)
     got = await published(kafka_bootstrap, [warnings, breaches])
     assert got.events == want
     assert not got.repeats
@@ -100,7 +100,7 @@ async def test_live_traffic_equals_replay(
         line = json.dumps(body).encode()
         lines.append(line)
         await produce_lines(tickets, [line])
-    await settled([worker], [tickets], until)
+    await settled([worker], until)
 
     want = expected(lines, until)
     assert {(e["ticket_id"], e["type"]) for e in want.values()} >= {

@@ -93,7 +93,7 @@ async def test_rejected_and_future_events_never_fire_anyones_timers(
     ]
     await produce(kafka_bootstrap, names["in"], lines, live=True)
     # Past T1's first-response deadline (6 s), everything read and nothing left to fire.
-    await settled([worker], [names["in"]], now + timedelta(seconds=7))
+    await settled([worker], now + timedelta(seconds=7))
     outputs = await published(kafka_bootstrap, [names["w"], names["b"]])
     assert outputs.events == {}, outputs.events
     letters = await read_all(kafka_bootstrap, names["dead"])
@@ -158,7 +158,7 @@ async def test_hostile_messages_are_dead_lettered_and_the_stream_goes_on(
     worker.start()
     end = valid[-1].at + timedelta(seconds=15)
     want = replay_expected([line for line in valid], end, tmp_path)
-    await settled([worker], [names["in"]], end)
+    await settled([worker], end)
     got = await published(kafka_bootstrap, [names["w"], names["b"]])
     assert got.events == want
 

@@ -64,7 +64,7 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     ]
     await produce_lines(tickets, values, keys=keys)
 
-    await settled([worker], [tickets], datetime.fromisoformat(good["occurred_at"]))
+    await settled([worker], datetime.fromisoformat(good["occurred_at"]))
     letters = await read_all(kafka_bootstrap, dead)
     by_value = {letter.value: (letter.key, dict(letter.headers)) for letter in letters}
     for key, value, reason in bad:
@@ -77,7 +77,7 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     assert len(letters) == len(bad)
 
     # The good ticket around the bad input was applied: it breaches on time.
-    await settled([worker], [tickets], datetime.fromisoformat(good["occurred_at"]) + P1_TARGET)
+    await settled([worker], datetime.fromisoformat(good["occurred_at"]) + P1_TARGET)
     breached = [json.loads(r.value)["ticket_id"] for r in await read_all(kafka_bootstrap, breaches)]
     assert breached == ["D-1"]
     status, body = await asyncio.to_thread(worker.get, "/tickets/D-1")
@@ -121,7 +121,7 @@ async def test_events_before_their_ticket_are_held_on_multiple_input_topics(
 
     await wait_for_records(kafka_bootstrap, dead, 1)  # after the 3 s hold
     deadline = datetime.fromisoformat(created["occurred_at"]) + P1_TARGET  # H-1's, had it run
-    await settled([worker], [created_topic, replies_topic], deadline)
+    await settled([worker], deadline)
     letters = await read_all(kafka_bootstrap, dead)
     assert [
         (json.loads(r.value)["ticket_id"], dict(r.headers)["sla-dlq-reason"]) for r in letters

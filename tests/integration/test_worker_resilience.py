@@ -57,11 +57,14 @@ async def published_equals_replay(
     bootstrap: str, warnings: str, breaches: str, lines: list[bytes], until: datetime
 ) -> Published:
     """What the worker published (read_committed) is exactly what replay emits for the
-    lines with the clock at `until`, each id once; call when the workers have settled."""
+    lines with the clock at `until`, each id once, and records of aborted transactions
+    (read_uncommitted) only repeat those, byte for byte; call when the workers settled."""
     want = expected(lines, until)
     got = await published(bootstrap, [warnings, breaches])
     assert got.events == want
     assert not got.repeats and not got.conflicts
+    uncommitted = await published(bootstrap, [warnings, breaches], committed=False)
+    assert set(uncommitted.events) == set(want) and not uncommitted.conflicts
     return got
 
 
@@ -99,7 +102,7 @@ async def test_sigkill_with_running_timers_loses_nothing(
     worker.start()
     recovery = await worker.ready()
 
-    await settled([worker], [tickets], until)
+    await settled([worker], until)
     got = await published_equals_replay(kafka_bootstrap, warnings, breaches, lines, until)
     record_property("published", len(got.events))
     record_property("restart_to_ready_seconds", round(recovery, 2))
@@ -150,7 +153,7 @@ async def test_a_survivor_takes_over_a_killed_workers_partitions(
 
     # The survivor needs the session timeout, a rebalance and a recovery first: settled
     # waits until it reports all six partitions read and their timers fired.
-    await settled([first], [tickets], until)
+    await settled([first], until)
     got = await published_equals_replay(kafka_bootstrap, warnings, breaches, lines, until)
     assert {e["ticket_id"] for e in got.events.values() if e["type"] == "sla-breach"} == {
         f"S-{n}" for n in range(60)

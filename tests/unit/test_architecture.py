@@ -115,6 +115,19 @@ def test_the_command_line_reaches_kafka_only_through_the_root() -> None:
     assert not [n for n in imported if n.startswith(("worker.kafka", "worker.audit"))]
 
 
+def test_only_the_demo_runs_the_worker_through_the_harness() -> None:
+    """`worker.harness` drives the worker from outside, as an operator would: the demo,
+    the tests and the benchmarks use it; nothing the worker itself runs may."""
+    offenders = [
+        module
+        for module, imported in worker_modules().items()
+        if not module.startswith("worker.harness")
+        and module != "worker.demo"
+        and any(name.startswith("worker.harness") for name in imported)
+    ]
+    assert offenders == []
+
+
 def test_no_import_cycles() -> None:
     graph = {module: imported - {module} for module, imported in worker_modules().items()}
     graphlib.TopologicalSorter(graph).prepare()  # CycleError names the cycle

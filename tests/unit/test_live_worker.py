@@ -207,6 +207,7 @@ async def test_readyz_shows_each_partitions_next_timer_and_whether_a_step_is_und
     worker, _ = await worker_with(RecordingProducer(), presets)
     [row] = worker.diagnostics()
     assert row["next_due"] is None  # HD-1, a day old, has fired all it ever will
+    assert row["held_until"] is None  # nothing waits for its ticket
     worker.partitions[0].step([created(8, "HD-2", at=NOW)], NOW, read_through=NOW)
     [row] = worker.diagnostics()
     assert row["next_due"] is not None and row["next_due"].endswith("Z")

@@ -30,20 +30,29 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
+MARKER_WAIT = 5.0
+"""Seconds `read_all` waits for a committed transaction's markers (see there)."""
+
+
 def _reader(bootstrap: str, committed: bool) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         isolation_level="read_committed" if committed else "read_uncommitted",
+        fetch_max_wait_ms=100,
     )
 
 
 async def read_all(bootstrap: str, topic: str, *, committed: bool = True) -> list[Record]:
     """Every record of `topic` up to its current end, partition by partition.
 
-    `committed` (read_committed, what a consumer of the outputs should use): up to the
-    last stable offset, without records of aborted transactions; otherwise everything
-    written, aborted or not.
+    `committed` (read_committed, what a consumer of the outputs should use): without
+    records of aborted transactions, and up to the high watermark once the last stable
+    offset has reached it. A producer's commit returns once the coordinator has decided
+    it; the markers that let read_committed readers see its records follow a moment
+    later. So a read right after a commit waits for them, up to `MARKER_WAIT` seconds (a
+    transaction still open after that is not committed, and is not read). Otherwise
+    (read_uncommitted) everything written, aborted or not.
     """
     consumer = _reader(bootstrap, committed)
     await consumer.start()
@@ -53,9 +62,10 @@ async def read_all(bootstrap: str, topic: str, *, committed: bool = True) -> lis
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         records: list[Record] = []
-        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        remaining = set(tps)
+        deadline = time.monotonic() + MARKER_WAIT
         while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=500)
+            fetched = await consumer.getmany(*remaining, timeout_ms=200)
             for messages in fetched.values():
                 records.extend(
                     Record(
@@ -69,17 +79,25 @@ async def read_all(bootstrap: str, topic: str, *, committed: bool = True) -> lis
                     for m in messages
                 )
             for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+                position = await consumer.position(tp)
+                if position < ends[tp]:
+                    continue
+                if committed and time.monotonic() < deadline:
+                    stable, high = consumer.last_stable_offset(tp), consumer.highwater(tp)
+                    if stable is None or high is None or position < high:
+                        continue  # no fetch answered yet, or markers still to come
+                remaining.discard(tp)
         return records
     finally:
         await consumer.stop()
 
 
-async def end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    """{(topic, partition): last stable offset}: where a reader has read everything
-    committed so far."""
-    consumer = _reader(bootstrap, committed=True)
+async def end_offsets(
+    bootstrap: str, topics: list[str], *, committed: bool = True
+) -> dict[tuple[str, int], int]:
+    """{(topic, partition): end offset}: the last stable offset (`committed`), before
+    any open transaction, or the high watermark, after everything written."""
+    consumer = _reader(bootstrap, committed)
     await consumer.start()
     try:
         tps = [tp for topic in topics for tp in await _partitions(consumer, topic)]

@@ -189,11 +189,13 @@ class LiveWorker:
     def diagnostics(self) -> list[dict[str, Any]]:
         """Per owned input partition: the next offset to read and the partition's end
         (last stable offset) as last seen, the offset the partition's last step recorded
-        (its state holds it; committed unless `busy`), and the earliest due instant of a
-        timer that has not fired yet."""
+        (its state holds it; committed unless `busy`); and, for the partition (so the
+        same on each of its inputs' rows), the earliest due instant of a timer that has
+        not fired yet and the earliest wall-clock expiry of events held for a ticket not
+        created yet."""
         rows = []
         for number, partition in sorted(self.partitions.items()):
-            due = partition.clock.due.peek()
+            due, held = partition.clock.due.peek(), partition.clock.holds.peek()
             for tp in self._inputs(number):
                 seen = self._seen.get(tp, InputView())
                 rows.append(
@@ -205,6 +207,7 @@ class LiveWorker:
                         "committed": partition.offsets.get(tp.topic),
                         "caught_up": partition.clock.caught_up,
                         "next_due": None if due is None else iso(due),
+                        "held_until": None if held is None else iso(held),
                     }
                 )
         return rows
@@ -507,6 +510,8 @@ class LiveWorker:
                 await self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, start)
+            # What was seen of it belongs to an earlier ownership: fetches count afresh.
+            self._seen.pop(tp, None)
         self.partitions.update(restored)
         self.consumer.resume(*inputs)
         seconds = time.monotonic() - started
