@@ -3,14 +3,12 @@ compare with what the worker published (`fault_log.published`) as exact sets of 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from tests.integration.workers import FAST
-from worker.core.engine import Engine
+from tests.replaying import run_replay
 from worker.core.policy import Policy
-from worker.replay import Replay
 
 
 def expected(
@@ -18,14 +16,6 @@ def expected(
 ) -> dict[str, dict[str, Any]]:
     """{event_id: warning or breach} that replay emits for `lines` (in this order) with
     the clock advanced to `until`; every line must be applicable."""
-    events: dict[str, dict[str, Any]] = {}
-    rejected: list[Any] = []
-    replay = Replay(
-        Engine(policy),
-        lambda e: events.setdefault(e.event_id, json.loads(e.model_dump_json())),
-        rejected.append,
-    )
-    replay.feed(line.decode() for line in lines)
-    replay.finish(until)
-    assert not rejected, rejected
-    return events
+    result = run_replay([line.decode() for line in lines], policy, until.isoformat())
+    assert not result.rejections, result.rejections
+    return {event["event_id"]: event for event in result.events}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.replaying import ReplayFn, ReplayResult, run_replay
+from tests.replaying import ReplayFn, ReplayResult, run_replay
 from worker.core.policy import Policy
 from worker.presets import load_presets
 

@@ -135,7 +135,7 @@ def test_no_import_cycles() -> None:
 
 def test_tests_share_helpers_through_modules_not_conftest_or_other_tests() -> None:
     """A helper two test files need lives in a module of its own (tests/promql.py,
-    tests/unit/replaying.py, tests/integration/fault_log.py, worker.harness ...): a test
+    tests/replaying.py, tests/integration/fault_log.py, worker.harness ...): a test
     that imports another test file runs that file's tests' module code, and a conftest is
     pytest's to load. Type-only imports (`if TYPE_CHECKING:`) are allowed."""
     tests = CORE.parents[1] / "tests"

@@ -20,7 +20,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.replaying import run_replay
+from tests.replaying import run_replay
 from worker.core.policy import Policy
 
 POLICY = Policy.from_mapping(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.replaying import ReplayFn, ev, run_replay
+from tests.replaying import ReplayFn, ev, run_replay
 from worker.core.policy import Policy
 
 REFERENCE = Path(__file__).parent.parent / "data" / "reference-example"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tests.unit.replaying import ev
+from tests.replaying import ev
 from worker.cli import main
 from worker.core.engine import Engine
 from worker.core.policy import Policy

@@ -1,5 +1,6 @@
-"""Replay for the engine's tests: events in (dicts, or raw lines), warnings, breaches,
-rejections and finished timers out, as plain data."""
+"""Replay in process, for the engine's tests and for what the broker tests expect:
+events in (dicts, or raw lines), warnings, breaches, rejections and finished timers
+out, as plain data."""
 
 from __future__ import annotations
 
