@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from pydantic import AwareDatetime, TypeAdapter
 from pydantic_core import from_json
 
 from worker.core.engine import Engine
@@ -35,16 +34,14 @@ from worker.kafka.access import check_access
 from worker.kafka.history import Record, merged_batches, merged_history
 from worker.kafka.topics import client_options
 from worker.replay import Rejection, Replay, Summary
-from worker.settings import AuditSettings
-
-_instant = TypeAdapter(AwareDatetime)
+from worker.settings import AuditSettings, parse_instant
 
 
 def parse_bound(value: str, open_word: str) -> datetime | None:
     """`beginning`/`end` (None) or an RFC 3339 timestamp with an offset."""
     if value == open_word:
         return None
-    return _instant.validate_strings(value).astimezone(UTC)
+    return parse_instant(value)
 
 
 @dataclass
@@ -175,11 +172,7 @@ async def run_audit(
 ) -> tuple[Audit, Summary, Verification | None]:
     start = parse_bound(settings.start, "beginning")
     end = parse_bound(settings.end, "end")
-    now = (
-        datetime.now(UTC)
-        if settings.now is None
-        else _instant.validate_strings(settings.now).astimezone(UTC)
-    )
+    now = datetime.now(UTC) if settings.now is None else parse_instant(settings.now)
     await check_access(settings)
     audit = Audit(policy, settings, now)
     audit.write_to(output.write)

@@ -10,6 +10,7 @@ import logging
 import socket
 import ssl
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -255,6 +256,14 @@ def worker_command(**values: object) -> list[str]:
 
 
 _INSTANT = TypeAdapter(AwareDatetime)
+
+
+def parse_instant(value: str) -> datetime:
+    """An instant given as a setting (the audit's `--from`, `--to`, `--now`), in UTC;
+    raises pydantic's `ValidationError` when it is not a timestamp with an offset."""
+    return _INSTANT.validate_strings(value).astimezone(UTC)
+
+
 _OPEN_ENDS = {"start": "beginning", "end": "end"}  # the audit window's words for open
 
 
@@ -308,7 +317,7 @@ class AuditSettings(StreamSettings):
         if value is None or value == _OPEN_ENDS.get(info.field_name or ""):
             return value
         try:
-            _INSTANT.validate_strings(value)
+            parse_instant(value)
         except ValidationError:
             raise ValueError(
                 f"{value!r} is not an RFC 3339 timestamp with an offset (e.g. 2026-12-01T00:00:00Z)"
