@@ -114,6 +114,15 @@ def main() -> None:
     help="Forget a solved or closed ticket this long (event time) after its last event, "
     "as the live worker does.",
 )
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Keep an event-time clock per partition, as a worker reading a topic of this many "
+    "partitions does, placing each ticket where Kafka's default partitioner puts its id "
+    "(1: one clock for the whole file).",
+)
 def replay(
     events: IO[bytes],
     policies: Path | None,
@@ -126,6 +135,7 @@ def replay(
     max_clock_skew_seconds: float,
     max_message_bytes: int,
     finished_retention_days: float,
+    partitions: int,
 ) -> None:
     """Replay EVENTS (JSON Lines, '-' for stdin) and print the warnings and breaches.
 
@@ -145,6 +155,7 @@ def replay(
             max_message_bytes=max_message_bytes,
             finished_retention_days=finished_retention_days,
             finished_timers=finished_timers,
+            partitions=partitions,
         )
     except UntilBeforeLastEvent as exc:
         raise click.UsageError(str(exc)) from None

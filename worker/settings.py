@@ -275,21 +275,24 @@ class AuditSettings(StreamSettings):
     start: str = Field(
         default="beginning",
         validation_alias=AliasChoices("from", "start"),
-        description="Window start: 'beginning' or an RFC 3339 timestamp (Kafka record time).",
+        description="Window start: 'beginning' or an RFC 3339 timestamp; only records due "
+        "(finished) at or after it are written and judged. The whole input is read anyway.",
     )
     end: str = Field(
         default="end",
         validation_alias=AliasChoices("to", "end"),
-        description="Window end: 'end' (the end offsets when the run starts) or an RFC 3339 "
-        "timestamp (Kafka record time); also the replay's --until when a timestamp.",
+        description="Window end: 'end' (what the clock reaches: the last event, at most "
+        "--now) or an RFC 3339 timestamp, not after --now, that the clock runs to; only "
+        "records due (finished) by then are written and judged.",
     )
     output: Path | None = Field(
         default=None, description="Warnings and breaches as JSON Lines (default: stdout)."
     )
     events: Path | None = Field(
         default=None,
-        description="Also write the merged input as JSON Lines: `sla-worker replay` of this "
-        "file gives the audit's output byte for byte.",
+        description="Also write the merged input as JSON Lines: `sla-worker replay "
+        "--partitions N` of this file gives the audit's output byte for byte (the summary "
+        "prints the command).",
     )
     verify: bool = Field(
         default=False,
@@ -323,3 +326,21 @@ class AuditSettings(StreamSettings):
                 f"{value!r} is not an RFC 3339 timestamp with an offset (e.g. 2026-12-01T00:00:00Z)"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _window_in_order(self) -> AuditSettings:
+        """A window that ends after --now would judge records the worker cannot have
+        fired yet (it never fires before the wall clock), and one that ends before it
+        starts judges nothing: both are usage errors."""
+        if self.end == "end":
+            return self
+        end = parse_instant(self.end)
+        now = datetime.now(UTC) if self.now is None else parse_instant(self.now)
+        if end > now:
+            raise ValueError(
+                f"--to {self.end} is after --now ({now.isoformat()}): the worker cannot have "
+                "fired what is not due yet"
+            )
+        if self.start != "beginning" and parse_instant(self.start) > end:
+            raise ValueError(f"--from {self.start} is after --to {self.end}")
+        return self

@@ -62,12 +62,17 @@ async def test_audit_replays_kafka_and_verifies_the_published_output(
     assert audited.returncode == 0, audited.stderr.decode()
     report = audited.stderr.decode()
     assert "missing 0, unexpected 0, different 0" in report, report
-    assert "created before the window, or never): 1" in report, report  # the hostile NOPE
+    assert "ticket-created the log does not hold): 1" in report, report  # the hostile NOPE
     assert {json.loads(x)["event_id"] for x in out.read_text().splitlines()} == set(want)
     assert len(events.read_bytes().splitlines()) == len(lines)
 
-    # The merged input, replayed from a file with the same clock: byte for byte.
-    replayed = sla_worker("replay", str(events), "--policies", str(FAST_POLICY), "--now", NOW)
+    # The merged input, replayed from a file with a clock per partition as the summary
+    # says: byte for byte.
+    command = f"`sla-worker replay {events} --partitions 3 --now 2030-01-01T00:00:00+00:00`"
+    assert f"events: {command} gives this output\n" in report, report
+    replayed = sla_worker(
+        "replay", str(events), "--policies", str(FAST_POLICY), "--now", NOW, "--partitions", "3"
+    )
     assert replayed.returncode == 0 and replayed.stdout == out.read_bytes()
 
     # A breach nobody can derive from the input, published by someone else: caught.

@@ -160,3 +160,18 @@ def test_an_audit_window_needs_instants_with_an_offset(args: list[str]) -> None:
 def test_an_audit_window_of_words_or_instants() -> None:
     audit = CliApp.run(AuditSettings, cli_args=["--to", "2026-12-01T00:00:00+01:00"])
     assert (audit.start, audit.end, audit.now) == ("beginning", "2026-12-01T00:00:00+01:00", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--to", "2026-12-01T00:00:00Z", "--now", "2026-11-30T00:00:00Z"], "is after --now"),
+        (["--to", "2999-01-01T00:00:00Z"], "is after --now"),  # --now: the wall clock
+        (["--from", "2026-12-01T00:00:00Z", "--to", "2026-11-01T00:00:00Z"], "is after --to"),
+    ],
+)
+def test_an_audit_window_must_end_by_now_and_after_it_starts(args: list[str], problem: str) -> None:
+    """A window ending after --now would judge records the worker cannot have fired yet
+    (it never fires before the wall clock): refused, as a usage error."""
+    with pytest.raises(ValidationError, match=problem):
+        CliApp.run(AuditSettings, cli_args=args)

@@ -35,10 +35,8 @@ def test_restoring_state_midway_changes_no_output(presets: Policy) -> None:
     stored = {k: json.dumps(dump_ticket(t)) for k, t in first.tickets.items()}
 
     second = Replay(Engine(presets), lambda e: resumed.append(e.model_dump_json()), print)
-    for ticket_id, data in stored.items():
-        ticket = second.engine.refresh(load_ticket(json.loads(data)))
-        second.tickets[ticket_id] = ticket
-        second._due.schedule(ticket_id, ticket.due)
+    for data in stored.values():
+        second.restore(second.engine.refresh(load_ticket(json.loads(data))))
     for number, line in enumerate(lines[9_000:], start=9_001):
         second.feed_line(number, line)
     assert resumed == whole and len(whole) > 100

@@ -27,13 +27,15 @@ def run(
     max_message_bytes: int,
     finished_retention_days: float,
     finished_timers: bool,
+    partitions: int = 1,
 ) -> Summary:
     """Replay `events` under `policy` to `until`; the summary.
 
     Warnings and breaches (and with `finished_timers` the finished timers, in firing
     order among them) go to `output` as JSON Lines; rejected lines to `rejects` as JSON
     Lines, or to stderr as a sentence. `now` (default: the wall clock) judges future
-    timestamps. Raises `UntilBeforeLastEvent`.
+    timestamps; `partitions` > 1 keeps a clock per partition of a topic of that many,
+    where the default partitioner puts each ticket id. Raises `UntilBeforeLastEvent`.
     """
 
     def on_event(event: SlaEvent | SlaTimerFinished) -> None:
@@ -54,7 +56,15 @@ def run(
     retention = timedelta(days=finished_retention_days)
     engine = Engine(policy, retention, measure=finished_timers)
     on_finished = on_event if finished_timers else None
-    replay = Replay(engine, on_event, on_reject, clock, limits, on_finished)
+    partition_of = None
+    if partitions > 1:
+        # Imported here: a replay of one clock needs no Kafka client.
+        from worker.kafka.topics import default_partition
+
+        def partition_of(ticket_id: str) -> int:
+            return default_partition(ticket_id.encode(), partitions)
+
+    replay = Replay(engine, on_event, on_reject, clock, limits, on_finished, partition_of)
     with relaxed_garbage_collection():
         replay.feed(events)
         summary = replay.finish(until)

@@ -57,6 +57,23 @@ class PartitionClock:
         # still meet.
         return min(by_events, now)
 
+    def overdue(self, now: datetime) -> list[tuple[str, datetime, str]]:
+        """Take every ticket due strictly before the event time (never past the wall
+        clock), to advance to just before it.
+
+        Asked after each applied event, as replay fires before the next one: a timer
+        that an event puts behind the partition's event time (a late event of one ticket
+        after a later one of another) fires then, whether or not the same step still
+        holds its ticket's next event, so the output never depends on how messages were
+        batched into steps."""
+        if self.event_time is None:
+            return []
+        first = self.due.peek()
+        if first is None or first >= self.event_time:
+            return []
+        until = min(self.event_time - _TICK, now)
+        return [(ticket_id, until, "advance") for ticket_id, _ in self.due.pop_due(until)]
+
     def ready(self, now: datetime, lateness: timedelta) -> list[tuple[str, datetime, str]]:
         """Take every (ticket, instant, kind) to act on now.
 

@@ -8,7 +8,9 @@ produced later are not read, so a run is a snapshot.
 
 Partitions are merged by their event time (`occurred_at`, never going back within a
 partition), then topic, partition and offset: one partition's order is kept, as the
-worker keeps it, and the order is the same on every run.
+worker keeps it, and the order is the same on every run. The merge orders the audit's
+output and its `--events` file; it decides nothing else, since the audit keeps an
+event-time clock per partition, as the worker does.
 """
 
 from __future__ import annotations
@@ -167,6 +169,11 @@ async def _open(
         consumer.seek(tp, cursor.position)
         cursors.append(cursor)
     return cursors
+
+
+async def partition_counts(options: dict[str, Any], topics: list[str]) -> dict[str, int]:
+    """How many partitions each topic has (`ValueError` naming a topic that is missing)."""
+    return {topic: len(numbers) for topic, numbers in (await _partitions(options, topics)).items()}
 
 
 async def _partitions(options: dict[str, Any], topics: list[str]) -> dict[str, list[int]]:

@@ -205,13 +205,20 @@ class Partition:
         self._record(outcome, ticket_id, stored, batch)
         batch.inputs.append(outcome)
         # Only applied events move the partition's event time (rejected or held ones never),
-        # and with it, as in replay, finished tickets whose retention ended leave state.
+        # and with it, as in replay, finished tickets whose retention ended leave state
+        # and what is due before it fires (see `PartitionClock.overdue`).
         if outcome.applied and outcome.occurred_at is not None:
             self.clock.observe(outcome.occurred_at)
             self._retire(outcome.occurred_at, batch)
+            self._act(self.clock.overdue(now), batch)
 
     def _fire(self, now: datetime, batch: Batch) -> None:
-        for ticket_id, until, kind in self.clock.ready(now, self.lateness):
+        self._act(self.clock.ready(now, self.lateness), batch)
+
+    def _act(self, entries: list[tuple[str, datetime, str]], batch: Batch) -> None:
+        """Advance (or expire the held events of) each (ticket, instant, kind) taken from
+        the clock."""
+        for ticket_id, until, kind in entries:
             try:
                 stored = self._stored(ticket_id)
                 if kind == "expire":

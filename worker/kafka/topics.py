@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
 
 from worker.core.errors import SlaWorkerError
 from worker.settings import KafkaConnection, WorkerSettings
@@ -18,6 +19,14 @@ from worker.settings import KafkaConnection, WorkerSettings
 
 class TopicMismatch(SlaWorkerError, RuntimeError):
     """An existing topic's partition count differs from the worker's: it must not start."""
+
+
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java's and aiokafka's alike: murmur2 of
+    the key) gives a keyed record among `partitions`: where a ticket's events and state
+    live when producers key by ticket id."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def client_options(settings: KafkaConnection) -> dict[str, Any]:
