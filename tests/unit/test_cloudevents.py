@@ -6,20 +6,30 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
 
-from tests.unit.test_kafka_partition import MIN, T0, created, event, message
 from worker.core.engine import Engine
 from worker.core.events import SlaBreach, SlaTimerFinished, SlaWarning
 from worker.core.policy import Policy
 from worker.kafka import cloudevents
-from worker.kafka.partition import Partition, Topics
+from worker.kafka.partition import Message, Partition, Topics
 from worker.kafka.processor import TicketProcessor, encode_event
 from worker.schemas import schemas
 
+T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)  # a Tuesday, 10:00 UTC
+MIN = timedelta(minutes=1)
 DUE = datetime(2026, 11, 24, 11, 0, 0, 250_000, tzinfo=UTC)
+
+
+def message(offset: int, type_: str, ticket: str, at: datetime, **fields: Any) -> Message:
+    """An input message keyed by its ticket (vip, priority 1: an hour, around the clock)."""
+    iso = at.isoformat().replace("+00:00", "Z")
+    body = {"event_id": f"e{offset}", "type": type_, "ticket_id": ticket, "occurred_at": iso}
+    value = json.dumps({**body, **fields}).encode()
+    return Message("tickets", 0, offset, ticket.encode(), value)
 
 
 def breach() -> SlaBreach:
@@ -125,9 +135,9 @@ def test_warnings_breaches_and_finished_timers_carry_them_dead_letters_do_not(
     late = T0 + 90 * MIN
     batch = partition.step(
         [
-            message(created(1, "A", T0), 0),
-            message(event(2, "reply-sent", "B", T0, author="agent"), 1),  # unknown ticket
-            message(event(3, "status-changed", "A", late, status="solved"), 2),
+            message(0, "ticket-created", "A", T0, plan="vip", priority=1),
+            message(1, "reply-sent", "B", T0, author="agent"),  # an unknown ticket
+            message(2, "status-changed", "A", late, status="solved"),
         ],
         now=late,
         read_through=late,
