@@ -38,8 +38,9 @@ _DELIVERY = (
     "changelog) is written in one Kafka transaction per partition step, together with the "
     "consumed input offsets. Read with `isolation.level=read_committed`: then each record "
     "arrives once. A `read_uncommitted` consumer also sees records of aborted transactions; "
-    "their committed repeats carry the same `event_id`, bytes and headers, so deduplicating "
-    "on `event_id` makes that safe too."
+    "their committed repeats carry the same bytes and headers and the same `event_id`, which "
+    "is deterministic (a UUIDv5 of the ticket, metric, cycle and timer point), so "
+    "deduplicating on `event_id` makes that safe too."
 )
 
 _DESCRIPTION = f"""\
@@ -49,8 +50,9 @@ the deadline passes, and (optionally) a record for every timer that stops, met o
 
 {textwrap.fill("**Delivery guarantee.** " + _DELIVERY, 90)}
 
-**Keys.** Every input and output message is keyed by its `ticket_id` (UTF-8), so one
-ticket's records stay in order within a partition.
+**Keys.** Inputs must be keyed by their `ticket_id` (UTF-8), and warnings, breaches and
+finished-timer records are, so one ticket's records stay in order within a partition; a
+dead letter keeps the key of the input it is.
 
 **CloudEvents.** Warnings, breaches and finished-timer records are CloudEvents 1.0 in the
 binary content mode of the Kafka protocol binding: the attributes are `ce_*` headers (and
@@ -369,7 +371,6 @@ def _cloudevents_headers(event_type: str) -> dict[str, Any]:
         "ce_dataschema": {"type": "string", "const": cloudevents.data_schema(event_type)},
         "content-type": {"type": "string", "const": cloudevents.CONTENT_TYPE},
     }
-    assert tuple(properties) == cloudevents.HEADER_NAMES
     return {
         "type": "object",
         "description": "CloudEvents 1.0 attributes, Kafka protocol binding, binary content "
