@@ -12,7 +12,7 @@ from typing import IO
 import click
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from worker import __version__
+from worker import __version__, asyncapi
 from worker.bootstrap import read_policy
 from worker.bootstrap.replay import run as run_replay
 from worker.compiled import describe
@@ -325,7 +325,7 @@ def policies_show() -> None:
 
 @main.group()
 def schemas() -> None:
-    """JSON Schemas of the events sla-worker reads and writes."""
+    """JSON Schemas of the events sla-worker reads and writes; AsyncAPI of its topics."""
 
 
 @schemas.command("export")
@@ -337,6 +337,7 @@ def schemas() -> None:
     show_default=True,
 )
 def schemas_export(directory: Path) -> None:
-    """Write one JSON Schema per event type."""
-    for path in export(directory):
+    """Write one JSON Schema per event type, and the AsyncAPI document of the topics
+    (asyncapi.yaml, with the same schemas)."""
+    for path in [*export(directory), asyncapi.export(directory)]:
         click.echo(str(path))

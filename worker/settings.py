@@ -153,7 +153,8 @@ class WorkerSettings(StreamSettings):
     app_id: str = Field(
         default="sla-worker",
         description="Consumer group id; prefix of the state changelog topic and of the "
-        "transactional ids.",
+        "transactional ids; names the deployment in the outputs' CloudEvents source "
+        "(urn:sla-worker:app:<app-id>).",
     )
     dead_letter_topic: str = Field(
         default="sla-dead-letter",

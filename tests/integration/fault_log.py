@@ -222,17 +222,20 @@ class Published:
     @classmethod
     def of(cls, records: list[Record]) -> Published:
         result = cls(records=len(records))
-        raw_by_id: dict[str, bytes] = {}
+        # The bytes and the headers (CloudEvents, derived from the event alone): a repeat
+        # must carry both unchanged.
+        raw_by_id: dict[str, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
         for record in records:
             value = record.value
             event = json.loads(value)
             event_id = event["event_id"]
+            raw = (value, tuple(record.headers))
             if event_id in raw_by_id:
                 result.repeats[event_id] += 1
-                if raw_by_id[event_id] != value:
+                if raw_by_id[event_id] != raw:
                     result.conflicts.append(event_id)
                 continue
-            raw_by_id[event_id] = value
+            raw_by_id[event_id] = raw
             result.events[event_id] = event
         return result
 
@@ -320,8 +323,9 @@ async def check(
 ) -> None:
     """The `workers` (those still running) published exactly what replay emits for the
     lines, each id once, read_committed, and dead-lettered exactly the bad lines; records
-    of aborted transactions only repeat those, byte for byte; and no timer is left to
-    fire later (the log's points all lie before `end`), so nothing else can follow."""
+    of aborted transactions only repeat those, byte for byte, headers included; and no
+    timer is left to fire later (the log's points all lie before `end`), so nothing else
+    can follow."""
     end = lines[-1].at + TIMERS_OVER
     want = replay_expected(lines, end, tmp_path)
     assert len(want) > 20, "the log must make the worker publish"

@@ -29,6 +29,7 @@ from worker.core.engine import finished_record
 from worker.core.events import SlaEvent
 from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, from_us, to_us
+from worker.kafka import cloudevents
 from worker.kafka.clocks import PartitionClock
 from worker.kafka.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
 
@@ -49,6 +50,8 @@ class Topics:
     changelog: str
     finished: str | None = None
     """sla-timer-finished records; None: not published."""
+    source: str = cloudevents.source("sla-worker")
+    """`ce_source` of the published records (`cloudevents.source` of the app id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,14 +252,18 @@ class Partition:
         """Turn an outcome into writes, and update memory (state, due-index, holds)."""
         for event in outcome.publish:
             topic = self.topics.breaches if event.type == "sla-breach" else self.topics.warnings
-            batch.writes.append(Write(topic, event.ticket_id.encode(), encode_event(event)))
+            ce_headers = cloudevents.headers(event, self.topics.source)
+            key = event.ticket_id.encode()
+            batch.writes.append(Write(topic, key, encode_event(event), ce_headers))
         if self.topics.finished is not None:
             # In the same transaction as the step's other outputs and its state: a
             # finished timer is published exactly once, as its ticket's state says.
             for finished in outcome.finished:
                 record = finished_record(finished)
                 value = record.model_dump_json().encode()
-                batch.writes.append(Write(self.topics.finished, record.ticket_id.encode(), value))
+                ce_headers = cloudevents.headers(record, self.topics.source)
+                key = record.ticket_id.encode()
+                batch.writes.append(Write(self.topics.finished, key, value, ce_headers))
         for letter in outcome.dead_letters:
             value, headers = letter.source.value, tuple(letter.headers())
             if len(value) > self.processor.limits.max_bytes:

@@ -59,6 +59,7 @@ from aiokafka.structs import TopicPartition
 from worker.core.engine import Engine
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
+from worker.kafka import cloudevents
 from worker.kafka.assignment import ticket_assignor
 from worker.kafka.partition import Batch, Message, Partition, Topics
 from worker.kafka.processor import TicketProcessor, iso
@@ -125,6 +126,7 @@ class LiveWorker:
             settings.dead_letter_topic,
             changelog_topic_name(settings),
             settings.finished_timers_topic,
+            cloudevents.source(settings.app_id),
         )
         self.lateness = timedelta(seconds=settings.allowed_lateness_seconds)
         self.partitions: dict[int, Partition] = {}  # assigned and restored
