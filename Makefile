@@ -57,8 +57,8 @@ report-example: $(INSTALLED)
 	  --screenshot=docs/report.png --window-size=1280,2000 file://$(CURDIR)/build/report/report.html
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check setup.py worker tests bench scripts
-	$(BIN)/ruff format --check setup.py worker tests bench scripts
+	$(BIN)/ruff check setup.py worker devtools tests bench scripts
+	$(BIN)/ruff format --check setup.py worker devtools tests bench scripts
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
