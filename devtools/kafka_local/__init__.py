@@ -11,5 +11,6 @@ The modules, each with one job:
 - `scram`, `certificates`, `listeners`: the secured listeners;
 - `probe`: the Kafka Metadata request that tells a broker is ready;
 - `processes`, `watchdog`: finding, stopping and guarding our processes;
-- `broker`: one start of the broker; `cli`: the commands.
+- `state`: what a run dir remembers (the running broker, the last address);
+- `broker`: one start of the broker; `cli`: the commands; `errors`: the one error.
 """
