@@ -14,12 +14,15 @@ INSTALLED := $(BIN)/.installed-$(BUILD)
 
 # Dependencies at the versions requirements/dev.lock pins (hash-checked), then the project
 # itself (editable, pure Python; compiling is the next step's). `make lock` refreshes the
-# locks.
+# locks. The .pth puts the checkout on the virtualenv's path: the contributor's tools
+# (devtools/, never installed) import from any script, e.g. .venv/bin/python bench/soak.py.
 $(BIN)/.deps: pyproject.toml setup.py requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
 	SLA_WORKER_COMPILED=0 $(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], \
+	  "sla-worker-checkout.pth").write_text("$(CURDIR)\n")'
 	touch $@
 
 # The pure build reinstalls only to remove extensions a compiled build left beside the
@@ -57,8 +60,8 @@ report-example: $(INSTALLED)
 	  --screenshot=docs/report.png --window-size=1280,2000 file://$(CURDIR)/build/report/report.html
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check setup.py worker tests bench scripts
-	$(BIN)/ruff format --check setup.py worker tests bench scripts
+	$(BIN)/ruff check setup.py worker devtools tests bench scripts
+	$(BIN)/ruff format --check setup.py worker devtools tests bench scripts
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy

@@ -39,8 +39,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from live import Cleanup, say, start_run
 
+from devtools.harness import create_topics
 from worker.compiled import describe
-from worker.harness import create_topics
 from worker.traffic import synthetic_stream
 
 NOW = "2027-01-01T00:00:00Z"

@@ -4,7 +4,7 @@
 What only benchmarks need: a run (a broker, given or private, a run id that prefixes its
 topics, a temporary directory), a fast keyed producer, a bare aiokafka consumer as the
 peer, and polls of the worker's progress. The worker process, the broker, /metrics and
-topics come from `worker.harness`, which the tests and the demo use too. Everything
+topics come from `devtools.harness`, which the tests use too. Everything
 started here is stopped by `Cleanup` on exit, also on Ctrl-C, SIGTERM and exceptions.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from worker.harness import LocalBroker, WorkerProcess, delete_topics
+from devtools.harness import LocalBroker, WorkerProcess, delete_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -60,7 +60,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from live import ROOT, Cleanup, bench_worker, say
 
-from worker.harness import (
+from devtools.harness import (
     LocalBroker,
     Record,
     WorkerExited,

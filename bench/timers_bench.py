@@ -51,7 +51,7 @@ from live import (
     timed_terminate,
 )
 
-from worker.harness import Scrape, WorkerProcess, create_topics
+from devtools.harness import Scrape, WorkerProcess, create_topics
 
 BULK_TARGETS = {1: "PT8H", 2: "PT10H", 3: "PT12H", 4: "PT14H"}
 

@@ -49,7 +49,7 @@ from live import (
     wait_consumed,
 )
 
-from worker.harness import create_topics
+from devtools.harness import create_topics
 from worker.traffic import synthetic_stream
 
 

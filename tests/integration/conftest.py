@@ -35,8 +35,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from devtools.harness import BrokerError, LocalBroker, WorkerProcess
 from tests.integration.workers import fast_worker
-from worker.harness import BrokerError, LocalBroker, WorkerProcess
 
 JsonRecord = tuple[str, dict[str, Any], int, int]
 """(key, value, partition, offset) as returned by `consume_json`."""

@@ -30,8 +30,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from devtools.harness import Record, WorkerProcess, read_all, settled
 from tests.integration.workers import FAST_POLICY
-from worker.harness import Record, WorkerProcess, read_all, settled
 
 SESSION_TIMEOUT = "6"  # the smallest the worker accepts: takeovers within seconds
 TIMERS_OVER = timedelta(seconds=15)  # after the last event every timer has fired
@@ -254,7 +254,7 @@ async def settled_outputs(
     timeout: float = 180,
 ) -> Published:
     """What the output topics hold once the `workers` have applied every input record
-    and fired everything due by `until` (`worker.harness.settled`): all there is to see
+    and fired everything due by `until` (`devtools.harness.settled`): all there is to see
     for that period, with nothing left to wait for."""
     await settled(workers, until, timeout=timeout)
     return await published(workers[0].bootstrap, outputs)

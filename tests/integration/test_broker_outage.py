@@ -2,7 +2,7 @@
 meanwhile, keeps its log readable, and afterwards has published exactly what
 `sla-worker replay` emits for the same log (docs/operations.md, "Broker outages").
 
-These tests run their own broker (`worker.harness.LocalBroker`) and stop it; the
+These tests run their own broker (`devtools.harness.LocalBroker`) and stop it; the
 session's shared broker is not touched.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from devtools.harness import LocalBroker, WorkerProcess
 from tests.integration.fault_log import (
     Setup,
     check,
@@ -27,7 +28,6 @@ from tests.integration.fault_log import (
     wait_for_any,
 )
 from tests.integration.workers import fast_worker
-from worker.harness import LocalBroker, WorkerProcess
 
 OUTAGE_SECONDS = 35
 # The log's last agent reply that prevents a warning comes 9.7 s after its start

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from worker.harness import free_port
+from devtools.harness import free_port
 
 
 def test_demo_prints_warnings_and_stops_cleanly(kafka_bootstrap: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from devtools.harness import WorkerProcess
 from tests.integration.fault_log import (
     Line,
     Setup,
@@ -30,7 +31,6 @@ from tests.integration.fault_log import (
     produce,
     wait_for_any,
 )
-from worker.harness import WorkerProcess
 
 RUNS = int(os.environ.get("SLA_FAULT_RUNS", "1"))
 runs = pytest.mark.parametrize("run", range(RUNS))

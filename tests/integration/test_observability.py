@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools.harness import WorkerProcess, free_port, log_tail
 from tests.promql import (
     ALERTS,
     alert_rules,
@@ -33,7 +34,6 @@ from tests.promql import (
     find_tool,
     grafana_to_promql,
 )
-from worker.harness import WorkerProcess, free_port, log_tail
 
 SCRAPE_INTERVAL = "1s"
 TIMEOUT_S = 90.0

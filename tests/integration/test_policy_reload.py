@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from devtools.harness import WorkerProcess
 from tests.integration.fault_log import Line, fault_log, produce, settled_outputs
 from tests.integration.workers import FAST_POLICY
-from worker.harness import WorkerProcess
 
 
 def versions(change: datetime | None) -> dict[str, Any]:

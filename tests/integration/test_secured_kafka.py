@@ -1,7 +1,7 @@
 """The worker and the audit on a secured broker: SASL_SSL (SCRAM-SHA-512) and mutual TLS.
 
 Each mode runs its own broker (`scripts/kafka-local start --security ...`, via
-`worker.harness.LocalBroker`), whose client listener accepts nothing else; the worker
+`devtools.harness.LocalBroker`), whose client listener accepts nothing else; the worker
 connects with the settings `client.json` names. A wrong password, a client certificate
 the broker does not trust and a CA that did not sign the broker's certificate each end the
 worker within seconds, non-zero, with a sentence naming the cause; no secret (password,
@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devtools.harness import LocalBroker, WorkerProcess
 from tests.integration.workers import FAST_POLICY, fast_worker
-from worker.harness import LocalBroker, WorkerProcess
 from worker.kafka.topics import client_options
 from worker.settings import KafkaConnection
 

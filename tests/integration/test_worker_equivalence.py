@@ -12,9 +12,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from devtools.harness import settled
 from tests.integration.expected import expected
 from tests.integration.fault_log import published
-from worker.harness import settled
 from worker.presets import load_presets
 from worker.traffic import synthetic_stream
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from devtools.harness import WorkerProcess, read_all, settled
 from tests.integration.fault_log import (
     Line,
     fault_log,
@@ -18,7 +19,6 @@ from tests.integration.fault_log import (
     published,
     replay_expected,
 )
-from worker.harness import WorkerProcess, read_all, settled
 from worker.kafka.partition import DEAD_LETTER_PREFIX
 
 LIMIT = 150_000  # --max-message-bytes of the hostile run

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker.harness import WorkerProcess, read_all, settled, wait_for_records
+from devtools.harness import WorkerProcess, read_all, settled, wait_for_records
 
 P1_TARGET = timedelta(seconds=6)  # the fast plan's first response at priority 1
 

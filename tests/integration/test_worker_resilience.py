@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from devtools.harness import settled
 from tests.integration.expected import expected
 from tests.integration.fault_log import Published, published
-from worker.harness import settled
 
 LAST_DEADLINE = timedelta(seconds=12)  # the fast plan's longest target (priority 2)
 

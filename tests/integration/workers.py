@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from devtools.harness import WorkerProcess
 from worker.core.policy import Policy
-from worker.harness import WorkerProcess
 
 FAST_POLICY = Path(__file__).resolve().parents[1] / "data" / "fast-policy.yaml"
 FAST = Policy.from_mapping(yaml.safe_load(FAST_POLICY.read_text()))

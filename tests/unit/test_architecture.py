@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import graphlib
 import importlib
+import tomllib
 from pathlib import Path
 
 import worker
@@ -116,8 +117,9 @@ def test_the_command_line_reaches_kafka_only_through_the_root() -> None:
 
 
 def test_only_the_demo_runs_the_worker_through_the_harness() -> None:
-    """`worker.harness` drives the worker from outside, as an operator would: the demo,
-    the tests and the benchmarks use it; nothing the worker itself runs may."""
+    """`worker.harness` drives the worker from outside, as an operator would: the demo uses
+    it (and the tests and benchmarks, through `devtools.harness`); nothing the worker
+    itself runs may."""
     offenders = [
         module
         for module, imported in worker_modules().items()
@@ -128,6 +130,28 @@ def test_only_the_demo_runs_the_worker_through_the_harness() -> None:
     assert offenders == []
 
 
+def test_the_installed_package_needs_no_source_checkout() -> None:
+    """The wheel and the image hold `worker` only (pyproject.toml); the contributor's tools
+    (`devtools`: the local broker, the container bases, the test harness) find files of a
+    checkout and stay out of it, so nothing in `worker` may import them."""
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == ["worker*"]
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [
+                f"{module_name(path)}: {n}"
+                for n in names
+                if n.split(".")[0] in ("devtools", "tests", "bench")
+            ]
+    assert offenders == []
+
+
 def test_no_import_cycles() -> None:
     graph = {module: imported - {module} for module, imported in worker_modules().items()}
     graphlib.TopologicalSorter(graph).prepare()  # CycleError names the cycle
@@ -135,7 +159,7 @@ def test_no_import_cycles() -> None:
 
 def test_tests_share_helpers_through_modules_not_conftest_or_other_tests() -> None:
     """A helper two test files need lives in a module of its own (tests/promql.py,
-    tests/replaying.py, tests/integration/fault_log.py, worker.harness ...): a test
+    tests/replaying.py, tests/integration/fault_log.py, devtools.harness ...): a test
     that imports another test file runs that file's tests' module code, and a conftest is
     pytest's to load. Type-only imports (`if TYPE_CHECKING:`) are allowed."""
     tests = CORE.parents[1] / "tests"

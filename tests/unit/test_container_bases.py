@@ -1,37 +1,26 @@
 """scripts/container-bases stands in for exactly the images the project's files name.
 
-No engine needed: the script is imported, not run (building is tested by
-tests/integration/containers/).
+No engine needed: the recipes are imported (devtools.container_bases.recipes), not built
+(building is tested by tests/integration/containers/).
 """
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
 
+from devtools.container_bases import recipes
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "container-bases"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bases() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("container_bases", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("container_bases", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["container_bases"] = module  # dataclasses look their module up
-    try:
-        loader.exec_module(module)
-    finally:
-        del sys.modules["container_bases"]
-    return module
+    return recipes
 
 
 def test_the_stand_ins_are_the_images_the_dockerfile_and_compose_pull(bases: ModuleType) -> None:

@@ -1,4 +1,4 @@
-"""`worker.harness.settled` decides from the workers' /readyz answers alone; here is when
+"""`devtools.harness.settled` decides from the workers' /readyz answers alone; here is when
 it may, and when it must not, call them settled."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.harness.settle import unsettled
+from devtools.harness.settle import unsettled
 
 UNTIL = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 ENDS = {("tickets", 0): 10, ("tickets", 1): 0}

@@ -202,7 +202,7 @@ async def test_a_partition_counts_as_read_as_of_its_previous_fetch(presets: Poli
 async def test_readyz_shows_each_partitions_next_timer_and_whether_a_step_is_under_way(
     presets: Policy,
 ) -> None:
-    """What a test harness (worker.harness.settled) waits on: nothing under way, and no
+    """What a test harness (devtools.harness.settled) waits on: nothing under way, and no
     timer left unfired up to an instant."""
     worker, _ = await worker_with(RecordingProducer(), presets)
     [row] = worker.diagnostics()

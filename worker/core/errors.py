@@ -16,7 +16,7 @@ in `worker` derives from this one and appears in the tree below.
     ├── UntilBeforeLastEvent (ValueError)   worker.replay
     ├── KafkaAccessError                    worker.kafka.access
     ├── TopicMismatch (RuntimeError)        worker.kafka.topics
-    ├── BrokerError (RuntimeError)          worker.harness.broker
+    ├── BrokerError (RuntimeError)          devtools.harness.broker (a checkout only)
     └── WorkerExited (RuntimeError)         worker.harness.process
 
 In the compiled build (setup.py) mypyc compiles this module with the engine and replay,

@@ -36,8 +36,8 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devtools.harness import free_port
 from tests.integration.containers.engine import ROOT, podman, run_engine
-from worker.harness import free_port
 
 SERVICES = ("kafka", "worker", "prometheus")
 UP_TIMEOUT_S = 600.0

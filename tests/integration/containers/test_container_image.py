@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from devtools.harness import free_port
 from tests.integration.containers.engine import podman
 from tests.integration.workers import FAST_POLICY
-from worker.harness import free_port
 
 
 def test_the_image_runs_as_uid_10001_and_answers_help(worker_image: str) -> None:

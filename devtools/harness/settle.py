@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from devtools.harness.topics import end_offsets
 from worker.harness.process import WorkerProcess
-from worker.harness.topics import end_offsets
 
 
 async def settled(
