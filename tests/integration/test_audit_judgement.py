@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from devtools.harness import read_all
 from tests.hostile_logs import RETENTION, Record, hostile_log
 from tests.integration.fault_log import settled_outputs
 from tests.integration.workers import FAST_POLICY
-from worker.harness import read_all
 from worker.kafka.topics import default_partition
 
 PARTITIONS = 3

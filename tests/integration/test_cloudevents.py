@@ -15,9 +15,9 @@ from typing import Any
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
 
+from devtools.harness import Record, read_all, settled
 from tests.integration.workers import FAST
 from tests.replaying import run_replay
-from worker.harness import Record, read_all, settled
 
 P1_TARGET = timedelta(seconds=6)  # the fast plan's first response at priority 1
 
