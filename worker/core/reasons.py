@@ -34,9 +34,9 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "internal-error"
 
 
-WORKER_ONLY = frozenset(
-    {Reason.MISSING_KEY, Reason.KEY_MISMATCH, Reason.UNREADABLE_STATE, Reason.INTERNAL_ERROR}
-)
+WORKER_ONLY = frozenset({Reason.UNREADABLE_STATE, Reason.INTERNAL_ERROR})
+KAFKA_ONLY = frozenset({Reason.MISSING_KEY, Reason.KEY_MISMATCH})
+"""Reasons about a Kafka message's key: the audit, which reads Kafka, judges them too."""
 
 MEANINGS: dict[Reason, str] = {
     Reason.INVALID_JSON: "the line is not JSON (or not UTF-8)",
@@ -52,7 +52,7 @@ MEANINGS: dict[Reason, str] = {
     "minutes) ahead of the reader's clock: the worker's wall clock, replay's `--now` "
     "(default: when the run started)",
     Reason.TOO_OLD: "an event for a ticket not in state, dated more than the retention "
-    "before the event time (see above)",
+    "before its partition's event time (see above)",
     Reason.TOO_LARGE: "the message or line is over the size limit (default 1,000,000 "
     "bytes); not parsed",
     Reason.MISSING_KEY: "a Kafka message without a key (the worker partitions by ticket id)",
@@ -67,7 +67,13 @@ def markdown_table() -> str:
     """The table of docs/semantics.md, "Duplicates and rejections"."""
     rows = ["| reason | meaning | where |", "|---|---|---|"]
     for reason in Reason:
-        where = "worker" if reason in WORKER_ONLY else "replay, audit, worker"
+        where = (
+            "worker"
+            if reason in WORKER_ONLY
+            else "audit, worker"
+            if reason in KAFKA_ONLY
+            else "replay, audit, worker"
+        )
         rows.append(f"| `{reason}` | {MEANINGS[reason]} | {where} |")
     return "\n".join(rows) + "\n"
 
