@@ -20,17 +20,17 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiokafka.partitioner import murmur2
 
 from worker.kafka.service import LiveWorker
+from worker.kafka.topics import default_partition
 from worker.metrics import CONTENT_TYPE, Metrics
 
 FORWARDED = "X-SLA-Forwarded"
 
 
 def partition_of(ticket_id: str, partitions: int) -> int:
-    """The partition Java clients and aiokafka choose for this key (murmur2)."""
-    return int(murmur2(ticket_id.encode()) & 0x7FFFFFFF) % partitions
+    """The partition Java clients and aiokafka choose for this ticket's key."""
+    return default_partition(ticket_id.encode(), partitions)
 
 
 def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
