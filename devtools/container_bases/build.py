@@ -7,9 +7,10 @@ import shlex
 import time
 from pathlib import Path
 
-from devtools.container_bases.common import cache_dir, info, locked
+from devtools.container_bases.common import cache_dir, info
 from devtools.container_bases.engine import LABEL, image_digest_label, run
 from devtools.container_bases.recipes import MIRRORS, SUITE, Base
+from devtools.kafka_local.layout import locked
 
 
 def build_rootfs(base: Base, tar: Path) -> None:

@@ -1,12 +1,10 @@
-"""What every part of container-bases shares: its error, its messages, its cache, its lock."""
+"""What every part of container-bases shares: its error, its messages, its cache (its
+lock is kafka-local's `layout.locked`)."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from devtools.kafka_local.layout import CHECKOUT
@@ -28,14 +26,3 @@ def info(message: str) -> None:
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "sla-worker" / "container-bases"
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
