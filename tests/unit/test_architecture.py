@@ -8,6 +8,7 @@ import ast
 import graphlib
 import importlib
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 import worker
@@ -209,3 +210,11 @@ def test_a_rejection_is_a_sla_worker_error_in_either_build() -> None:
     assert isinstance(Rejected(Reason.UNKNOWN_TICKET, "no such ticket"), SlaWorkerError)
     assert isinstance(Rejected(Reason.UNKNOWN_TICKET, "no such ticket"), ValueError)
     assert isinstance(PolicyError("policies.yaml", ["plans: required"]), SlaWorkerError)
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    """pytest imports test files by their base name (tests/ has no __init__.py): two
+    files of one name in different folders stop the whole collection ("import file
+    mismatch"), which only a full run shows."""
+    names = Counter(path.name for path in (PACKAGE.parent / "tests").rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []
