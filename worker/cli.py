@@ -55,7 +55,7 @@ def _policy(path: Path | None) -> Policy:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=SlaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("sla-worker", cls=SlaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     __version__, prog_name="sla-worker", message=f"%(prog)s %(version)s ({describe()})"
 )

@@ -93,6 +93,8 @@ class SlaGroup(_Named, click.Group):
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> Any:
         extra.pop("standalone_mode", None)
+        # `python -m worker` is `sla-worker` too, in its usage lines and its errors.
+        prog_name = prog_name or self.name
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.UsageError as exc:

@@ -48,7 +48,8 @@ def _value_type(field: FieldInfo) -> Any:
     return annotation
 
 
-def _metavar(name: str, field: FieldInfo) -> str:
+def metavar(name: str, field: FieldInfo) -> str:
+    """The name of a setting's value in help: `SECONDS`, `FILE`, `[PLAIN|SSL]`."""
     explicit = metavar_of(field)
     if explicit is not None:
         return explicit
@@ -56,6 +57,8 @@ def _metavar(name: str, field: FieldInfo) -> str:
         if name.endswith(suffix):
             return metavar
     value_type = _value_type(field)
+    if get_origin(value_type) is Literal:
+        return "[" + "|".join(map(str, get_args(value_type))) + "]"
     if value_type is Path:
         return "FILE"
     if value_type is int:
@@ -63,7 +66,7 @@ def _metavar(name: str, field: FieldInfo) -> str:
     return "TEXT"
 
 
-def _shown_default(field: FieldInfo) -> str | None:
+def shown_default(field: FieldInfo) -> str | None:
     """The default as a user would type it: `300`, not `300.0`; `a,b`, not a list."""
     default = field.get_default(call_default_factory=True)
     if default is None or isinstance(default, bool):
@@ -95,7 +98,18 @@ class _SettingValue(click.ParamType):
         try:
             return self._adapter.validate_strings(value)
         except ValidationError as exc:
-            self.fail(_messages(exc), param, ctx)
+            hint = _variable_given(ctx, param)
+            raise click.BadParameter(_messages(exc), ctx, param, param_hint=hint) from None
+
+
+def _variable_given(ctx: click.Context | None, param: click.Parameter | None) -> str | None:
+    """The environment variable a value came from, if it did not come from its flag."""
+    if ctx is None or param is None or param.name is None:
+        return None
+    if ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT:
+        return None
+    envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
+    return next((e for e in envvars if e in os.environ), None)
 
 
 def _messages(exc: ValidationError) -> str:
@@ -138,14 +152,9 @@ def setting_option(model: type[BaseModel], name: str, *, envvar: bool = True) ->
             envvar=envvars,
             show_envvar=envvar,
         )
-    value_type = _value_type(field)
-    param_type: click.ParamType
-    if get_origin(value_type) is Literal:
-        param_type = click.Choice([str(v) for v in get_args(value_type)])
-    else:
-        checked = name not in _fields_with_validators(model)
-        param_type = _SettingValue(field, _metavar(name, field), checked)
-    default = _shown_default(field)
+    checked = name not in _fields_with_validators(model)
+    param_type = _SettingValue(field, metavar(name, field), checked)
+    default = shown_default(field)
     return click.Option(
         [flag, name],
         type=param_type,
@@ -207,9 +216,8 @@ def settings_from(
         field = model.model_fields[name]
         given[name] = value
         if ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT:
-            origin[name] = next(
-                (e for e in envvars_of(name, field) if e in os.environ), envvars_of(name, field)[0]
-            )
+            envvars = envvars_of(name, field)
+            origin[name] = next((e for e in envvars if e in os.environ), envvars[0])
         else:
             origin[name] = flag_of(name, field)
     try:
