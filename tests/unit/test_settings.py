@@ -111,6 +111,8 @@ def test_worker_command_spells_the_flags_the_worker_parses() -> None:
     assert (parsed.web_port, parsed.timer_interval_seconds) == (7000, 0.5)
     with pytest.raises(ValueError, match="not worker settings: web_prot"):
         worker_command(web_prot=7000)
+    with pytest.raises(ValueError, match="secrets never go on a command line: api_token"):
+        worker_command(api_token="t0ken")
 
 
 def test_an_invalid_setting_never_prints_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
