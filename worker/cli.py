@@ -21,7 +21,7 @@ from worker import __version__, asyncapi
 from worker.bootstrap import read_policy
 from worker.bootstrap.replay import run as run_replay
 from worker.cli_commands import SlaGroup
-from worker.cli_options import setting_option, settings_from, settings_params
+from worker.cli_options import setting_options, settings_from, settings_help, settings_params
 from worker.compiled import describe
 from worker.core.policy import Policy, PolicyError
 from worker.policy_file import load_policy
@@ -63,12 +63,7 @@ def main() -> None:
     """SLA timers for help desks: business-hour deadlines, warnings and breaches."""
 
 
-@main.command(
-    params=[
-        setting_option(StreamSettings, name, envvar=False)
-        for name in ("max_clock_skew_seconds", "max_message_bytes", "finished_retention_days")
-    ]
-)
+@main.command()
 @click.argument("events", type=click.File("rb"))
 @click.option(
     "--policies",
@@ -116,6 +111,13 @@ def main() -> None:
     help="Keep an event-time clock per partition, as a worker reading a topic of this many "
     "partitions does, placing each ticket where Kafka's default partitioner puts its id "
     "(1: one clock for the whole file).",
+)
+@setting_options(
+    StreamSettings,
+    "max_clock_skew_seconds",
+    "max_message_bytes",
+    "finished_retention_days",
+    envvar=False,
 )
 def replay(
     events: IO[bytes],
@@ -247,16 +249,9 @@ def report(
     )
 
 
-_PRECEDENCE = """Each setting is taken from its flag, else its environment variable, else
-    the settings file (--config), else its default. Secrets are never flags: give
-    SLA_SASL_PASSWORD and SLA_API_TOKEN in the environment, or name files that hold them."""
-
-
 @main.command(
     params=settings_params(WorkerSettings),
-    help=f"""Run the live worker on Kafka.
-
-    {_PRECEDENCE}""",
+    help=settings_help(WorkerSettings, "Run the live worker on Kafka."),
 )
 def worker(**values: Any) -> None:
     # Imported here: the live worker pulls in aiokafka and aiohttp, which replay and the
@@ -269,10 +264,12 @@ def worker(**values: Any) -> None:
 
 @main.command(
     params=settings_params(AuditSettings),
-    help=f"""Replay from Kafka, read-only; --verify checks what was published.
-
-    {_PRECEDENCE} The audit takes the worker's settings file: what the two share is read,
-    the worker's other settings are left.""",
+    help=settings_help(
+        AuditSettings,
+        "Replay from Kafka, read-only; --verify checks what was published.",
+        "The audit takes the worker's settings file: what the two share is read, the "
+        "worker's other settings are left.",
+    ),
 )
 def audit(**values: Any) -> None:
     from worker.bootstrap.audit import run as run_audit

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tomllib
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -28,6 +28,7 @@ from pydantic.fields import FieldInfo
 from worker.settings import envvars_of, flag_of, is_secret, metavar_of
 
 Settings = TypeVar("Settings", bound=BaseModel)
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 CONFIG = "config"
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
@@ -164,6 +165,37 @@ def setting_option(model: type[BaseModel], name: str, *, envvar: bool = True) ->
         envvar=envvars,
         show_envvar=envvar,
     )
+
+
+def setting_options(
+    model: type[BaseModel], *names: str, envvar: bool = True
+) -> Callable[[Command], Command]:
+    """A decorator that adds the options of these settings to a click command, as
+    `click.option` does, in this order."""
+
+    def decorate(command: Command) -> Command:
+        for name in reversed(names):
+            click.decorators._param_memo(command, setting_option(model, name, envvar=envvar))
+        return command
+
+    return decorate
+
+
+def settings_help(model: type[BaseModel], summary: str, more: str = "") -> str:
+    """A settings command's help: its summary, where each setting comes from, and how
+    its secrets are given, named from the model."""
+    secrets = [
+        f"{envvars_of(n, f)[0]} ({flag_of(n, f)}-file)"
+        for n, f in model.model_fields.items()
+        if is_secret(f)
+    ]
+    text = (
+        "Each setting is taken from its flag, else its environment variable, else the "
+        "settings file (--config), else its default."
+    )
+    if secrets:
+        text += f" Secrets are never flags: {', '.join(secrets)}."
+    return f"{summary}\n\n{text}{' ' + more if more else ''}"
 
 
 def _fields_with_validators(model: type[BaseModel]) -> set[str]:

@@ -169,7 +169,7 @@ class StreamSettings(KafkaConnection):
         default=DEFAULT_MAX_CLOCK_SKEW.total_seconds(),
         ge=0,
         description="Reject (future-timestamp) events dated more than this ahead of the "
-        "clock (the worker's wall clock; the audit's --now): they would move event time.",
+        "clock (--now; the live worker's: the wall clock): they would move event time.",
     )
     max_message_bytes: int = Field(
         default=DEFAULT_MAX_BYTES,
