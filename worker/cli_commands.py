@@ -5,8 +5,8 @@
   the option, exit status 2, nothing on stdout:
   `sla-worker worker: --partitions: Input should be greater than or equal to 1 (see
   'sla-worker worker --help')`. (click alone prints the whole usage first, over 3 lines.)
-- A runtime error (a policy file with problems, a report input that is not one) is one
-  line too, exit status 1: `sla-worker replay: <message>`.
+- A runtime error (a policy file with problems, a report input that is not one, a file
+  that cannot be written) is one line too, exit status 1: `sla-worker replay: <message>`.
 - `sla-worker --help` lists each command with the whole first paragraph of its help,
   where click would cut it at 45 characters, mid-sentence.
 """
@@ -70,6 +70,12 @@ class _Named:
         except click.ClickException as exc:
             _blame(exc, ctx)
             raise
+        except OSError as exc:
+            # A file that cannot be opened or written (an output in a missing directory):
+            # the user's to fix, so one line, not a traceback.
+            failed = click.ClickException(str(exc))
+            _blame(failed, ctx)
+            raise failed from exc
 
     def get_short_help_str(self, limit: int = 45) -> str:
         """The whole first paragraph of the help, as one line."""

@@ -175,6 +175,14 @@ def test_a_runtime_error_is_one_line_exit_1(tmp_path: Path) -> None:
     assert result.stderr.startswith("sla-worker report: RECORDS is not the output")
 
 
+def test_a_file_that_cannot_be_written_is_one_line_exit_1(tmp_path: Path) -> None:
+    output = tmp_path / "no" / "such" / "directory" / "out.jsonl"
+    result = CliRunner().invoke(main, ["audit", "--output", str(output)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("sla-worker audit: [Errno 2] No such file or directory")
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_precedence_flag_then_environment_then_file_then_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
