@@ -52,7 +52,7 @@ MEANINGS: dict[Reason, str] = {
     "minutes) ahead of the reader's clock: the worker's wall clock, replay's `--now` "
     "(default: when the run started)",
     Reason.TOO_OLD: "an event for a ticket not in state, dated more than the retention "
-    "before the event time (see above)",
+    "before its partition's event time (see above)",
     Reason.TOO_LARGE: "the message or line is over the size limit (default 1,000,000 "
     "bytes); not parsed",
     Reason.MISSING_KEY: "a Kafka message without a key (the worker partitions by ticket id)",
