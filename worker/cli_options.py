@@ -25,7 +25,7 @@ from click.core import ParameterSource
 from pydantic import AliasChoices, BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from worker.settings import envvars_of, flag_of, is_secret, metavar_of
+from worker.settings import ENV_PREFIX, envvars_of, flag_of, is_secret, metavar_of
 
 Settings = TypeVar("Settings", bound=BaseModel)
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -174,8 +174,10 @@ def setting_options(
     `click.option` does, in this order."""
 
     def decorate(command: Command) -> Command:
-        for name in reversed(names):
-            click.decorators._param_memo(command, setting_option(model, name, envvar=envvar))
+        # click.command() reads a function's options from __click_params__, last first.
+        params = getattr(command, "__click_params__", [])
+        params += [setting_option(model, name, envvar=envvar) for name in reversed(names)]
+        command.__click_params__ = params  # type: ignore[attr-defined]
         return command
 
     return decorate
@@ -203,11 +205,11 @@ def _fields_with_validators(model: type[BaseModel]) -> set[str]:
     return {name for decorator in decorators for name in decorator.info.fields}
 
 
-def config_option(model: type[BaseModel]) -> click.Option:
+def config_option() -> click.Option:
     return click.Option(
         ["--config", CONFIG],
         metavar="FILE",
-        envvar="SLA_CONFIG",
+        envvar=ENV_PREFIX + CONFIG.upper(),
         show_envvar=True,
         help="Settings file (TOML): `name = value` per setting, names as in docs/worker.md "
         "(secrets excepted). A flag, then an environment variable, win over it.",
@@ -217,7 +219,7 @@ def config_option(model: type[BaseModel]) -> click.Option:
 def settings_params(model: type[BaseModel]) -> list[click.Parameter]:
     """Every option of `model`'s settings, `--config` first; a secret has only the hidden
     flag that refuses it."""
-    params: list[click.Parameter] = [config_option(model)]
+    params: list[click.Parameter] = [config_option()]
     for name, field in model.model_fields.items():
         params.append(
             _refuse_secret(name, field) if is_secret(field) else setting_option(model, name)
