@@ -1,5 +1,10 @@
 """The `sla-worker` command line: parses each command's arguments and hands them to the
-composition root (`worker/bootstrap/`), which builds and connects what the command runs."""
+composition root (`worker/bootstrap/`), which builds and connects what the command runs.
+
+One parser, click, for every command: `worker` and `audit` take their options from the
+settings models (`worker/cli_options.py`), `replay` its limits from the same fields, and
+every command fails the same way (`worker/cli_commands.py`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
@@ -15,14 +20,16 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 from worker import __version__, asyncapi
 from worker.bootstrap import read_policy
 from worker.bootstrap.replay import run as run_replay
+from worker.cli_commands import SlaGroup
+from worker.cli_options import setting_options, settings_from, settings_help, settings_params
 from worker.compiled import describe
-from worker.core.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CLOCK_SKEW
 from worker.core.policy import Policy, PolicyError
 from worker.policy_file import load_policy
 from worker.presets import presets_text
 from worker.replay import UntilBeforeLastEvent
 from worker.report import Period
 from worker.schemas import export
+from worker.settings import AuditSettings, StreamSettings, WorkerSettings
 
 _instant = TypeAdapter(AwareDatetime)
 
@@ -48,7 +55,7 @@ def _policy(path: Path | None) -> Policy:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("sla-worker", cls=SlaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     __version__, prog_name="sla-worker", message=f"%(prog)s %(version)s ({describe()})"
 )
@@ -61,6 +68,7 @@ def main() -> None:
 @click.option(
     "--policies",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
     help="Policy file (YAML). Default: the built-in presets.",
 )
 @click.option(
@@ -72,11 +80,13 @@ def main() -> None:
     "--output",
     type=click.File("w"),
     default="-",
+    metavar="FILE",
     help="Where to write warnings and breaches, as JSON Lines (default: stdout).",
 )
 @click.option(
     "--rejects",
     type=click.File("w"),
+    metavar="FILE",
     help="Write rejected lines here as JSON Lines instead of to stderr.",
 )
 @click.option("--strict", is_flag=True, help="Exit 1 if any line was rejected.")
@@ -93,35 +103,21 @@ def main() -> None:
     "the run starts); give it for a reproducible run.",
 )
 @click.option(
-    "--max-clock-skew-seconds",
-    type=click.FloatRange(min=0),
-    default=DEFAULT_MAX_CLOCK_SKEW.total_seconds(),
-    show_default=True,
-    help="Reject (future-timestamp) events dated more than this ahead of --now.",
-)
-@click.option(
-    "--max-message-bytes",
-    type=click.IntRange(min=1),
-    default=DEFAULT_MAX_BYTES,
-    show_default=True,
-    help="Reject (too-large) longer lines without parsing them.",
-)
-@click.option(
-    "--finished-retention-days",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="Forget a solved or closed ticket this long (event time) after its last event, "
-    "as the live worker does.",
-)
-@click.option(
     "--partitions",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
+    metavar="N",
     help="Keep an event-time clock per partition, as a worker reading a topic of this many "
     "partitions does, placing each ticket where Kafka's default partitioner puts its id "
     "(1: one clock for the whole file).",
+)
+@setting_options(
+    StreamSettings,
+    "max_clock_skew_seconds",
+    "max_message_bytes",
+    "finished_retention_days",
+    envvar=False,
 )
 def replay(
     events: IO[bytes],
@@ -137,10 +133,11 @@ def replay(
     finished_retention_days: float,
     partitions: int,
 ) -> None:
-    """Replay EVENTS (JSON Lines, '-' for stdin) and print the warnings and breaches.
+    """Replay EVENTS (JSON Lines) and print the warnings and breaches.
 
-    Deadlines come from each event's occurred_at, so the same file always gives the
-    same output, ids included.
+    EVENTS is a file, or '-' for stdin. Deadlines come from each event's occurred_at, so
+    the same file always gives the same output, ids included. Replay reads no SLA_*
+    environment variable: its output depends on its arguments only.
     """
     policy = _policy(policies)
     try:
@@ -173,16 +170,32 @@ def replay(
     show_default=True,
     help="Group timers by the ISO week or the calendar month they started in (UTC).",
 )
-@click.option("--json", "json_out", type=click.File("w"), help="Write the JSON report here.")
-@click.option("--csv", "csv_out", type=click.File("w"), help="Write every group as CSV here.")
-@click.option("--breaches-csv", type=click.File("w"), help="Write the breached timers as CSV here.")
+@click.option(
+    "--json", "json_out", type=click.File("w"), metavar="FILE", help="Write the JSON report here."
+)
+@click.option(
+    "--csv", "csv_out", type=click.File("w"), metavar="FILE", help="Write every group as CSV here."
+)
+@click.option(
+    "--breaches-csv",
+    type=click.File("w"),
+    metavar="FILE",
+    help="Write the breached timers as CSV here.",
+)
 @click.option(
     "--html",
     type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
     help="Write a self-contained HTML page with charts here (needs the report extra: "
     "pip install 'sla-worker[report]').",
 )
-@click.option("--title", default="SLA report", show_default=True, help="Title of the HTML page.")
+@click.option(
+    "--title",
+    default="SLA report",
+    show_default=True,
+    metavar="TEXT",
+    help="Title of the HTML page.",
+)
 def report(
     records: IO[bytes],
     period: Period,
@@ -192,13 +205,14 @@ def report(
     html: Path | None,
     title: str,
 ) -> None:
-    """SLA compliance from RECORDS: what `sla-worker replay --finished-timers` or `sla-worker
-    audit --finished-timers` wrote ('-' for stdin).
+    """Report SLA compliance from replay's or audit's finished timers.
 
-    Per period, plan, priority, metric and customer: timers started, met, breached,
-    achievement, median and p90 time to first response against the target; and the
-    breached timers. Without --json, --csv, --breaches-csv or --html, the JSON report goes
-    to stdout.
+    That is, what they wrote with --finished-timers.
+
+    RECORDS is that output ('-' for stdin). Per period, plan, priority, metric and
+    customer: timers started, met, breached, achievement, median and p90 time to first
+    response against the target; and the breached timers. Without --json, --csv,
+    --breaches-csv or --html, the JSON report goes to stdout.
     """
     from worker.report import build_report, read_records, write_breaches_csv, write_csv
 
@@ -236,47 +250,32 @@ def report(
 
 
 @main.command(
-    context_settings={"ignore_unknown_options": True, "help_option_names": []},
-    add_help_option=False,
+    params=settings_params(WorkerSettings),
+    help=settings_help(WorkerSettings, "Run the live worker on Kafka."),
 )
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def worker(args: tuple[str, ...]) -> None:
-    """Run the live worker on Kafka (`sla-worker worker --help` lists every setting).
-
-    Every setting is a flag or an SLA_* environment variable; flags win.
-    """
+def worker(**values: Any) -> None:
     # Imported here: the live worker pulls in aiokafka and aiohttp, which replay and the
     # other commands do not need.
-    from pydantic_settings import CliApp
-
     from worker.bootstrap.live import run as run_worker
-    from worker.settings import WorkerSettings
 
-    try:
-        settings = CliApp.run(WorkerSettings, cli_args=list(args))
-    except ValidationError as exc:
-        print(f"sla-worker worker: invalid settings:\n{exc}")
-        sys.exit(2)
+    settings = settings_from(click.get_current_context(), WorkerSettings, values)
     sys.exit(run_worker(settings))
 
 
 @main.command(
-    context_settings={"ignore_unknown_options": True, "help_option_names": []},
-    add_help_option=False,
+    params=settings_params(AuditSettings),
+    help=settings_help(
+        AuditSettings,
+        "Replay from Kafka, read-only; --verify checks what was published.",
+        "The audit takes the worker's settings file: what the two share is read, the "
+        "worker's other settings are left.",
+    ),
 )
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def audit(args: tuple[str, ...]) -> None:
-    """Replay straight from Kafka, read-only; --verify checks what was published
-    (`sla-worker audit --help` lists every setting)."""
-    from pydantic_settings import CliApp
-
+def audit(**values: Any) -> None:
     from worker.bootstrap.audit import run as run_audit
-    from worker.settings import AuditSettings
 
-    try:
-        settings = CliApp.run(AuditSettings, cli_args=list(args))
-    except ValidationError as exc:
-        raise click.UsageError(f"invalid settings:\n{exc}") from None
+    ctx = click.get_current_context()
+    settings = settings_from(ctx, AuditSettings, values, file_settings=WorkerSettings)
     sys.exit(run_audit(settings, _policy(settings.policies)))
 
 
@@ -284,13 +283,27 @@ def audit(args: tuple[str, ...]) -> None:
 @click.option(
     "--bootstrap-servers",
     envvar="KAFKA_BOOTSTRAP_SERVERS",
+    show_envvar=True,
     required=True,
+    metavar=WorkerSettings.model_fields["bootstrap_servers"].json_schema_extra["metavar"],  # type: ignore[index]
     help="Kafka bootstrap servers (make run starts a local broker and passes it).",
 )
-@click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl-C).")
-@click.option("--web-port", type=int, default=6066, show_default=True)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop after this many seconds (default: at Ctrl-C).",
+)
+@click.option(
+    "--web-port",
+    type=click.IntRange(0, 65535),
+    default=6066,
+    show_default=True,
+    metavar="PORT",
+    help="The worker's HTTP API, /metrics, /healthz and /readyz.",
+)
 def demo(bootstrap_servers: str, duration: float | None, web_port: int) -> None:
-    """Run the worker on live demo traffic and print warnings and breaches as they fire.
+    """Run the worker on demo traffic, printing warnings and breaches.
 
     Uses a minute-scale demo policy and topics of its own, so each run starts clean.
     """
@@ -325,7 +338,7 @@ def policies_show() -> None:
 
 @main.group()
 def schemas() -> None:
-    """JSON Schemas of the events sla-worker reads and writes; AsyncAPI of its topics."""
+    """Export the JSON Schemas of the events and the topics' AsyncAPI."""
 
 
 @schemas.command("export")
@@ -335,9 +348,12 @@ def schemas() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("schemas"),
     show_default=True,
+    metavar="DIR",
+    help="Where to write them.",
 )
 def schemas_export(directory: Path) -> None:
-    """Write one JSON Schema per event type, and the AsyncAPI document of the topics
-    (asyncapi.yaml, with the same schemas)."""
+    """Write one JSON Schema per event type, and the topics' AsyncAPI document.
+
+    The AsyncAPI document (asyncapi.yaml) holds the same schemas."""
     for path in [*export(directory), asyncapi.export(directory)]:
         click.echo(str(path))

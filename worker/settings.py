@@ -1,7 +1,11 @@
-"""Worker settings, from environment variables (prefix `SLA_`) and command-line flags.
+"""Worker and audit settings: flags, environment variables (prefix `SLA_`), a settings file.
 
-Every setting is one field here, documented by its description; `sla-worker worker
---help` is generated from these fields, so the two cannot drift apart.
+Every setting is one field here, documented by its description; the `worker` and `audit`
+command lines (`worker/cli_options.py`) and the settings table of docs/worker.md
+(`worker/settings_doc.py`) are generated from these fields, so none of them can drift
+apart. A field's `json_schema_extra` may name its metavar (`TIMESTAMP`) and its flag when
+that is not the field's name (`--from`). A secret (`SecretStr`) has no flag: `ps` would
+show it; it comes from the environment or from the file its `*_file` field names.
 """
 
 from __future__ import annotations
@@ -25,10 +29,29 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from worker.core.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CLOCK_SKEW
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+ENV_PREFIX = "SLA_"
+DEFAULT_FINISHED_RETENTION_DAYS = 30.0
+
+
+def _cli(metavar: str, flag: str | None = None) -> dict[str, Any]:
+    """How a field reads on the command line, where its name and type do not say it."""
+    return {"metavar": metavar} | ({} if flag is None else {"flag": flag})
+
+
+def _read_secret(path: Path, name: str) -> SecretStr:
+    """A secret from a file, as a mounted Kubernetes Secret holds it."""
+    try:
+        return SecretStr(path.read_text().strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name}: cannot read it ({exc})") from None
 
 
 class KafkaConnection(BaseSettings):
@@ -38,8 +61,6 @@ class KafkaConnection(BaseSettings):
         env_prefix="SLA_",
         extra="forbid",
         frozen=True,
-        cli_kebab_case=True,
-        cli_implicit_flags=True,
         # A validation error would otherwise print its input, secrets included.
         hide_input_in_errors=True,
     )
@@ -49,8 +70,8 @@ class KafkaConnection(BaseSettings):
         validation_alias=AliasChoices(
             "SLA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers"
         ),
-        description="Kafka bootstrap servers, comma-separated host:port "
-        "(also read from KAFKA_BOOTSTRAP_SERVERS).",
+        description="Kafka bootstrap servers, comma-separated host:port.",
+        json_schema_extra=_cli("HOST:PORT[,HOST:PORT...]"),
     )
     security_protocol: SecurityProtocol = Field(
         default="PLAINTEXT", description="How to talk to the brokers."
@@ -58,12 +79,23 @@ class KafkaConnection(BaseSettings):
     sasl_mechanism: SaslMechanism = Field(
         default="SCRAM-SHA-512", description="SASL mechanism (with SASL_SSL/SASL_PLAINTEXT)."
     )
-    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_username: str | None = Field(
+        default=None, description="SASL user name.", json_schema_extra=_cli("NAME")
+    )
     sasl_password: SecretStr | None = Field(
         default=None,
-        description="SASL password (prefer the SLA_SASL_PASSWORD variable); never logged.",
+        description="SASL password, from the environment only (or --sasl-password-file); "
+        "never logged.",
     )
-    ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL/SASL_SSL.")
+    sasl_password_file: Path | None = Field(
+        default=None,
+        description="Read the SASL password from this file (e.g. a mounted Kubernetes "
+        "Secret) instead of SLA_SASL_PASSWORD; surrounding whitespace is ignored.",
+    )
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="CA bundle for SSL/SASL_SSL (default: the system's CAs).",
+    )
     ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
     ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
 
@@ -88,10 +120,20 @@ class KafkaConnection(BaseSettings):
 
     @model_validator(mode="after")
     def _check_sasl(self) -> KafkaConnection:
+        if self.sasl_password_file is not None:
+            if self.sasl_password is not None:
+                raise ValueError("give SLA_SASL_PASSWORD or --sasl-password-file, not both")
+            # The model is frozen; this is its construction.
+            password = _read_secret(self.sasl_password_file, "--sasl-password-file")
+            object.__setattr__(self, "sasl_password", password)
         if self.security_protocol.startswith("SASL") and (
             not self.sasl_username or self.sasl_password is None
         ):
-            raise ValueError("sasl_username and sasl_password are required for SASL")
+            raise ValueError(
+                f"--security-protocol {self.security_protocol}: sasl_username and "
+                "sasl_password are required for SASL (--sasl-username, and "
+                "SLA_SASL_PASSWORD or --sasl-password-file)"
+            )
         return self
 
 
@@ -103,6 +145,7 @@ class StreamSettings(KafkaConnection):
         default_factory=lambda: ["tickets"],
         description="Topics of inbound events keyed by ticket id: one topic carrying every "
         "type, or one per event type (comma-separated).",
+        json_schema_extra=_cli("TOPIC[,TOPIC...]"),
     )
     warnings_topic: str = Field(default="sla-warnings", description="Where warnings go.")
     breaches_topic: str = Field(default="sla-breaches", description="Where breaches go.")
@@ -117,19 +160,19 @@ class StreamSettings(KafkaConnection):
         "presets when unset. The worker reads it again on SIGHUP.",
     )
     finished_retention_days: float = Field(
-        default=30.0,
+        default=DEFAULT_FINISHED_RETENTION_DAYS,
         gt=0,
         description="A solved or closed ticket leaves state (a changelog tombstone) once "
         "event time passes its last event plus this; later events for it are rejected.",
     )
     max_clock_skew_seconds: float = Field(
-        default=300.0,
+        default=DEFAULT_MAX_CLOCK_SKEW.total_seconds(),
         ge=0,
         description="Reject (future-timestamp) events dated more than this ahead of the "
-        "clock (the worker's wall clock; the audit's --now): they would move event time.",
+        "clock (--now; the live worker's: the wall clock): they would move event time.",
     )
     max_message_bytes: int = Field(
-        default=1_000_000,
+        default=DEFAULT_MAX_BYTES,
         ge=1,
         description="Reject (too-large) message values larger than this, unparsed.",
     )
@@ -138,23 +181,21 @@ class StreamSettings(KafkaConnection):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         items = value.split(",") if isinstance(value, str) else value
-        return [str(t).strip() for t in items if str(t).strip()]
-
-    @model_validator(mode="after")
-    def _check_inputs(self) -> StreamSettings:
-        if not self.input_topics:
-            raise ValueError("input_topics: at least one topic is needed")
-        return self
+        topics = [str(t).strip() for t in items if str(t).strip()]
+        if not topics:
+            raise ValueError("at least one topic is needed")
+        return topics
 
 
 class WorkerSettings(StreamSettings):
-    model_config = SettingsConfigDict(cli_prog_name="sla-worker worker")
+    """`sla-worker worker`: the live worker."""
 
     app_id: str = Field(
         default="sla-worker",
         description="Consumer group id; prefix of the state changelog topic and of the "
         "transactional ids; names the deployment in the outputs' CloudEvents source "
         "(urn:sla-worker:app:<app-id>).",
+        json_schema_extra=_cli("NAME"),
     )
     dead_letter_topic: str = Field(
         default="sla-dead-letter",
@@ -164,23 +205,35 @@ class WorkerSettings(StreamSettings):
         default=6, ge=1, description="Partitions of every topic; input topics must match."
     )
     replication_factor: int = Field(default=1, ge=1, description="For topics the worker creates.")
-    web_host: str = Field(default="0.0.0.0", description="Address of the HTTP server.")
-    web_port: int = Field(default=6066, description="HTTP API, /metrics, /healthz and /readyz.")
+    web_host: str = Field(
+        default="0.0.0.0",
+        description="Address of the HTTP server.",
+        json_schema_extra=_cli("HOST"),
+    )
+    web_port: int = Field(
+        default=6066,
+        ge=0,
+        le=65535,
+        description="HTTP API, /metrics, /healthz and /readyz.",
+        json_schema_extra=_cli("PORT"),
+    )
     advertised_url: str | None = Field(
         default=None,
         description="URL other workers use to reach this one's HTTP API (requests for a "
         "ticket are routed to its owner). Default: http://<web host or hostname>:<web port>.",
+        json_schema_extra=_cli("URL"),
     )
     api_token: SecretStr | None = Field(
         default=None,
         description="When set, GET /tickets/{id} requires the header `Authorization: Bearer "
         "<token>` (every worker of the group needs the same token); /metrics, /healthz and "
-        "/readyz stay open. Prefer the SLA_API_TOKEN variable; never logged.",
+        "/readyz stay open. From the environment only (or --api-token-file); never logged.",
     )
     api_token_file: Path | None = Field(
         default=None,
-        description="Read the API token from this file instead (e.g. a mounted Kubernetes "
-        "Secret); surrounding whitespace is ignored.",
+        description="Read the API token from this file (e.g. a mounted Kubernetes Secret) "
+        "instead of SLA_API_TOKEN; surrounding whitespace is ignored. When set, GET "
+        "/tickets/{id} requires `Authorization: Bearer <token>`.",
     )
     allowed_lateness_seconds: float = Field(
         default=0.0,
@@ -211,19 +264,19 @@ class WorkerSettings(StreamSettings):
     def _load_api_token(self) -> WorkerSettings:
         if self.api_token_file is not None:
             if self.api_token is not None:
-                raise ValueError("give api_token or api_token_file, not both")
-            try:
-                text = self.api_token_file.read_text().strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(f"api_token_file: cannot read it ({exc})") from None
+                raise ValueError("give SLA_API_TOKEN or --api-token-file, not both")
+            from_file = _read_secret(self.api_token_file, "--api-token-file")
             # The model is frozen; this is its construction.
-            object.__setattr__(self, "api_token", SecretStr(text))
+            object.__setattr__(self, "api_token", from_file)
         token = self.api_token.get_secret_value() if self.api_token is not None else None
         if token is not None and (
             not token or not token.isascii() or not token.isprintable() or " " in token
         ):
             # What a header can carry: no whitespace, no control characters (value unsaid).
-            raise ValueError("the API token must be printable ASCII without spaces")
+            raise ValueError(
+                "the API token (SLA_API_TOKEN or --api-token-file) must be printable ASCII "
+                "without spaces"
+            )
         return self
 
     @property
@@ -238,21 +291,59 @@ class WorkerSettings(StreamSettings):
         return f"http://{host}:{self.web_port}"
 
 
+def _extra(field: FieldInfo) -> dict[str, Any]:
+    return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+
+
+def flag_of(name: str, field: FieldInfo) -> str:
+    """A setting's command-line flag: its name in kebab case, unless the field names it."""
+    return "--" + str(_extra(field).get("flag", name)).replace("_", "-")
+
+
+def metavar_of(field: FieldInfo) -> str | None:
+    """The placeholder for a setting's value in help, where the field names one."""
+    metavar = _extra(field).get("metavar")
+    return None if metavar is None else str(metavar)
+
+
+def envvars_of(name: str, field: FieldInfo) -> list[str]:
+    """The environment variables a setting is read from, first the `SLA_` one; upper-case
+    validation aliases (KAFKA_BOOTSTRAP_SERVERS) are read too."""
+    names = [ENV_PREFIX + str(_extra(field).get("flag", name)).upper()]
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        names += [c for c in alias.choices if isinstance(c, str) and c.isupper()]
+    return list(dict.fromkeys(names))
+
+
+def is_secret(field: FieldInfo) -> bool:
+    """A secret never has a flag and never comes from the settings file."""
+    return "SecretStr" in repr(field.annotation)
+
+
 def worker_command(**values: object) -> list[str]:
     """The argv that runs `sla-worker worker` in a new process with these settings.
 
     For the demo, the integration tests and the benchmarks, which start workers as
     subprocesses. Names are `WorkerSettings` fields, checked here so that a typo fails at
     once rather than as an "unrecognized argument" in a worker's log; a list or tuple
-    becomes a comma-separated value.
+    becomes a comma-separated value. A secret is refused, as the worker refuses it as a
+    flag: pass it in the process's environment or through its `*_file` setting.
     """
-    unknown = sorted(set(values) - set(WorkerSettings.model_fields))
+    fields = WorkerSettings.model_fields
+    unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"not worker settings: {', '.join(unknown)}")
+    secrets = sorted(name for name in values if is_secret(fields[name]))
+    if secrets:
+        raise ValueError(
+            f"secrets never go on a command line: {', '.join(secrets)}; pass them in the "
+            "environment (SLA_<NAME>) or as <name>_file"
+        )
     argv = [sys.executable, "-m", "worker", "worker"]
     for name, value in values.items():
         text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-        argv += ["--" + name.replace("_", "-"), text]
+        argv += [flag_of(name, fields[name]), text]
     return argv
 
 
@@ -271,13 +362,12 @@ _OPEN_ENDS = {"start": "beginning", "end": "end"}  # the audit window's words fo
 class AuditSettings(StreamSettings):
     """`sla-worker audit`: replay straight from Kafka, and verify what was published."""
 
-    model_config = SettingsConfigDict(cli_prog_name="sla-worker audit")
-
     start: str = Field(
         default="beginning",
         validation_alias=AliasChoices("from", "start"),
         description="Window start: 'beginning' or an RFC 3339 timestamp; only records due "
         "(finished) at or after it are written and judged. The whole input is read anyway.",
+        json_schema_extra=_cli("TIMESTAMP", flag="from"),
     )
     end: str = Field(
         default="end",
@@ -285,6 +375,7 @@ class AuditSettings(StreamSettings):
         description="Window end: 'end' (what the clock reaches: the last event, at most "
         "--now) or an RFC 3339 timestamp, not after --now, that the clock runs to; only "
         "records due (finished) by then are written and judged.",
+        json_schema_extra=_cli("TIMESTAMP", flag="to"),
     )
     output: Path | None = Field(
         default=None, description="Warnings and breaches as JSON Lines (default: stdout)."
@@ -310,7 +401,9 @@ class AuditSettings(StreamSettings):
     )
     now: str | None = Field(
         default=None,
-        description="The clock future timestamps are judged against (default: now).",
+        description="The clock future timestamps are judged against (default: the wall "
+        "clock when the audit starts).",
+        json_schema_extra=_cli("TIMESTAMP"),
     )
 
     @field_validator("start", "end", "now")
