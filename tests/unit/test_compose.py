@@ -149,7 +149,7 @@ def test_kafka_keeps_its_records_on_a_named_volume(
     be on one, or every record (inputs, the state changelog, outputs) goes with it."""
     kafka = services["kafka"]
     log_dirs = _environment(kafka)["KAFKA_LOG_DIRS"].split(",")
-    volumes = {}
+    volumes: dict[str, str] = {}
     for volume in kafka.get("volumes", []):
         if isinstance(volume, dict):
             volumes[volume["target"].rstrip("/")] = volume.get("source", "")
@@ -157,9 +157,9 @@ def test_kafka_keeps_its_records_on_a_named_volume(
             source, target = str(volume).split(":")[:2]
             volumes[target.rstrip("/")] = source
     for log_dir in log_dirs:
-        source = volumes.get(log_dir.rstrip("/"))
-        assert source, f"{log_dir} is not on a volume"
-        assert source in (compose.get("volumes") or {}), f"{source} is not a named volume"
+        named = volumes.get(log_dir.rstrip("/"))
+        assert named, f"{log_dir} is not on a volume"
+        assert named in (compose.get("volumes") or {}), f"{named} is not a named volume"
 
 
 def test_worker_is_built_from_the_dockerfile(services: dict[str, dict[str, Any]]) -> None:
