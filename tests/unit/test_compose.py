@@ -333,5 +333,5 @@ def test_the_readme_s_first_event_is_valid_and_keyed_by_its_ticket_id() -> None:
     event = parse_event(value)
     assert event.type == "ticket-created"
     assert event.ticket_id == key
-    assert "--property parse.key=true" in section and "key.separator=|" in section
+    assert "parse.key=true" in section and "key.separator=|" in section
     assert "(schemas/)" in section and "missing-key" in section
