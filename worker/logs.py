@@ -12,6 +12,12 @@ arguments), so "cannot connect to node 1" and "... node 2" are one kind. It appl
 the libraries' loggers and to ours named `sla_worker.broker` (connectivity: one kind per
 partition it names); the worker's own per-event lines (published, dead-lettered) are
 never held back.
+
+`CoordinatorStarting` re-levels one aiokafka ERROR that is no error: at every start, until
+the broker has loaded its `__consumer_offsets` topic, the consumer's first group
+coordinator lookups fail with GroupCoordinatorNotAvailable (or CoordinatorLoadInProgress)
+and are retried; this clears by itself within seconds. Logged at ERROR, it teaches an
+operator to ignore ERROR lines; it is INFO for a grace period, then WARNING.
 """
 
 from __future__ import annotations
@@ -70,6 +76,67 @@ class RepeatLimiter(logging.Filter):
     def held_back(self) -> int:
         """Lines held back and not yet reported by a later line of their kind."""
         return sum(self._held.values())
+
+
+COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
+COORDINATOR_GRACE_SECONDS = 60.0
+# The errors of a group coordinator that is still starting (both retriable; aiokafka
+# retries them after `retry_backoff_ms`).
+COORDINATOR_STARTING_ERRORS = frozenset(
+    {"GroupCoordinatorNotAvailableError", "CoordinatorLoadInProgressError"}
+)
+
+
+class CoordinatorStarting(logging.Filter):
+    """On aiokafka's group coordinator logger: its "Group Coordinator Request failed" ERROR
+    for a coordinator that is not available yet becomes INFO, with a message that says so;
+    still there after `grace` seconds (the broker cannot host the group: see its log), it
+    is a WARNING. Every other record passes unchanged, other aiokafka errors included."""
+
+    TEMPLATE = "Group Coordinator Request failed: %s"
+
+    def __init__(
+        self,
+        grace: float = COORDINATOR_GRACE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.grace = grace
+        self.clock = clock
+        self._since: float | None = None  # first of the current run of these lines
+        self._last = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.starting(record):
+            return True
+        now = self.clock()
+        if self._since is None or now - self._last > self.grace:
+            self._since = now  # a new episode (a restart of the broker, say)
+        self._last = now
+        waited = now - self._since
+        level = logging.INFO if waited < self.grace else logging.WARNING
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        record.msg = "group coordinator not available yet (%s), retrying; waited %.0f s"
+        record.args = (type(record.args[0]).__name__, waited)  # type: ignore[index]
+        return True
+
+    def starting(self, record: logging.LogRecord) -> bool:
+        return (
+            record.name == COORDINATOR_LOGGER
+            and record.levelno == logging.ERROR
+            and record.msg == self.TEMPLATE
+            and isinstance(record.args, tuple)
+            and len(record.args) == 1
+            and type(record.args[0]).__name__ in COORDINATOR_STARTING_ERRORS
+        )
+
+
+def quiet_coordinator_start() -> None:
+    """Install `CoordinatorStarting` on aiokafka's coordinator logger (once). On the
+    logger, not a handler: the handlers' level checks then see the new level."""
+    logger = logging.getLogger(COORDINATOR_LOGGER)
+    if not any(isinstance(f, CoordinatorStarting) for f in logger.filters):
+        logger.addFilter(CoordinatorStarting())
 
 
 def json_handler(level: str = "INFO") -> logging.Handler:

@@ -219,7 +219,8 @@ class Metrics:
         self.lateness = Histogram(
             "sla_breach_publication_lateness_seconds",
             "Time a breach was published (acknowledged by Kafka) minus the later of its "
-            "deadline and the event that made it due (a reclassification to a shorter target)",
+            "deadline and the timestamp of the input record that set it (a ticket created "
+            "or reclassified after its deadline: a late upstream, a backfill)",
             buckets=LATENESS_BUCKETS,
             registry=r,
         )
@@ -331,12 +332,13 @@ class Metrics:
             if event.type == "sla-breach":
                 self.breaches.labels(*labels).inc()
                 self.breached.labels(*labels).inc()
-                # A reclassification can put a deadline in the past: the breach is
-                # published with the event that did it, late only from that event on.
+                # A record read after the deadline it sets (a reclassification to a
+                # shorter target, a ticket created late or backfilled) makes the breach
+                # late only from the moment the worker could know it: the record's
+                # timestamp (`Outcome.known_at`, filled in by `Partition`).
                 since = event.due_at
-                reclassified = outcome.event_type == "priority-changed"
-                if not timer and reclassified and outcome.occurred_at is not None:
-                    since = max(since, outcome.occurred_at)
+                if outcome.known_at is not None:
+                    since = max(since, outcome.known_at)
                 self.lateness.observe(max((now - since).total_seconds(), 0.0))
             else:
                 self.warnings.labels(*labels).inc()

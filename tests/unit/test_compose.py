@@ -130,6 +130,38 @@ def test_ports(services: dict[str, dict[str, Any]]) -> None:
         assert published == target, "the advertised HOST listener must keep its port"
 
 
+def test_every_published_port_is_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    """Nothing is reachable from other machines: the worker's /tickets answers without a
+    token unless one is set, and Kafka, Prometheus and Grafana have no authentication."""
+    for name, service in services.items():
+        for spec in service.get("ports", []):
+            host_ip = spec.get("host_ip") if isinstance(spec, dict) else None
+            if host_ip is None:
+                fields = str(spec).split(":")
+                host_ip = fields[0] if len(fields) == 3 else None
+            assert host_ip == "127.0.0.1", f"{name} publishes {spec!r} on every interface"
+
+
+def test_kafka_keeps_its_records_on_a_named_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """`docker compose down` (without -v) keeps named volumes: Kafka's log directory must
+    be on one, or every record (inputs, the state changelog, outputs) goes with it."""
+    kafka = services["kafka"]
+    log_dirs = _environment(kafka)["KAFKA_LOG_DIRS"].split(",")
+    volumes: dict[str, str] = {}
+    for volume in kafka.get("volumes", []):
+        if isinstance(volume, dict):
+            volumes[volume["target"].rstrip("/")] = volume.get("source", "")
+        else:
+            source, target = str(volume).split(":")[:2]
+            volumes[target.rstrip("/")] = source
+    for log_dir in log_dirs:
+        named = volumes.get(log_dir.rstrip("/"))
+        assert named, f"{log_dir} is not on a volume"
+        assert named in (compose.get("volumes") or {}), f"{named} is not a named volume"
+
+
 def test_worker_is_built_from_the_dockerfile(services: dict[str, dict[str, Any]]) -> None:
     build = services["worker"]["build"]
     context = build if isinstance(build, str) else build.get("context", ".")
@@ -285,3 +317,21 @@ def test_grafana_and_prometheus_start_after_what_they_read(
 
     assert "worker" in depends("prometheus")
     assert "prometheus" in depends("grafana")
+
+
+def test_the_readme_s_first_event_is_valid_and_keyed_by_its_ticket_id() -> None:
+    """The README's copy-paste example: one `key|value` line whose key is the ticket id,
+    and a value that is a valid ticket-created once the shell filled in its date."""
+    from worker.core.events import parse_event
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## With Docker") :]
+    section = section[: section.index("\n## ", 1)]
+    (line,) = [line for line in section.splitlines() if re.match(r"^[\w-]+\|\{", line)]
+    key, value = line.split("|", 1)
+    value = re.sub(r"\$\(date [^)]*\)", "2026-12-07T10:00:00Z", value)
+    event = parse_event(value)
+    assert event.type == "ticket-created"
+    assert event.ticket_id == key
+    assert "parse.key=true" in section and "key.separator=|" in section
+    assert "(schemas/)" in section and "missing-key" in section

@@ -31,11 +31,18 @@ def created(n: int, ticket: str, at: datetime) -> dict[str, Any]:
     return event(n, "ticket-created", ticket, at, plan="vip", priority=1)
 
 
-def message(body: dict[str, Any] | bytes, offset: int, key: bytes | None = None) -> Message:
+def message(
+    body: dict[str, Any] | bytes,
+    offset: int,
+    key: bytes | None = None,
+    produced: datetime | None = None,
+) -> Message:
+    """An input message; `produced`: its Kafka timestamp (None: the record has none)."""
     value = body if isinstance(body, bytes) else json.dumps(body).encode()
     if key is None and isinstance(body, dict):
         key = body["ticket_id"].encode()
-    return Message("tickets", 0, offset, key, value)
+    ms = None if produced is None else round(produced.timestamp() * 1000)
+    return Message("tickets", 0, offset, key, value, timestamp_ms=ms)
 
 
 @pytest.fixture
@@ -189,3 +196,103 @@ def test_finished_timers_go_to_their_topic_in_the_same_step(presets: Policy) -> 
         read_through=T0 + 5 * MIN,
     )
     assert "finished" not in topics_of(again) and len(again.writes) == len(batch.writes) - 1
+
+
+# --- when could the worker first know a deadline? (breach publication lateness) -------------
+
+
+def breaches(batch: Batch) -> list[tuple[datetime, datetime | None]]:
+    """(due_at, known_at) of each breach the step published."""
+    return [
+        (event.due_at, outcome.known_at)
+        for outcome in (*batch.inputs, *batch.timers)
+        for event in outcome.publish
+        if event.type == "sla-breach"
+    ]
+
+
+def test_a_ticket_created_after_its_deadline_is_known_from_its_record(
+    partition: Partition,
+) -> None:
+    """Issue #25: created an hour and five minutes ago (a late upstream, a backfill), its
+    first response was due 5 minutes before the record was produced: the breach that fires
+    at once counts from the record's timestamp, not from the deadline."""
+    produced = T0 + 65 * MIN
+    now = produced + timedelta(seconds=0.2)
+    batch = partition.step([message(created(1, "A", T0), 0, produced=produced)], now, now)
+    assert breaches(batch) == [(T0 + 60 * MIN, produced)]
+    assert partition.known_since == {}  # fired: nothing left to remember
+
+
+def test_a_late_ticket_remembers_its_record_until_its_timer_fires(presets: Policy) -> None:
+    """Waiting for its allowed lateness, the late ticket's breach fires in a later step
+    (no input record): it still counts from the record that made it known."""
+    waiting = Partition(0, TicketProcessor(Engine(presets), None), TOPICS, timedelta(seconds=5))
+    produced = T0 + 60 * MIN + timedelta(seconds=2)
+    batch = waiting.step([message(created(1, "A", T0), 0, produced=produced)], produced, produced)
+    assert breaches(batch) == []
+    assert waiting.known_since == {"A": produced}
+    later = produced + timedelta(seconds=10)
+    batch = waiting.step([], later, later)
+    assert breaches(batch) == [(T0 + 60 * MIN, produced)]
+    assert waiting.known_since == {}
+
+
+def test_a_deadline_known_in_time_counts_from_the_deadline(partition: Partition) -> None:
+    """A ticket produced as it happened: its breach, fired by the clock, or published with
+    a reply produced long after the deadline (the worker was behind), counts from the
+    deadline: that lateness is the worker's."""
+    partition.step([message(created(1, "A", T0), 0, produced=T0)], T0, T0)
+    fired = partition.step([], T0 + 61 * MIN, T0 + 61 * MIN)
+    assert breaches(fired) == [(T0 + 60 * MIN, None)]
+
+    partition.step([message(created(2, "B", T0), 1, produced=T0)], T0, None)  # behind
+    reply = event(3, "reply-sent", "B", T0 + 80 * MIN, author="agent")
+    late = T0 + 90 * MIN
+    batch = partition.step([message(reply, 2, produced=late)], late, None)
+    assert breaches(batch) == [(T0 + 60 * MIN, None)]
+
+
+def test_a_reclassification_past_its_new_deadline_is_known_from_its_record(
+    partition: Partition,
+) -> None:
+    """advanced, priority 3 (6 business hours) reclassified to 1 (1 hour, 24/7) 70 minutes
+    after creation: the new deadline passed 10 minutes before the record said so."""
+    opened = event(1, "ticket-created", "A", T0, plan="advanced", priority=3)
+    partition.step([message(opened, 0, produced=T0)], T0, T0)
+    produced = T0 + 70 * MIN
+    raised = event(2, "priority-changed", "A", produced, priority=1)
+    batch = partition.step([message(raised, 1, produced=produced)], produced, produced)
+    assert breaches(batch) == [(T0 + 60 * MIN, produced)]
+
+
+def test_a_record_without_a_timestamp_falls_back_to_its_occurred_at(
+    partition: Partition,
+) -> None:
+    """No Kafka timestamp (-1): the record's occurred_at is the best known instant, so a
+    late-created ticket counts from its deadline as before, and a reclassification from
+    the event."""
+    now = T0 + 65 * MIN
+    batch = partition.step([message(created(1, "A", T0), 0, produced=None)], now, now)
+    assert breaches(batch) == [(T0 + 60 * MIN, None)]
+    assert Message("tickets", 0, 0, None, None, timestamp_ms=-1).timestamp is None
+    assert Message("tickets", 0, 0, None, None, timestamp_ms=1_000).timestamp == datetime(
+        1970, 1, 1, 0, 0, 1, tzinfo=UTC
+    )
+
+
+def test_the_late_ticket_s_breach_is_not_late_in_the_metric(presets: Policy) -> None:
+    """End to end on the wall clock, as the service does: Partition, then Metrics. Before
+    issue #25 this observed the 5 minutes between deadline and record."""
+    from worker.metrics import Metrics
+
+    metrics = Metrics(presets)
+    partition = Partition(0, TicketProcessor(Engine(presets), None), TOPICS, timedelta(0))
+    now = datetime.now(UTC)
+    produced = now - timedelta(seconds=0.2)
+    record = message(created(1, "A", now - 65 * MIN), 0, produced=produced)
+    batch = partition.step([record], now, now)
+    metrics.step(batch, 0.01)
+    get = metrics.registry.get_sample_value
+    assert get("sla_breach_publication_lateness_seconds_count") == 1
+    assert get("sla_breach_publication_lateness_seconds_bucket", {"le": "1.0"}) == 1

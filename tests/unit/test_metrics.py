@@ -254,6 +254,19 @@ def test_a_breach_published_before_its_deadline_counts_zero_lateness(metrics: Me
     assert value(metrics, "sla_breach_publication_lateness_seconds_sum") == 0
 
 
+def test_lateness_counts_from_when_the_worker_could_know_a_deadline(metrics: Metrics) -> None:
+    """A deadline set by a record produced after it (`known_at`, the record's timestamp):
+    late only from that record on; a deadline known in time: from the deadline."""
+    now = datetime.now(UTC)
+    hour_ago = now - timedelta(hours=1)
+    breach = SlaBreach(**sla_fields(due_at=hour_ago, deadline=hour_ago))
+    metrics.outcome(Outcome(publish=[breach], known_at=now - timedelta(seconds=2)), timer=True)
+    assert 2 <= value(metrics, "sla_breach_publication_lateness_seconds_sum") < 4
+    # known_at before the deadline changes nothing: an hour late.
+    metrics.outcome(Outcome(publish=[breach], known_at=hour_ago - timedelta(hours=1)), timer=True)
+    assert 3600 <= value(metrics, "sla_breach_publication_lateness_seconds_sum") - 2 < 3604
+
+
 def test_the_engine_s_own_emissions_feed_the_counters(policy: Policy, metrics: Metrics) -> None:
     """End to end through the processor: a ticket warned, breached, answered; another met."""
     processor = TicketProcessor(Engine(policy), hold_unknown=None)

@@ -19,7 +19,7 @@ from worker.kafka.access import KafkaAccessError, check_access
 from worker.kafka.service import LiveWorker
 from worker.kafka.topics import TopicMismatch, ensure_topics
 from worker.kafka.web import build_web, serve
-from worker.logs import json_handler
+from worker.logs import json_handler, quiet_coordinator_start
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
 
@@ -55,6 +55,8 @@ def configure_logging(settings: WorkerSettings) -> None:
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
     # aiokafka logs every retry of an unreachable broker at ERROR; ours say what matters.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, settings.log_level_number))
+    # Except the coordinator lookups that fail at every start until the broker is ready.
+    quiet_coordinator_start()
 
 
 async def _serve(settings: WorkerSettings, policy: Policy) -> int:

@@ -34,6 +34,10 @@ class DueIndex:
             self._heap = [(d, t) for t, d in self._due.items()]
             heapq.heapify(self._heap)
 
+    def get(self, ticket_id: str) -> datetime | None:
+        """When `ticket_id` is scheduled (None: not scheduled)."""
+        return self._due.get(ticket_id)
+
     def peek(self) -> datetime | None:
         """The earliest due instant, or None when nothing is scheduled."""
         heap = self._heap

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.core.due_index import DueIndex
@@ -109,6 +109,16 @@ class Message:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
+    """The record's Kafka timestamp (its producer's send time, or the broker's append time
+    on a LogAppendTime topic), in ms since the epoch; None or negative: none. The earliest
+    the worker could know what the record says (see `Partition.known_since`)."""
+
+    @property
+    def timestamp(self) -> datetime | None:
+        if self.timestamp_ms is None or self.timestamp_ms < 0:
+            return None
+        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
 
 
 class Partition:
@@ -127,6 +137,13 @@ class Partition:
         self.changelog_end = -1  # the changelog's committed end as of this state
         self.unreadable: list[str] = []  # tickets whose stored state this version cannot read
         self.retirements = DueIndex()  # finished tickets, at their last event + retention
+        # Tickets whose scheduled due instant had already passed when the input record that
+        # set it was produced (a ticket created or reclassified late: a late upstream, a
+        # backfill): ticket -> that record's timestamp. Breach publication lateness counts
+        # from it rather than from the deadline (`Outcome.known_at`). An entry lives until
+        # the ticket's timer fires or is rescheduled, so there are only ever a few; it is
+        # not in the changelog (after a restore, such a breach counts from its deadline).
+        self.known_since: dict[str, datetime] = {}
 
     # --- restoring from the changelog ------------------------------------------------------
 
@@ -197,6 +214,7 @@ class Partition:
             message.headers,
         )
         ticket_id = _ticket_key(message.key)
+        prior = None if ticket_id is None else self.clock.due.get(ticket_id)
         try:
             stored = self._stored(ticket_id)
             outcome = self.processor.on_event(source, stored, now, self.clock.event_time)
@@ -205,7 +223,10 @@ class Partition:
             outcome = Outcome(dead_letters=[letter])
             stored = None
             ticket_id = None
+        read_at = message.timestamp or outcome.occurred_at
+        outcome.known_at = self._known_at(ticket_id, outcome, prior, read_at)
         self._record(outcome, ticket_id, stored, batch)
+        self._remember(ticket_id, outcome)
         batch.inputs.append(outcome)
         # Only applied events move the partition's event time (rejected or held ones never),
         # and with it, as in replay, finished tickets whose retention ended leave state
@@ -231,8 +252,44 @@ class Partition:
             except Exception as exc:  # a bug: report it, and keep the partition going
                 batch.errors.append((ticket_id, f"{type(exc).__name__}: {exc}"))
                 continue
+            outcome.known_at = self.known_since.get(ticket_id)
             self._record(outcome, ticket_id, stored, batch)
+            self._remember(ticket_id, outcome)
             batch.timers.append(outcome)
+
+    def _known_at(
+        self,
+        ticket_id: str | None,
+        outcome: Outcome,
+        prior: datetime | None,
+        read_at: datetime | None,
+    ) -> datetime | None:
+        """When could the worker first know the deadlines an input outcome publishes or
+        schedules? At `read_at` (the record's timestamp, else its occurred_at) when the
+        record set one ahead of what the ticket had scheduled (`prior`), or one where
+        nothing was (a new ticket): a reclassification to a shorter target, a ticket
+        created after its first deadline. Otherwise the deadlines were known before, and
+        only an earlier record can have set them late (`known_since`)."""
+        earlier = None if ticket_id is None else self.known_since.get(ticket_id)
+        if read_at is None or ticket_id is None:
+            return earlier
+        deadlines = [event.due_at for event in outcome.publish if event.type == "sla-breach"]
+        if outcome.rescheduled and outcome.due is not None:
+            deadlines.append(outcome.due)
+        if any(prior is None or deadline < prior for deadline in deadlines):
+            return read_at if earlier is None else max(read_at, earlier)
+        return earlier
+
+    def _remember(self, ticket_id: str | None, outcome: Outcome) -> None:
+        """Keep `known_since` for a ticket whose new due instant is already behind what
+        the worker knew when (`outcome.known_at`); forget it otherwise."""
+        if ticket_id is None or not outcome.rescheduled:
+            return
+        known, due = outcome.known_at, outcome.due
+        if known is not None and due is not None and due < known:
+            self.known_since[ticket_id] = known
+        else:
+            self.known_since.pop(ticket_id, None)
 
     def _retire(self, event_time: datetime, batch: Batch) -> None:
         """Remove finished tickets whose retention ended before the partition's event
@@ -244,6 +301,7 @@ class Partition:
                 continue
             del self.tickets[ticket_id]
             self.clock.due.schedule(ticket_id, None)
+            self.known_since.pop(ticket_id, None)
             key = ticket_id.encode()
             batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
             batch.state_changes.append((ticket_id, None, stored))

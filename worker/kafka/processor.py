@@ -91,6 +91,10 @@ class Outcome:
     held: bool = False
     occurred_at: datetime | None = None
     rescheduled: bool = False
+    known_at: datetime | None = None
+    """When the worker could first know the deadlines this outcome publishes, if after
+    them: the timestamp of the input record that set them (`Partition` fills it in, for
+    the publication lateness metric). None: as soon as they were due."""
 
     @property
     def verdict(self) -> Verdict | None:

@@ -315,7 +315,15 @@ class LiveWorker:
                 # consumer reads them again from the restored position.
                 continue
             messages.setdefault(tp.partition, []).extend(
-                Message(r.topic, r.partition, r.offset, r.key, r.value, _headers(r.headers))
+                Message(
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    _headers(r.headers),
+                    timestamp_ms=r.timestamp,
+                )
                 for r in fetched
             )
         batches = []

@@ -12,13 +12,20 @@ the worker's /readyz itself (the worker restarts until Kafka answers).
 A ticket created two hours ago on plan vip, priority 1 (first response within an hour on
 the clock) is breached as soon as the worker reads it; the breach is read from the
 `sla-breaches` topic through the host listener, and Prometheus' HTTP API shows the worker
-up, ready, and counting that breach.
+up, ready, and counting that breach. That ticket arrived an hour after its deadline (a late
+upstream, a backfill): its breach counts as published on time, so Prometheus, evaluating
+the rules of deploy/prometheus/alerts.yml after it saw the breach, leaves
+`SlaBreachPublicationLate` inactive (#25). Every published port is bound to 127.0.0.1, as
+the compose file says (the override changes only the port numbers). Then `down` (without
+`-v`) and `up`: Kafka's records survived on its volume, so the input and the breach are
+still there, once, and the worker answers for the ticket from the state it restored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
@@ -87,23 +94,29 @@ def override(image: str, kafka: int, worker: int, prometheus: int) -> str:
         name: kafka_env[name].replace(f":{host_port}", f":{kafka}")
         for name in ("KAFKA_LISTENERS", "KAFKA_ADVERTISED_LISTENERS")
     }
-    (worker_target,) = {str(spec).split(":")[-1] for spec in services["worker"]["ports"]}
-    (prometheus_target,) = {str(spec).split(":")[-1] for spec in services["prometheus"]["ports"]}
+
+    def port(service: str, published: int, target: int | None = None) -> str:
+        """The service's one port mapping with another host port (and container port);
+        the host address as the compose file has it."""
+        (spec,) = services[service]["ports"]
+        *address, _, container = str(spec).split(":")
+        return ":".join([*address, str(published), str(target or container)])
+
     return f"""\
 services:
   kafka:
     ports: !override
-      - "127.0.0.1:{kafka}:{kafka}"
+      - "{port("kafka", kafka, kafka)}"
     environment:
       KAFKA_LISTENERS: {listeners["KAFKA_LISTENERS"]}
       KAFKA_ADVERTISED_LISTENERS: {listeners["KAFKA_ADVERTISED_LISTENERS"]}
   worker:
     image: {image}
     ports: !override
-      - "127.0.0.1:{worker}:{worker_target}"
+      - "{port("worker", worker)}"
   prometheus:
     ports: !override
-      - "127.0.0.1:{prometheus}:{prometheus_target}"
+      - "{port("prometheus", prometheus)}"
 """
 
 
@@ -145,31 +158,102 @@ async def eventually(what: str, probe: Any, stack: ComposeStack, timeout: float)
     raise AssertionError(f"{what} not within {timeout:.0f} s (last: {last!r})\n{stack.logs()}")
 
 
-async def test_compose_runs_kafka_the_worker_and_prometheus(stack: ComposeStack) -> None:
-    # The worker image is built by compose from the Dockerfile (docker format: it keeps
-    # the HEALTHCHECK), then the three services start.
-    stack.compose(
-        "--podman-build-args=--format docker",
-        "up",
-        "--detach",
-        "--build",
-        *SERVICES,
-        timeout=UP_TIMEOUT_S,
-    )
-    worker = f"http://127.0.0.1:{stack.worker_port}"
+def prometheus_query(stack: ComposeStack, expr: str) -> list[dict[str, Any]] | None:
+    """An instant query's result vector (None: Prometheus did not answer)."""
+    api = f"http://127.0.0.1:{stack.prometheus_port}/api/v1/query"
+    status, body = http_json(f"{api}?{urllib.parse.urlencode({'query': expr})}")
+    return body["data"]["result"] if status == 200 and body else None
+
+
+def scalar(stack: ComposeStack, expr: str) -> float | None:
+    result = prometheus_query(stack, expr)
+    return float(result[0]["value"][1]) if result and len(result) == 1 else None
+
+
+def alert_rule(stack: ComposeStack, name: str) -> dict[str, Any] | None:
+    """The alerting rule `name` as Prometheus last evaluated it (/api/v1/rules)."""
+    status, body = http_json(f"http://127.0.0.1:{stack.prometheus_port}/api/v1/rules")
+    if status != 200 or not body:
+        return None
+    rules = [rule for group in body["data"]["groups"] for rule in group["rules"]]
+    (rule,) = [rule for rule in rules if rule.get("name") == name]
+    return dict(rule)
+
+
+def evaluated_at(rule: dict[str, Any]) -> float:
+    """A rule's lastEvaluation (RFC 3339, nanoseconds) as Unix time."""
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", rule["lastEvaluation"]).replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def host_bindings(stack: ComposeStack, service: str) -> set[str]:
+    """The host addresses a service's published ports are bound to (podman inspect)."""
+    done = podman("inspect", "--format", "json", f"{stack.project}_{service}_1")
+    (container,) = json.loads(done.stdout)
+    ports = container["HostConfig"]["PortBindings"] or {}
+    return {binding["HostIp"] for bindings in ports.values() for binding in bindings or []}
+
+
+async def up(stack: ComposeStack, *, build: bool) -> None:
+    """`up --detach` of the three services, then wait for the worker's /readyz. With
+    `build`, compose builds the worker image from the Dockerfile first (docker format: it
+    keeps the HEALTHCHECK)."""
+    options = ["--podman-build-args=--format docker", "up", "--build"] if build else ["up"]
+    stack.compose(*options, "--detach", *SERVICES, timeout=UP_TIMEOUT_S)
     await eventually(
         "the compose worker's /readyz",
-        lambda: http_json(f"{worker}/readyz")[0] == 200,
+        lambda: http_json(f"http://127.0.0.1:{stack.worker_port}/readyz")[0] == 200,
         stack,
         READY_TIMEOUT_S,
     )
+
+
+async def read_all(stack: ComposeStack, topic: str, expected: int) -> list[Any]:
+    """Every committed record of `topic` from the beginning (a new group): `expected` of
+    them, then nothing more within a second."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.bootstrap,
+        group_id=f"{stack.project}-reader-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        while len(records) < expected:
+            records.append(await asyncio.wait_for(consumer.getone(), timeout=60))
+        more = await consumer.getmany(timeout_ms=1000)
+        records += [record for batch in more.values() for record in batch]
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_compose_runs_kafka_the_worker_and_prometheus(stack: ComposeStack) -> None:
+    # The worker image is built by compose from the Dockerfile, then the three services start.
+    await up(stack, build=True)
     # The health checks compose declares (Kafka's) and the image's (the worker's) pass when
     # run (podman 4.3 runs them only on demand here).
     for service in ("kafka", "worker"):
         checked = podman("healthcheck", "run", f"{stack.project}_{service}_1", check=False)
         assert checked.returncode == 0, (service, checked.stdout, checked.stderr)
+    # Nothing is published beyond the loopback address (the worker's /tickets has no token).
+    for service in SERVICES:
+        assert host_bindings(stack, service) == {"127.0.0.1"}, service
 
-    # The built-in presets: vip, priority 1, first response within 1 hour on the clock.
+    # Prometheus has scraped the worker once before the breach: its lateness histogram at 0
+    # (so the rate over the breach is seen; scrapes every 15 s, prometheus.yml).
+    lateness_count = 'sum(sla_breach_publication_lateness_seconds_count{job="sla-worker"})'
+    await eventually(
+        "Prometheus scraping the worker",
+        lambda: scalar(stack, lateness_count) == 0.0,
+        stack,
+        90,
+    )
+
+    # The built-in presets: vip, priority 1, first response within 1 hour on the clock. The
+    # ticket arrives an hour after its deadline (a late upstream, a backfill).
     created = datetime.now(UTC) - timedelta(hours=2)
     event = {
         "event_id": f"compose-{stack.project}",
@@ -186,18 +270,7 @@ async def test_compose_runs_kafka_the_worker_and_prometheus(stack: ComposeStack)
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
-        "sla-breaches",
-        bootstrap_servers=stack.bootstrap,
-        group_id=f"{stack.project}-reader",
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        message = await asyncio.wait_for(consumer.getone(), timeout=60)
-    finally:
-        await consumer.stop()
+    (message,) = await read_all(stack, "sla-breaches", 1)
     breach = json.loads(message.value)
     assert (message.key, breach["type"], breach["ticket_id"], breach["plan"]) == (
         b"COMPOSE-1",
@@ -208,21 +281,58 @@ async def test_compose_runs_kafka_the_worker_and_prometheus(stack: ComposeStack)
     assert breach["due_at"].startswith((created + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
 
     # Prometheus (scraping worker:6066 every 15 s, deploy/prometheus/prometheus.yml).
-    api = f"http://127.0.0.1:{stack.prometheus_port}/api/v1/query"
-
-    def query(expr: str) -> float | None:
-        status, body = http_json(f"{api}?{urllib.parse.urlencode({'query': expr})}")
-        result = body["data"]["result"] if status == 200 and body else []
-        return float(result[0]["value"][1]) if len(result) == 1 else None
-
     expected = {
         'up{job="sla-worker"}': 1.0,
         'sum(sla_worker_ready{job="sla-worker"})': 1.0,
         'sum(sla_breaches_published_total{job="sla-worker",plan="vip",priority="1"})': 1.0,
+        lateness_count: 1.0,
     }
 
     def observed() -> dict[str, float | None] | None:
-        got = {expr: query(expr) for expr in expected}
+        got = {expr: scalar(stack, expr) for expr in expected}
         return got if got == expected else None
 
     await eventually(f"Prometheus showing {expected}", observed, stack, 90)
+
+    # The late ticket's breach was published at once: not late. Prometheus evaluates
+    # SlaBreachPublicationLate (alerts.yml, every 15 s) over the scrapes that saw it; an
+    # evaluation after the breach is in its rate leaves the rule inactive, not pending.
+    def breach_in_rate() -> float | None:
+        """When Prometheus' lateness rate first included the breach (host clock)."""
+        increase = "sum(increase(sla_breach_publication_lateness_seconds_count[10m]))"
+        value = scalar(stack, increase)
+        return time.time() if value is not None and value > 0 else None
+
+    def evaluated_after(instant: float) -> dict[str, Any] | None:
+        rule = alert_rule(stack, "SlaBreachPublicationLate")
+        return rule if rule and evaluated_at(rule) > instant else None
+
+    seen = await eventually("the breach in the lateness rate", breach_in_rate, stack, 60)
+    rule = await eventually(
+        "an evaluation of SlaBreachPublicationLate after the breach",
+        lambda: evaluated_after(seen),
+        stack,
+        60,
+    )
+    lateness = scalar(stack, "sum(sla_breach_publication_lateness_seconds_sum)")
+    print(f"compose: the late ticket's breach published {lateness} s after it could be known")
+    assert rule["state"] == "inactive", (rule, lateness)
+    assert rule["alerts"] == [], rule
+    assert prometheus_query(stack, 'ALERTS{alertname="SlaBreachPublicationLate"}') == []
+    assert lateness is not None and lateness < 5, lateness
+
+    # `down` without -v keeps the volumes: after `up`, Kafka still holds the input and the
+    # breach (once: the worker resumed from its committed offsets and state), and the worker
+    # answers for the ticket from the state it restored from the changelog.
+    stack.compose("down", "--timeout", "10", timeout=UP_TIMEOUT_S)
+    assert podman("ps", "--all", "--quiet", "--filter", f"name={stack.project}_").stdout == ""
+    await up(stack, build=False)
+    (record,) = await read_all(stack, "tickets", 1)
+    assert (record.key, json.loads(record.value)) == (b"COMPOSE-1", event)
+    (again,) = await read_all(stack, "sla-breaches", 1)
+    assert json.loads(again.value) == breach
+    status, body = await asyncio.to_thread(
+        http_json, f"http://127.0.0.1:{stack.worker_port}/tickets/COMPOSE-1"
+    )
+    assert status == 200, (status, body, stack.logs())
+    assert body["timers"][0]["breached"] is True, body
