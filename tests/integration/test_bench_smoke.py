@@ -15,6 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = {
     "calendar_bench.py": ["--n", "500"],
     "replay_bench.py": ["--events", "3000", "--tickets", "300"],
+    # Four of the stores (the others differ only in sync flags), crash probes included.
+    "store_bench.py": [
+        *("--tickets", "3000", "--steps", "20", "--reads", "500", "--pool", "300"),
+        *("--stores", "dict,rocksdb,lmdb-sync,sqlite-normal"),
+    ],
 }
 ON_KAFKA = {
     "audit_bench.py": ["--events", "3000", "--tickets", "300", "--customers", "5"],
