@@ -364,14 +364,12 @@ class AuditSettings(StreamSettings):
 
     start: str = Field(
         default="beginning",
-        validation_alias=AliasChoices("from", "start"),
         description="Window start: 'beginning' or an RFC 3339 timestamp; only records due "
         "(finished) at or after it are written and judged. The whole input is read anyway.",
         json_schema_extra=_cli("TIMESTAMP", flag="from"),
     )
     end: str = Field(
         default="end",
-        validation_alias=AliasChoices("to", "end"),
         description="Window end: 'end' (what the clock reaches: the last event, at most "
         "--now) or an RFC 3339 timestamp, not after --now, that the clock runs to; only "
         "records due (finished) by then are written and judged.",

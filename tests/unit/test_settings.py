@@ -190,3 +190,14 @@ def test_an_audit_window_must_end_by_now_and_after_it_starts(args: list[str], pr
     (it never fires before the wall clock): refused, as a usage error."""
     with pytest.raises(click.UsageError, match=problem):
         audit_settings(args)
+
+
+def test_the_audit_window_reads_only_its_own_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`START`, `END`, `FROM` and `TO` are common names in a shell's environment: the
+    window is read from its flags and `SLA_FROM`/`SLA_TO` only."""
+    for name in ("START", "END", "FROM", "TO"):
+        monkeypatch.setenv(name, "2020-01-01T00:00:00Z")
+    audit = AuditSettings()
+    assert (audit.start, audit.end) == ("beginning", "end")

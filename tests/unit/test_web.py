@@ -100,4 +100,4 @@ async def test_an_owner_with_another_token_is_a_configuration_error() -> None:
         async with api(FakeWorker(token="s3cret", owner=owner_url)) as other:
             response = await other.get("/tickets/HD-1", headers=bearer("s3cret"))
             assert response.status == 502
-            assert "same --api-token" in (await response.json())["error"]
+            assert "same API token" in (await response.json())["error"]

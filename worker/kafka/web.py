@@ -6,8 +6,9 @@ that owns it answers, and the others forward the request to it (the group's map 
 owners comes with each assignment, `worker.kafka.assignment`). A forwarded request is
 never forwarded again, so a stale map costs a 503, not a loop.
 
-With `--api-token`, `/tickets/{id}` answers only requests that carry `Authorization:
-Bearer <token>` (RFC 6750), compared in constant time; others get 401 with
+With an API token (`SLA_API_TOKEN` or `--api-token-file`), `/tickets/{id}` answers only
+requests that carry `Authorization: Bearer <token>` (RFC 6750), compared in constant time;
+others get 401 with
 `WWW-Authenticate: Bearer`. A forwarded request carries the token on to the owner, which
 checks it again (every worker of a group has the same token). `/metrics`, `/healthz` and
 `/readyz` stay open for Prometheus and the kubelet.
@@ -106,7 +107,7 @@ async def _forward(url: str, token: str | None) -> web.Response:
             if response.status == 401:  # ours passed here: the workers' tokens differ
                 error = (
                     f"the owner at {url} refused this worker's API token: every worker of "
-                    "the group needs the same --api-token"
+                    "the group needs the same API token (SLA_API_TOKEN or --api-token-file)"
                 )
                 return web.json_response({"error": error}, status=502)
             return web.Response(body=body, status=response.status, content_type="application/json")
