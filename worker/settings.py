@@ -253,6 +253,27 @@ class WorkerSettings(StreamSettings):
         description="How long the group waits for a silent worker before giving its "
         "partitions to the others (Kafka session.timeout.ms).",
     )
+    instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=249,
+        description="Static group membership (Kafka group.instance.id, KIP-345): a stable "
+        "name per worker, such as the pod name of a StatefulSet. A worker that restarts "
+        "within --session-timeout-seconds gets its partitions back without a rebalance, "
+        "so a rolling restart moves nothing; one that stops for longer hands them over "
+        "only when the session times out. Unset: the worker leaves the group on stop.",
+        json_schema_extra=_cli("NAME"),
+    )
+    transaction_timeout_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=900,
+        description="How long the brokers let a step's transaction stay open before they "
+        "abort it (Kafka transaction.timeout.ms): what a hung owner can hold back "
+        "read_committed consumers of the outputs. Steps take milliseconds; Kafka Streams "
+        "uses 10 s.",
+        json_schema_extra=_cli("SECONDS"),
+    )
     timer_interval_seconds: float = Field(
         default=0.2, gt=0, description="How often due timers are checked."
     )

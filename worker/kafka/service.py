@@ -157,6 +157,9 @@ class LiveWorker:
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(session_ms // 10, 100),
             partition_assignment_strategy=(assignor,),
+            # Static membership: a restart within the session timeout moves nothing (a
+            # static member does not leave the group when it stops).
+            group_instance_id=settings.instance_id,
         )
         self.restorer = AIOKafkaConsumer(
             **options,
@@ -578,6 +581,7 @@ class LiveWorker:
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            transaction_timeout_ms=int(self.settings.transaction_timeout_seconds * 1000),
         )
         await producer.start()  # InitProducerId: fences the previous owner
         self._producers[number] = producer
