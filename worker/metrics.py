@@ -254,6 +254,13 @@ class Metrics:
             "Unix time the current (or last) state recovery started",
             registry=r,
         )
+        self.commit_failures = Counter(
+            "sla_commit_failures",
+            "Steps whose transaction could not be committed (aborted; the partition is "
+            "restored from its changelog), by the error's type",
+            ["reason"],
+            registry=r,
+        )
         self.recoveries = Counter(
             "sla_table_recoveries",
             "State recoveries completed",
@@ -402,6 +409,9 @@ class Metrics:
         self.recovery.set(seconds)
         self.recoveries.inc()
         self.state_tickets.set(tickets)
+
+    def commit_failed(self, reason: str) -> None:
+        self.commit_failures.labels(reason).inc()
 
     def rebalance_started(self) -> None:
         """Partitions are being revoked: a recovery starts; lag of old partitions goes."""

@@ -274,6 +274,14 @@ class WorkerSettings(StreamSettings):
         "uses 10 s.",
         json_schema_extra=_cli("SECONDS"),
     )
+    max_commit_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Steps of one partition that may fail to commit in a row, for a reason "
+        "that is neither a broker outage nor a new owner (those are ridden out), before the "
+        "worker exits 1 so that its orchestrator restarts it.",
+        json_schema_extra=_cli("N"),
+    )
     timer_interval_seconds: float = Field(
         default=0.2, gt=0, description="How often due timers are checked."
     )

@@ -215,3 +215,46 @@ async def test_readyz_shows_each_partitions_next_timer_and_whether_a_step_is_und
     assert worker.busy is False
     async with worker._lock:  # what a step, restore or rebalance holds
         assert worker.busy is True
+
+
+class Broken(Exception):
+    """A failure no Kafka client knows: nothing says it will pass."""
+
+
+async def test_commits_that_keep_failing_for_a_new_reason_stop_the_worker(
+    presets: Policy,
+) -> None:
+    """Counted by reason; after `max_commit_attempts` failures in a row, each followed by
+    a restore, the worker gives up with one sentence (the command exits 1)."""
+    producer = RecordingProducer(fail_on="commit", error=Broken("disk on fire"))
+    worker, batch = await worker_with(producer, presets)
+    limit = worker.settings.max_commit_attempts
+    for _ in range(limit - 1):
+        worker.partitions[0] = worker._new_partition(0)  # as a restore would
+        await worker._commit(batch, 0.0)
+    worker.partitions[0] = worker._new_partition(0)
+    with pytest.raises(service.CommitsFailing, match=f"{limit} steps of partition 0 in a row"):
+        await worker._commit(batch, 0.0)
+    scrape = worker.metrics.render().decode()
+    assert f'sla_commit_failures_total{{reason="Broken"}} {float(limit)}' in scrape
+
+
+async def test_an_outage_or_a_success_never_counts_towards_giving_up(presets: Policy) -> None:
+    """Retriable errors (an outage) are ridden out however long; a commit that succeeds
+    starts the count again."""
+    producer = RecordingProducer(fail_on="commit")  # KafkaTimeoutError: retriable
+    worker, batch = await worker_with(producer, presets)
+    for _ in range(3 * worker.settings.max_commit_attempts):
+        worker.partitions[0] = worker._new_partition(0)
+        await worker._commit(batch, 0.0)
+    producer.error = Broken("once")
+    for _ in range(worker.settings.max_commit_attempts - 1):
+        worker.partitions[0] = worker._new_partition(0)
+        await worker._commit(batch, 0.0)
+    producer.fail_on = None
+    worker.partitions[0] = worker._new_partition(0)
+    await worker._commit(batch, 0.0)  # succeeds: the count starts again
+    producer.fail_on = "commit"
+    worker.partitions[0] = worker._new_partition(0)
+    await worker._commit(batch, 0.0)  # one failure: far from the limit
+    assert worker._failed_commits == {0: 1}

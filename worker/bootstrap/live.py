@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from worker.bootstrap import read_policy
 from worker.core.policy import Policy, PolicyError
 from worker.kafka.access import KafkaAccessError, check_access
-from worker.kafka.service import LiveWorker
+from worker.kafka.service import CommitsFailing, LiveWorker
 from worker.kafka.topics import TopicMismatch, ensure_topics
 from worker.kafka.web import build_web, serve
 from worker.logs import json_handler, quiet_coordinator_start
@@ -28,7 +28,8 @@ log = logging.getLogger("sla_worker")
 
 def run(settings: WorkerSettings) -> int:
     """Run until stopped; the exit status (0 after a graceful SIGTERM/SIGINT, 2 for a
-    policy or topics that cannot be used, 1 when Kafka cannot be worked with)."""
+    policy or topics that cannot be used, 1 when Kafka cannot be worked with, or when a
+    partition's steps keep failing to commit)."""
     configure_logging(settings)
     try:
         policy = read_policy(settings.policies)
@@ -43,6 +44,9 @@ def run(settings: WorkerSettings) -> int:
         return 2
     except KafkaAccessError as exc:
         log.error(str(exc))
+        return 1
+    except CommitsFailing as exc:
+        log.critical(str(exc))
         return 1
     except KafkaError as exc:
         log.error("cannot work with Kafka: %s: %s", type(exc).__name__, exc)

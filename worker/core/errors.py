@@ -16,6 +16,7 @@ in `worker` derives from this one and appears in the tree below.
     ├── UntilBeforeLastEvent (ValueError)   worker.replay
     ├── KafkaAccessError                    worker.kafka.access
     ├── TopicMismatch (RuntimeError)        worker.kafka.topics
+    ├── CommitsFailing (RuntimeError)       worker.kafka.service
     ├── BrokerError (RuntimeError)          devtools.harness.broker (a checkout only)
     └── WorkerExited (RuntimeError)         worker.harness.process
 

@@ -53,10 +53,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import (
+    ConcurrentTransactions,
+    KafkaError,
+    KafkaTimeoutError,
+    ProducerFenced,
+)
 from aiokafka.structs import TopicPartition
 
 from worker.core.engine import Engine
+from worker.core.errors import SlaWorkerError
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.kafka import cloudevents
@@ -77,6 +83,10 @@ MAX_RECORDS = 2000
 RESTORE_RETRY_SECONDS = 2.0
 FENCED_RETRY_SECONDS = 10.0
 """After being fenced: give the group time to settle before fencing back."""
+PASSING_COMMIT_ERRORS = (KafkaTimeoutError, ConcurrentTransactions)
+"""Commit failures that pass by themselves though aiokafka does not mark them retriable:
+a request that timed out (the brokers slow or away), and a transaction the coordinator
+is still completing (Java's client retries it)."""
 CHANGELOG_STALL_SECONDS = 60.0
 """A changelog read that gets no record for this long fails (and is retried)."""
 FETCH_MAX_WAIT_MS = 100
@@ -84,6 +94,11 @@ PROBE_INTERVAL_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 5.0
 PROBE_FAILURES = 2
 """Consecutive failed metadata probes after which the brokers count as unreachable."""
+
+
+class CommitsFailing(SlaWorkerError, RuntimeError):
+    """A partition's steps failed to commit `max_commit_attempts` times in a row, for a
+    reason that is neither an outage nor a new owner: the worker exits 1, to be restarted."""
 
 
 @dataclass
@@ -140,6 +155,7 @@ class LiveWorker:
         self.broker_reachable = True
         self._seen: dict[TopicPartition, InputView] = {}  # per input partition
         self._probe_failures = 0
+        self._failed_commits: dict[int, int] = {}  # partition -> failed commits in a row
         self._unreachable_since = 0.0  # monotonic, while unreachable
         assignor = ticket_assignor(settings.canonical_url, self._held, self._set_owners)
         options = self._options = client_options(settings)  # SSL context made once
@@ -405,7 +421,9 @@ class LiveWorker:
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
             self._lose(batch.partition, f"{type(exc).__name__}: {exc}")
+            self._count_failed_commit(batch.partition, exc)
             return
+        self._failed_commits.pop(batch.partition, None)
         partition = self.partitions.get(batch.partition)
         changelog = [
             meta.offset
@@ -417,6 +435,30 @@ class LiveWorker:
             partition.changelog_end = max(changelog) + 2
         self.metrics.step(batch, time.perf_counter() - started)
         _log_batch(batch)
+
+    def _count_failed_commit(self, number: int, exc: Exception) -> None:
+        """Count a failed commit; raise `CommitsFailing` once a partition's steps failed
+        `max_commit_attempts` times in a row for a reason that is not passing.
+
+        A broker outage (the brokers unreachable, or an error Kafka calls retriable) is
+        ridden out however long it lasts, and a fenced producer means a new owner; any
+        other failure, repeated with a restore in between each time, will not mend itself
+        in this process: exit, so that the orchestrator starts a fresh one."""
+        self.metrics.commit_failed(type(exc).__name__)
+        passing = (
+            not self.broker_reachable
+            or isinstance(exc, PASSING_COMMIT_ERRORS)
+            or (isinstance(exc, KafkaError) and exc.retriable)
+        )
+        if passing:
+            return
+        failures = self._failed_commits[number] = self._failed_commits.get(number, 0) + 1
+        if failures >= self.settings.max_commit_attempts:
+            raise CommitsFailing(
+                f"giving up: {failures} steps of partition {number} in a row could not be "
+                f"committed (last: {type(exc).__name__}: {exc}); exiting so that the "
+                "worker is restarted"
+            )
 
     def _lose(self, number: int, why: str, wait: float = RESTORE_RETRY_SECONDS) -> None:
         """A step could not be committed: forget what memory holds, stop reading the
