@@ -6,7 +6,7 @@ first 60 % of `worker.traffic.synthetic_stream` (open, paused and solved tickets
 dumping each as the worker stores it (`state_codec.dump_ticket` plus the partition, compact
 JSON); ticket n gets pool value n mod pool under its own id `T-<n:08d>`. Keys are ticket
 ids (text), values bytes; the partition's clock record (event time and input offsets, as
-`worker.kafka.partition` writes it) is one more key, `\\x00clock`.
+`worker.tasks.partition` writes it) is one more key, `\\x00clock`.
 
 Stores, each in a child process of its own (so RSS is its own) on a fresh directory:
 

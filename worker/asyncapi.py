@@ -24,10 +24,10 @@ import yaml
 from worker import __version__
 from worker.core.events import INBOUND_TYPES
 from worker.core.reasons import Reason
-from worker.kafka import cloudevents
-from worker.kafka.partition import DEAD_LETTER_PREFIX
 from worker.schemas import schemas
 from worker.settings import WorkerSettings
+from worker.tasks import cloudevents
+from worker.tasks.partition import DEAD_LETTER_PREFIX
 
 FILE_NAME = "asyncapi.yaml"
 KAFKA_BINDING = "0.5.0"
@@ -349,7 +349,7 @@ def _messages() -> dict[str, Any]:
 
 
 def _cloudevents_headers(event_type: str) -> dict[str, Any]:
-    """The headers `worker.kafka.cloudevents.headers` writes on a record of `event_type`."""
+    """The headers `worker.tasks.cloudevents.headers` writes on a record of `event_type`."""
     time_field = "finished_at" if event_type == "sla-timer-finished" else "due_at"
     properties: dict[str, Any] = {
         "ce_specversion": {"type": "string", "const": cloudevents.SPEC_VERSION},

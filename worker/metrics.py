@@ -42,8 +42,8 @@ from worker.core.state_codec import running_timers
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from worker.kafka.partition import Batch
-    from worker.kafka.processor import Outcome
+    from worker.tasks.partition import Batch
+    from worker.tasks.processor import Outcome
 
 # `*_created` series double the scrape size and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]

@@ -119,7 +119,7 @@ def relaxed_garbage_collection() -> Iterator[None]:
 class Lane:
     """One partition's tickets and clock: the unit of event time, as in the live worker.
 
-    The worker keeps an event-time clock per input partition (`worker.kafka.partition`),
+    The worker keeps an event-time clock per input partition (`worker.tasks.partition`),
     and the rules that read a clock (what is due before an event; `too-old`; when a
     finished ticket leaves state) read that partition's. A replay of a file is one lane;
     the audit, and `sla-worker replay --partitions N`, keep one per partition, so that they

@@ -19,7 +19,7 @@ from tests.integration.fault_log import (
     published,
     replay_expected,
 )
-from worker.kafka.partition import DEAD_LETTER_PREFIX
+from worker.tasks.partition import DEAD_LETTER_PREFIX
 
 LIMIT = 150_000  # --max-message-bytes of the hostile run
 

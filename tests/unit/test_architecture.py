@@ -218,3 +218,29 @@ def test_no_two_test_files_share_a_name() -> None:
     mismatch"), which only a full run shows."""
     names = Counter(path.name for path in (PACKAGE.parent / "tests").rglob("test_*.py"))
     assert [name for name, count in names.items() if count > 1] == []
+
+
+def imports_of(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+def test_the_task_layer_and_the_metrics_know_no_kafka() -> None:
+    """`worker.tasks` is a partition's work without I/O, and `worker.metrics` reads its
+    outcomes: neither imports a Kafka, HTTP or clock-reading adapter, so unit tests drive
+    them with plain values, and the Kafka layer can be rebuilt around them."""
+    offenders = []
+    for path in [*sorted((PACKAGE / "tasks").glob("*.py")), PACKAGE / "metrics.py"]:
+        for name in imports_of(path):
+            top = name.split(".")[0]
+            if top in ("aiokafka", "aiohttp") or name.startswith("worker.kafka"):
+                offenders.append(f"{module_name(path)}: {name}")
+    assert offenders == []
+    for path in sorted((PACKAGE / "tasks").glob("*.py")):
+        for call in ("now(", "utcnow(", "time.time(", "monotonic("):
+            assert call not in path.read_text(), f"{path.name} calls {call}"

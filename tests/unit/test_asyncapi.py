@@ -20,9 +20,9 @@ import yaml
 from worker.asyncapi import FILE_NAME, document, render
 from worker.core.events import INBOUND_TYPES, SlaBreach, SlaTimerFinished, SlaWarning
 from worker.core.reasons import Reason
-from worker.kafka import cloudevents
-from worker.kafka.processor import DeadLetter, Source
 from worker.schemas import schemas
+from worker.tasks import cloudevents
+from worker.tasks.processor import DeadLetter, Source
 
 ROOT = Path(__file__).parent.parent.parent
 COMMITTED = ROOT / "schemas" / FILE_NAME

@@ -1,6 +1,6 @@
 """The audit judges every partition as the worker that owned it did: equal by construction.
 
-The worker keeps one event-time clock per input partition (`worker.kafka.partition`), and
+The worker keeps one event-time clock per input partition (`worker.tasks.partition`), and
 the rules that read a clock read that one: what fires before an event, `too-old`, when a
 finished ticket leaves state. The audit feeds each Kafka record to the lane of its
 partition (`Replay.feed_record`). Here random hostile logs over several partitions, with
@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from tests.hostile_logs import RETENTION, Record, hostile_log
 from worker.core.engine import Engine
 from worker.core.policy import Policy
-from worker.kafka.partition import Message, Partition, Topics
-from worker.kafka.processor import TicketProcessor
 from worker.presets import load_presets
 from worker.replay import Rejection, Replay
+from worker.tasks.partition import Message, Partition, Topics
+from worker.tasks.processor import TicketProcessor
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)  # the wall clock: every event is long past
 POLICY = load_presets()

@@ -14,10 +14,10 @@ from cloudevents.core.formats.json import JSONFormat
 from worker.core.engine import Engine
 from worker.core.events import SlaBreach, SlaTimerFinished, SlaWarning
 from worker.core.policy import Policy
-from worker.kafka import cloudevents
-from worker.kafka.partition import Message, Partition, Topics
-from worker.kafka.processor import TicketProcessor, encode_event
 from worker.schemas import schemas
+from worker.tasks import cloudevents
+from worker.tasks.partition import Message, Partition, Topics
+from worker.tasks.processor import TicketProcessor, encode_event
 
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)  # a Tuesday, 10:00 UTC
 MIN = timedelta(minutes=1)

@@ -21,10 +21,10 @@ from aiokafka.errors import KafkaTimeoutError, ProducerFenced
 
 from worker.core.policy import Policy
 from worker.kafka import service
-from worker.kafka.partition import Batch, Message
 from worker.kafka.service import LiveWorker
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
+from worker.tasks.partition import Batch, Message
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 

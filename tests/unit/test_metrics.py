@@ -18,9 +18,9 @@ from worker.core.engine import Engine, TimerFinished
 from worker.core.events import SlaBreach, SlaWarning
 from worker.core.policy import Policy
 from worker.core.reasons import Reason
-from worker.kafka.partition import Batch
-from worker.kafka.processor import DeadLetter, Outcome, Source, TicketProcessor
 from worker.metrics import DEAD_LETTER_REASONS, Metrics
+from worker.tasks.partition import Batch
+from worker.tasks.processor import DeadLetter, Outcome, Source, TicketProcessor
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ROOT / "tests" / "data" / "fast-policy.yaml"

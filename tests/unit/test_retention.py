@@ -8,9 +8,9 @@ from typing import Any
 
 from worker.core.engine import Engine
 from worker.core.policy import Policy
-from worker.kafka.partition import Message, Partition, Topics
-from worker.kafka.processor import TicketProcessor
 from worker.replay import Rejection, Replay
+from worker.tasks.partition import Message, Partition, Topics
+from worker.tasks.processor import TicketProcessor
 
 DAY = timedelta(days=1)
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)

@@ -65,14 +65,14 @@ from worker.core.engine import Engine
 from worker.core.errors import SlaWorkerError
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
-from worker.kafka import cloudevents
 from worker.kafka.assignment import ticket_assignor
-from worker.kafka.partition import Batch, Message, Partition, Topics
-from worker.kafka.processor import TicketProcessor, iso
 from worker.kafka.topics import changelog_topic_name, client_options
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
+from worker.tasks import cloudevents
+from worker.tasks.partition import Batch, Message, Partition, Topics
+from worker.tasks.processor import TicketProcessor, iso
 
 log = logging.getLogger("sla_worker")
 # Failures that come in thousands while the broker is away: rate-limited (worker/logs.py).

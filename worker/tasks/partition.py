@@ -29,9 +29,9 @@ from worker.core.engine import finished_record
 from worker.core.events import SlaEvent
 from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, from_us, to_us
-from worker.kafka import cloudevents
-from worker.kafka.clocks import PartitionClock
-from worker.kafka.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
+from worker.tasks import cloudevents
+from worker.tasks.clocks import PartitionClock
+from worker.tasks.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
 
 CLOCK_KEY = b""
 """Changelog key of the partition's own record (event time, offsets); never a ticket id."""

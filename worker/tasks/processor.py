@@ -1,6 +1,6 @@
 """One message in, one decision out: decode, run the core, say what to store and send.
 
-No Kafka and no I/O here: `worker.kafka.partition` gives it the stored state, and the
+No Kafka and no I/O here: `worker.tasks.partition` gives it the stored state, and the
 service (`worker.kafka.service`) carries out the `Outcome` (state write, publications,
 dead letters) in one Kafka transaction. Every input ends as applied, duplicate, held,
 or dead-lettered with a reason; nothing is dropped silently.

@@ -13,8 +13,8 @@ from worker.core.engine import Engine
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
 from worker.kafka.assignment import plan
-from worker.kafka.partition import CLOCK_KEY, DEAD_LETTER_PREFIX, Batch, Message, Partition, Topics
-from worker.kafka.processor import TicketProcessor
+from worker.tasks.partition import CLOCK_KEY, DEAD_LETTER_PREFIX, Batch, Message, Partition, Topics
+from worker.tasks.processor import TicketProcessor
 
 TOPICS = Topics("warnings", "breaches", "dead", "changelog")
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)  # a Tuesday, 10:00 UTC

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from worker.kafka.clocks import PartitionClock
+from worker.tasks.clocks import PartitionClock
 
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)
 S = timedelta(seconds=1)

@@ -11,7 +11,7 @@ import pytest
 from worker.core.engine import Engine
 from worker.core.limits import InputLimits
 from worker.core.policy import Policy
-from worker.kafka.processor import (
+from worker.tasks.processor import (
     MAX_HELD_EVENTS,
     Source,
     TicketProcessor,
