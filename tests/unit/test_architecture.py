@@ -31,21 +31,25 @@ def core_modules() -> list[Path]:
     return sorted(CORE.glob("*.py"))
 
 
+def imports_of(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
 def test_core_imports_no_adapter() -> None:
     offenders = []
     for path in core_modules():
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                top = name.split(".")[0]
-                if top in FORBIDDEN_IMPORTS or (
-                    top == "worker" and not name.startswith(ALLOWED_WORKER_IMPORTS)
-                ):
-                    offenders.append(f"{path.name}: {name}")
+        for name in imports_of(path):
+            top = name.split(".")[0]
+            if top in FORBIDDEN_IMPORTS or (
+                top == "worker" and not name.startswith(ALLOWED_WORKER_IMPORTS)
+            ):
+                offenders.append(f"{path.name}: {name}")
     assert offenders == []
 
 
@@ -139,17 +143,11 @@ def test_the_installed_package_needs_no_source_checkout() -> None:
     assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == ["worker*"]
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [
-                f"{module_name(path)}: {n}"
-                for n in names
-                if n.split(".")[0] in ("devtools", "tests", "bench")
-            ]
+        offenders += [
+            f"{module_name(path)}: {n}"
+            for n in imports_of(path)
+            if n.split(".")[0] in ("devtools", "tests", "bench")
+        ]
     assert offenders == []
 
 
@@ -218,16 +216,6 @@ def test_no_two_test_files_share_a_name() -> None:
     mismatch"), which only a full run shows."""
     names = Counter(path.name for path in (PACKAGE.parent / "tests").rglob("test_*.py"))
     assert [name for name, count in names.items() if count > 1] == []
-
-
-def imports_of(path: Path) -> list[str]:
-    names: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.append(node.module)
-    return names
 
 
 def test_the_task_layer_and_the_metrics_know_no_kafka() -> None:
