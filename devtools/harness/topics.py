@@ -98,8 +98,9 @@ async def end_offsets(
     """{(topic, partition): end offset}: the last stable offset (`committed`), before
     any open transaction, or the high watermark, after everything written."""
     consumer = _reader(bootstrap, committed)
-    await consumer.start()
     try:
+        # Started inside: a start that fails (the broker is down) still closes the client.
+        await consumer.start()
         tps = [tp for topic in topics for tp in await _partitions(consumer, topic)]
         ends = await consumer.end_offsets(tps)
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}

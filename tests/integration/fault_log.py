@@ -15,6 +15,7 @@ repeats are counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import subprocess
@@ -30,8 +31,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from devtools.harness import Record, WorkerProcess, read_all, settled
+from devtools.harness import Record, WorkerProcess, end_offsets, read_all, settled
 from tests.integration.workers import FAST_POLICY
+from worker.kafka.topics import default_partition
 
 SESSION_TIMEOUT = "6"  # the smallest the worker accepts: takeovers within seconds
 TIMERS_OVER = timedelta(seconds=15)  # after the last event every timer has fired
@@ -189,25 +191,75 @@ async def produce(
 ) -> None:
     """Produce the lines in order; `live`: each when the wall clock reaches its time;
     `patient`: a line that cannot be sent (the broker is down) is retried until it is, as
-    a help desk's producer buffers through a broker outage."""
+    a help desk's producer buffers through a broker outage (`_produce_patiently`)."""
+    if patient:
+        await _produce_patiently(bootstrap, topic, lines, live)
+        return
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for line in lines:
-            if live:
-                wait = (line.at - datetime.now(UTC)).total_seconds()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            while True:
-                try:
-                    await producer.send_and_wait(topic, line.value, key=line.key)
-                    break
-                except KafkaError:
-                    if not patient:
-                        raise
-                    await asyncio.sleep(0.5)
+            await _wait_for(line, live)
+            await producer.send_and_wait(topic, line.value, key=line.key)
     finally:
         await producer.stop()
+
+
+async def _wait_for(line: Line, live: bool) -> None:
+    if live:
+        wait = (line.at - datetime.now(UTC)).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+async def _produce_patiently(bootstrap: str, topic: str, lines: list[Line], live: bool) -> None:
+    """Every line exactly once, through a broker outage.
+
+    An idempotent aiokafka producer whose batch failed keeps numbering its later batches
+    from where the failed ones left off, and the broker then refuses every one of them as
+    out of order, for ever: so each failure gets a new producer. Whether the failed line
+    landed before the failure is read from its partition's end (this is the topic's only
+    producer, sending one line at a time): resent only if it did not, so no line, bad
+    ones included, reaches the worker twice."""
+    ends = {p: end for (_, p), end in (await end_offsets(bootstrap, [topic])).items()}
+    producer: AIOKafkaProducer | None = None
+    try:
+        for line in lines:
+            await _wait_for(line, live)
+            partition = default_partition(line.key, len(ends)) if line.key else 0
+            while True:
+                try:
+                    if producer is None:
+                        producer = AIOKafkaProducer(
+                            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+                        )
+                        await producer.start()
+                    sent = await producer.send_and_wait(
+                        topic, line.value, key=line.key, partition=partition
+                    )
+                    ends[partition] = sent.offset + 1
+                    break
+                except KafkaError:
+                    if producer is not None:
+                        with contextlib.suppress(Exception):
+                            await producer.stop()
+                        producer = None
+                    await asyncio.sleep(0.5)
+                    end = await _end_when_reachable(bootstrap, topic, partition)
+                    if end > ends[partition]:
+                        ends[partition] = end  # it landed before the failure
+                        break
+    finally:
+        if producer is not None:
+            await producer.stop()
+
+
+async def _end_when_reachable(bootstrap: str, topic: str, partition: int) -> int:
+    while True:
+        try:
+            return (await end_offsets(bootstrap, [topic]))[(topic, partition)]
+        except (KafkaError, OSError):
+            await asyncio.sleep(0.5)
 
 
 @dataclass
