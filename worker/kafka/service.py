@@ -55,9 +55,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import (
     ConcurrentTransactions,
+    InvalidProducerEpoch,
     KafkaError,
     KafkaTimeoutError,
     ProducerFenced,
+    TransactionCoordinatorFenced,
 )
 from aiokafka.structs import TopicPartition
 
@@ -83,10 +85,16 @@ MAX_RECORDS = 2000
 RESTORE_RETRY_SECONDS = 2.0
 FENCED_RETRY_SECONDS = 10.0
 """After being fenced: give the group time to settle before fencing back."""
-PASSING_COMMIT_ERRORS = (KafkaTimeoutError, ConcurrentTransactions)
+PASSING_COMMIT_ERRORS = (
+    KafkaTimeoutError,
+    ConcurrentTransactions,
+    InvalidProducerEpoch,
+    TransactionCoordinatorFenced,
+)
 """Commit failures that pass by themselves though aiokafka does not mark them retriable:
-a request that timed out (the brokers slow or away), and a transaction the coordinator
-is still completing (Java's client retries it)."""
+a request that timed out (the brokers slow or away), a transaction the coordinator is
+still completing (Java's client retries it), and the forms of fencing aiokafka does not
+turn into `ProducerFenced` (a new owner took the partition)."""
 CHANGELOG_STALL_SECONDS = 60.0
 """A changelog read that gets no record for this long fails (and is retried)."""
 FETCH_MAX_WAIT_MS = 100
