@@ -44,7 +44,7 @@ from worker.core.events import (
     SlaWarning,
     parse_event,
 )
-from worker.core.limits import InputLimits
+from worker.core.limits import InputLimits, check_key
 from worker.core.reasons import Reason
 
 
@@ -216,14 +216,10 @@ class Replay:
         event = self._parse(number, value)
         if event is None:
             return
-        if not key or key != event.ticket_id.encode():
-            reason = Reason.MISSING_KEY if not key else Reason.KEY_MISMATCH
-            detail = (
-                f"message has no key; it must be keyed by its ticket_id {event.ticket_id!r}"
-                if not key
-                else f"message key {key!r} is not the ticket_id {event.ticket_id!r}"
-            )
-            self._reject(Rejection(number, reason, detail, event.event_id, event.ticket_id))
+        try:
+            check_key(key, event.ticket_id)
+        except Rejected as exc:
+            self._reject(Rejection(number, exc.reason, str(exc), event.event_id, event.ticket_id))
             return
         self._apply(number, event, self._lane(partition))
 

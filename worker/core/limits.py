@@ -7,6 +7,10 @@
   event time ahead and could fire other tickets' timers before their deadlines. The
   reader's clock is passed in (the worker: the wall clock; replay: its start, or
   `--now`); nothing here reads it.
+- **The message key.** A Kafka message must be keyed by its event's `ticket_id`: the
+  worker keeps state per key and partition, so a message without a key (`missing-key`) or
+  with another (`key-mismatch`) could be stored nowhere, or with another ticket. The
+  worker and the audit, which read Kafka, check it alike (`check_key`).
 """
 
 from __future__ import annotations
@@ -45,3 +49,17 @@ class InputLimits:
                 f"the clock ({now.astimezone(UTC).isoformat()}); at most "
                 f"{self.max_clock_skew} is allowed (--max-clock-skew-seconds)",
             )
+
+
+def check_key(key: bytes | None, ticket_id: str) -> None:
+    """Raise `Rejected` unless a Kafka message's `key` is its event's `ticket_id`."""
+    if not key:
+        # No key, no partition of its own: its state could be stored nowhere.
+        raise Rejected(
+            Reason.MISSING_KEY,
+            f"message has no key; it must be keyed by its ticket_id {ticket_id!r}",
+        )
+    if key != ticket_id.encode():
+        raise Rejected(
+            Reason.KEY_MISMATCH, f"message key {key!r} is not the ticket_id {ticket_id!r}"
+        )

@@ -21,7 +21,7 @@ from typing import Any
 from worker.core.durations import format_duration
 from worker.core.engine import Engine, Rejected, Ticket, TimerFinished
 from worker.core.events import InboundEvent, InvalidEvent, SlaEvent, parse_event
-from worker.core.limits import InputLimits
+from worker.core.limits import InputLimits, check_key
 from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, dump_ticket, finished_since, load_ticket
 
@@ -147,18 +147,11 @@ class TicketProcessor:
         except Rejected as exc:
             letter = DeadLetter(source, exc.reason, str(exc))
             return Outcome(dead_letters=[letter], event_type=event.type)
-        if not source.key:
-            # No key, no partition of its own: its state could be stored nowhere.
-            detail = f"message has no key; it must be keyed by its ticket_id {event.ticket_id!r}"
-            return Outcome(
-                dead_letters=[DeadLetter(source, Reason.MISSING_KEY, detail)], event_type=event.type
-            )
-        if source.key != event.ticket_id.encode():
-            detail = f"message key {source.key!r} is not the ticket_id {event.ticket_id!r}"
-            return Outcome(
-                dead_letters=[DeadLetter(source, Reason.KEY_MISMATCH, detail)],
-                event_type=event.type,
-            )
+        try:
+            check_key(source.key, event.ticket_id)
+        except Rejected as exc:
+            letter = DeadLetter(source, exc.reason, str(exc))
+            return Outcome(dead_letters=[letter], event_type=event.type)
 
         held = stored.get("held") if stored is not None else None
         try:
