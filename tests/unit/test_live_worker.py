@@ -2,9 +2,11 @@
 and its input offsets go into one Kafka transaction, committed last, or the partition is
 forgotten and restored from Kafka.
 
-The Kafka producer is replaced by a recorder (the port `LiveWorker._commit` uses:
-begin, send, send the offsets, commit or abort); everything else is the real worker.
-The broker tests (tests/integration/test_faults.py) show the same under SIGKILL.
+The worker is given fake clients (`worker.kafka.clients`: the calls it makes on a
+consumer, a changelog reader and a producer), as the composition root gives it real
+ones; everything else is the real worker, driven through what its main loop calls
+(`on_assigned`, `turn`). The broker tests (tests/integration/test_faults.py) show the
+same under SIGKILL.
 """
 
 from __future__ import annotations
@@ -12,21 +14,25 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError, ProducerFenced
+from aiokafka.structs import TopicPartition
 
 from worker.core.policy import Policy
-from worker.kafka import service
-from worker.kafka.service import LiveWorker
+from worker.kafka import committer
+from worker.kafka.clients import Clients
+from worker.kafka.service import CommitsFailing, LiveWorker
+from worker.kafka.task_manager import TaskState
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
-from worker.tasks.partition import Batch, Message
+from worker.tasks.partition import Message
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+INPUT = TopicPartition("tickets", 0)
 
 
 class Sent:
@@ -47,6 +53,9 @@ class RecordingProducer:
         self.calls.append(call)
         if call[0] == self.fail_on:
             raise self.error
+
+    async def start(self) -> None:
+        self._call("start")
 
     async def begin_transaction(self) -> None:
         self._call("begin")
@@ -70,8 +79,108 @@ class RecordingProducer:
     async def stop(self) -> None:
         self._call("stop")
 
+    def transactions(self) -> list[list[str]]:
+        """The calls from each begin on (a producer's start comes before its first)."""
+        runs: list[list[str]] = []
+        for call in self.calls:
+            if call[0] == "begin":
+                runs.append([])
+            if runs:
+                runs[-1].append(call[0])
+        return runs
 
-def created(offset: int, ticket: str, at: datetime = NOW - timedelta(days=1)) -> Message:
+
+@dataclass
+class Record:
+    """A consumed record, as aiokafka gives it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int = -1
+
+
+class FakeConsumer:
+    """The group member: paused inputs, seeks, committed offsets, and what the fetches
+    showed (end, position, stamp), as the test sets them."""
+
+    def __init__(self) -> None:
+        self.paused: set[TopicPartition] = set()
+        self.seeks: dict[TopicPartition, int] = {}
+        self.committed_offsets: dict[TopicPartition, int] = {}
+        self.end, self.at, self.fetched_ms = 10, 10, 1_000
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused.update(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused.difference_update(tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks[tp] = offset
+
+    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self.seeks[tp] = 0
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return self.committed_offsets.get(tp)
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.at
+
+    def last_stable_offset(self, tp: TopicPartition) -> int:
+        return self.end
+
+    def last_poll_timestamp(self, tp: TopicPartition) -> int:
+        return self.fetched_ms
+
+
+class FakeChangelogs:
+    """A consumer without a group over the changelog records a test gives (partition ->
+    (key, value) in order); by default every changelog is empty."""
+
+    def __init__(self, records: dict[int, list[tuple[bytes, bytes | None]]] | None = None) -> None:
+        self.records = records or {}
+        self.positions: dict[TopicPartition, int] = {}
+        self.reads = 0
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.positions = {tp: 0 for tp in tps}
+
+    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self.positions[tp] = 0
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.records.get(tp.partition, [])) for tp in tps}
+
+    async def getmany(
+        self, *tps: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Record]]:
+        self.reads += 1
+        fetched = {}
+        for tp in tps:
+            at = self.positions[tp]
+            chunk = self.records.get(tp.partition, [])[at : at + (max_records or 1)]
+            fetched[tp] = [
+                Record(tp.topic, tp.partition, at + i, k, v) for i, (k, v) in enumerate(chunk)
+            ]
+            self.positions[tp] = at + len(chunk)
+        await asyncio.sleep(0)
+        return fetched
+
+    async def topics(self) -> set[str]:
+        return set()
+
+
+def created(offset: int, ticket: str, at: datetime = NOW - timedelta(days=1)) -> Record:
     body = {
         "event_id": f"c-{ticket}",
         "type": "ticket-created",
@@ -80,42 +189,109 @@ def created(offset: int, ticket: str, at: datetime = NOW - timedelta(days=1)) ->
         "plan": "vip",
         "priority": 1,
     }
-    return Message("tickets", 0, offset, ticket.encode(), json.dumps(body).encode())
-
-
-OPENED: list[LiveWorker] = []
+    return Record("tickets", 0, offset, ticket.encode(), json.dumps(body).encode())
 
 
 @pytest.fixture(autouse=True)
-async def close_clients() -> AsyncIterator[None]:
-    """The worker's consumers are made (never started); closing them keeps GC quiet."""
-    yield
-    while OPENED:
-        worker = OPENED.pop()
-        await worker.consumer.stop()
-        await worker.restorer.stop()
+def restore_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partition whose step failed is restored at the next turn (not 2 s later)."""
+    monkeypatch.setattr(committer, "RESTORE_RETRY_SECONDS", 0.0)
 
 
-async def worker_with(producer: RecordingProducer, presets: Policy) -> tuple[LiveWorker, Batch]:
+def new_worker(
+    producer: RecordingProducer, presets: Policy, changelogs: FakeChangelogs | None = None
+) -> LiveWorker:
     settings = WorkerSettings(partitions=1, app_id="unit")
-    worker = LiveWorker(settings, presets, Metrics(presets))
-    OPENED.append(worker)
-    worker.partitions[0] = worker._new_partition(0)
-    worker._producers[0] = producer  # type: ignore[assignment]
-    # A ticket created a day ago: its state, and its warnings and breach, all in one step.
-    batch = worker.partitions[0].step([created(7, "HD-1")], NOW, read_through=NOW)
-    return worker, batch
+    clients = Clients(FakeConsumer(), changelogs or FakeChangelogs(), lambda number: producer)
+    return LiveWorker(settings, presets, Metrics(presets), clients)  # type: ignore[arg-type]
+
+
+async def assigned(worker: LiveWorker, *numbers: int) -> None:
+    """As a rebalance hands the worker these partitions, and its loop restores them."""
+    await worker.on_assigned([TopicPartition("tickets", n) for n in numbers or (0,)])
+    await worker.turn({})  # starts the restore
+    await worker.tasks.restored()
+    await worker.turn({})  # the restored partitions start
+
+
+async def worker_with(producer: RecordingProducer, presets: Policy) -> LiveWorker:
+    """A worker running partition 0, given a ticket created a day ago: its state, and its
+    warnings and breach, all in one step (committed, or not, on `producer`)."""
+    worker = new_worker(producer, presets)
+    await assigned(worker)
+    # Two fetches seen, the last 0.1 s ago: the partition has read everything as of
+    # 0.2 s ago (`InputWatch.caught_up`), so HD-1's timers, due long ago, fire.
+    consumer_of(worker).fetched_ms = int(time.time() * 1000) - 200
+    await worker.turn({})
+    consumer_of(worker).fetched_ms += 100
+    await worker.turn({INPUT: [created(7, "HD-1")]})
+    return worker
+
+
+def consumer_of(worker: LiveWorker) -> FakeConsumer:
+    consumer = worker.clients.consumer
+    assert isinstance(consumer, FakeConsumer)
+    return consumer
+
+
+async def restore_again(worker: LiveWorker) -> None:
+    """The loop's next turns: the lost partition is restored and starts again."""
+    await worker.turn({})
+    await worker.tasks.restored()
+    await worker.turn({})
+
+
+async def test_a_partition_is_restored_from_the_changelog_before_it_runs(
+    presets: Policy,
+) -> None:
+    """Assigned: the producer starts first (fencing an earlier owner), then the state
+    is read, then the inputs are seeked to the recorded offsets and resumed."""
+    clock = json.dumps({"event_time_us": None, "offsets": {"tickets": 42}}).encode()
+    ticket = {"ticket_id": "HD-9"}  # unreadable by this version: still restored as bytes
+    changelogs = FakeChangelogs({0: [(b"HD-9", json.dumps(ticket).encode()), (b"", clock)]})
+    producer = RecordingProducer()
+    worker = new_worker(producer, presets, changelogs)
+
+    await worker.on_assigned([INPUT])
+    assert worker.restoring == [0] and not worker.ready
+    assert INPUT in consumer_of(worker).paused
+    await worker.turn({})
+    await worker.tasks.restored()
+    assert producer.calls[0] == ("start",)
+    assert worker.tasks.state_of(0) is TaskState.RESTORING  # restored, not started yet
+    await worker.turn({})
+
+    assert worker.ready and worker.restoring == []
+    assert consumer_of(worker).seeks == {INPUT: 42} and not consumer_of(worker).paused
+    assert set(worker.partitions[0].tickets) == {"HD-9"}
+
+
+async def test_a_revoked_partition_is_kept_and_runs_again_at_once_if_nobody_wrote(
+    presets: Policy,
+) -> None:
+    producer = RecordingProducer()
+    changelogs = FakeChangelogs()
+    worker = new_worker(producer, presets, changelogs)
+    await assigned(worker)
+    await worker.turn({INPUT: [created(7, "HD-1")]})
+    changelogs.records[0] = [(b"x", None)] * worker.partitions[0].changelog_end
+    reads = changelogs.reads
+
+    await worker.on_revoked()
+    assert worker.tasks.state_of(0) is TaskState.SUSPENDED and worker.tasks.held() == [0]
+    await assigned(worker)
+
+    assert "HD-1" in worker.partitions[0].tickets  # kept, not read again
+    assert changelogs.reads == reads
 
 
 async def test_outputs_state_and_offsets_go_in_one_transaction_committed_last(
     presets: Policy,
 ) -> None:
     producer = RecordingProducer()
-    worker, batch = await worker_with(producer, presets)
+    worker = await worker_with(producer, presets)
 
-    await worker._commit(batch, 0.0)
-
-    names = [call[0] for call in producer.calls]
+    [names] = producer.transactions()
     assert names[0] == "begin" and names[-2:] == ["offsets", "commit"]
     sent = {call[1] for call in producer.calls if call[0] == "send"}
     assert sent == {"sla-warnings", "sla-breaches", "unit-tickets-changelog"}
@@ -128,75 +304,64 @@ async def test_a_failed_step_is_aborted_and_its_partition_restored_from_kafka(
     presets: Policy, fail_on: str
 ) -> None:
     producer = RecordingProducer(fail_on=fail_on)
-    worker, batch = await worker_with(producer, presets)
+    worker = await worker_with(producer, presets)
 
-    await worker._commit(batch, 0.0)
-
-    assert producer.calls[-1] == ("abort",)
-    assert "commit" not in [c[0] for c in producer.calls] or fail_on == "commit"
+    [names] = producer.transactions()
+    assert names[-1] == "abort"
+    assert "commit" not in names or fail_on == "commit"
     # Nothing that was not committed is believed: memory is dropped, the input paused,
     # and the partition waits for a restore from the changelog.
-    assert 0 not in worker.partitions
-    assert worker._unrestored == {0}
+    assert 0 not in worker.partitions and worker.restoring == [0] and not worker.ready
+    assert INPUT in consumer_of(worker).paused
+
+    producer.fail_on = None
+    await restore_again(worker)
+    assert worker.ready and worker.partitions[0].tickets == {}  # HD-1 was never committed
+    assert consumer_of(worker).seeks[INPUT] == 0  # so its event is read again
 
 
 async def test_a_fenced_worker_gives_the_partition_time_to_settle(presets: Policy) -> None:
     producer = RecordingProducer(fail_on="commit", error=ProducerFenced())
-    worker, batch = await worker_with(producer, presets)
+    worker = await worker_with(producer, presets)
 
-    await worker._commit(batch, 0.0)
-
-    assert 0 not in worker.partitions and worker._unrestored == {0}
-    assert 0 not in worker._producers and producer.calls[-1] == ("stop",)
-    assert worker._next_restore - time.monotonic() >= service.FENCED_RETRY_SECONDS - 1
+    assert 0 not in worker.partitions and worker.restoring == [0]
+    assert 0 not in worker.committer.producers and producer.calls[-1] == ("stop",)
+    retry_in = worker.tasks.tasks[0].retry_at - time.monotonic()
+    assert retry_in >= committer.FENCED_RETRY_SECONDS - 1
+    await worker.turn({})
+    assert producer.calls[-1] == ("stop",)  # not restored before then
 
 
 async def test_while_the_brokers_are_unreachable_the_worker_is_not_ready(
     presets: Policy,
 ) -> None:
-    worker, _ = await worker_with(RecordingProducer(), presets)
-    worker.joined = True
+    producer = RecordingProducer()
+    worker = await worker_with(producer, presets)
     assert worker.ready
 
-    await worker._brokers_lost("KafkaConnectionError: refused")
-    assert not worker.ready
+    await worker.brokers.lost("KafkaConnectionError: refused")
+    assert not worker.ready and INPUT in consumer_of(worker).paused
+    await worker.turn({INPUT: [created(8, "HD-2")]})  # given back, not stepped
+    assert consumer_of(worker).seeks[INPUT] == 8 and len(producer.transactions()) == 1
 
-    await worker._brokers_back()
-    assert worker.ready
-
-
-class FetchView:
-    """What the consumer knows of an input partition after its fetches."""
-
-    def __init__(self) -> None:
-        self.end, self.position, self.fetched_ms = 10, 10, 1_000
-
-    def last_stable_offset(self, tp: Any) -> int:
-        return self.end
-
-    async def position_of(self, tp: Any) -> int:
-        return self.position
-
-    def last_poll_timestamp(self, tp: Any) -> int:
-        return self.fetched_ms
+    await worker.brokers.back()
+    assert worker.ready and INPUT not in consumer_of(worker).paused
 
 
 async def test_a_partition_counts_as_read_as_of_its_previous_fetch(presets: Policy) -> None:
     """The latest response's stamp is taken when the client processes it, after the
     broker's snapshot; the one before it cannot be later than that snapshot."""
-    worker, _ = await worker_with(RecordingProducer(), presets)
-    view = FetchView()
-    worker.consumer.last_stable_offset = view.last_stable_offset  # type: ignore[method-assign]
-    worker.consumer.position = view.position_of  # type: ignore[method-assign]
-    worker.consumer.last_poll_timestamp = view.last_poll_timestamp  # type: ignore[method-assign]
+    worker = new_worker(RecordingProducer(), presets)
+    await assigned(worker)  # its first turn saw one fetch, stamped 1.0 s
+    view = consumer_of(worker)
 
-    assert await worker._caught_up(0) is None  # one fetch seen: wait for the next
+    assert await worker.inputs.caught_up(0) is None  # one fetch seen: wait for the next
     view.fetched_ms = 1_100
-    assert await worker._caught_up(0) == datetime.fromtimestamp(1.0, UTC)
+    assert await worker.inputs.caught_up(0) == datetime.fromtimestamp(1.0, UTC)
     view.fetched_ms = 1_200
-    assert await worker._caught_up(0) == datetime.fromtimestamp(1.1, UTC)
+    assert await worker.inputs.caught_up(0) == datetime.fromtimestamp(1.1, UTC)
     view.end = 12  # records the position has not reached: behind
-    assert await worker._caught_up(0) is None
+    assert await worker.inputs.caught_up(0) is None
 
 
 async def test_readyz_shows_each_partitions_next_timer_and_whether_a_step_is_under_way(
@@ -204,16 +369,18 @@ async def test_readyz_shows_each_partitions_next_timer_and_whether_a_step_is_und
 ) -> None:
     """What a test harness (devtools.harness.settled) waits on: nothing under way, and no
     timer left unfired up to an instant."""
-    worker, _ = await worker_with(RecordingProducer(), presets)
+    worker = await worker_with(RecordingProducer(), presets)
     [row] = worker.diagnostics()
     assert row["next_due"] is None  # HD-1, a day old, has fired all it ever will
     assert row["held_until"] is None  # nothing waits for its ticket
-    worker.partitions[0].step([created(8, "HD-2", at=NOW)], NOW, read_through=NOW)
+    assert row["committed"] == 8
+    now = datetime.now(UTC)
+    await worker.turn({INPUT: [created(8, "HD-2", at=now)]})
     [row] = worker.diagnostics()
     assert row["next_due"] is not None and row["next_due"].endswith("Z")
-    assert datetime.fromisoformat(row["next_due"]) > NOW  # HD-2's first warning
+    assert datetime.fromisoformat(row["next_due"]) > now  # HD-2's first warning
     assert worker.busy is False
-    async with worker._lock:  # what a step, restore or rebalance holds
+    async with worker.tasks.lock:  # what a step, rebalance or reload holds
         assert worker.busy is True
 
 
@@ -227,14 +394,14 @@ async def test_commits_that_keep_failing_for_a_new_reason_stop_the_worker(
     """Counted by reason; after `max_commit_attempts` failures in a row, each followed by
     a restore, the worker gives up with one sentence (the command exits 1)."""
     producer = RecordingProducer(fail_on="commit", error=Broken("disk on fire"))
-    worker, batch = await worker_with(producer, presets)
+    worker = await worker_with(producer, presets)  # the first failure
     limit = worker.settings.max_commit_attempts
-    for _ in range(limit - 1):
-        worker.partitions[0] = worker._new_partition(0)  # as a restore would
-        await worker._commit(batch, 0.0)
-    worker.partitions[0] = worker._new_partition(0)
-    with pytest.raises(service.CommitsFailing, match=f"{limit} steps of partition 0 in a row"):
-        await worker._commit(batch, 0.0)
+    for _ in range(limit - 2):
+        await restore_again(worker)
+        await worker.turn({INPUT: [created(7, "HD-1")]})
+    await restore_again(worker)
+    with pytest.raises(CommitsFailing, match=f"{limit} steps of partition 0 in a row"):
+        await worker.turn({INPUT: [created(7, "HD-1")]})
     scrape = worker.metrics.render().decode()
     assert f'sla_commit_failures_total{{reason="Broken"}} {float(limit)}' in scrape
 
@@ -243,18 +410,57 @@ async def test_an_outage_or_a_success_never_counts_towards_giving_up(presets: Po
     """Retriable errors (an outage) are ridden out however long; a commit that succeeds
     starts the count again."""
     producer = RecordingProducer(fail_on="commit")  # KafkaTimeoutError: retriable
-    worker, batch = await worker_with(producer, presets)
-    for _ in range(3 * worker.settings.max_commit_attempts):
-        worker.partitions[0] = worker._new_partition(0)
-        await worker._commit(batch, 0.0)
+    worker = await worker_with(producer, presets)
+    limit = worker.settings.max_commit_attempts
+
+    async def attempt() -> None:
+        await restore_again(worker)
+        await worker.turn({INPUT: [created(7, "HD-1")]})
+
+    for _ in range(3 * limit):
+        await attempt()
     producer.error = Broken("once")
-    for _ in range(worker.settings.max_commit_attempts - 1):
-        worker.partitions[0] = worker._new_partition(0)
-        await worker._commit(batch, 0.0)
+    for _ in range(limit - 1):
+        await attempt()
     producer.fail_on = None
-    worker.partitions[0] = worker._new_partition(0)
-    await worker._commit(batch, 0.0)  # succeeds: the count starts again
+    await attempt()  # succeeds: the count starts again
     producer.fail_on = "commit"
-    worker.partitions[0] = worker._new_partition(0)
-    await worker._commit(batch, 0.0)  # one failure: far from the limit
-    assert worker._failed_commits == {0: 1}
+    await worker.turn({INPUT: [created(8, "HD-2")]})  # one failure: far from the limit
+    assert worker.committer.failures == {0: 1}
+
+
+async def test_a_long_restore_never_stalls_the_running_partitions(presets: Policy) -> None:
+    """Partition 1 reads a changelog of 20,000 tickets while partition 0 runs: the loop
+    goes on stepping and committing partition 0 all along (the restore works in bounded
+    chunks beside it, `worker.kafka.restorer`)."""
+    template = new_worker(RecordingProducer(), presets).new_partition(1)
+    record = created(1, "HD-0", at=NOW)
+    message = Message(record.topic, 1, 1, record.key, record.value)
+    template.step([message], NOW, read_through=NOW)
+    state = template.tickets["HD-0"]
+    changelogs = FakeChangelogs({1: [(f"T-{i}".encode(), state) for i in range(20_000)]})
+    producer = RecordingProducer()
+    worker = new_worker(producer, presets, changelogs)
+    await assigned(worker, 0)
+    await worker.on_revoked()  # a rebalance gives it partition 1 as well
+    await worker.on_assigned([INPUT, TopicPartition("tickets", 1)])
+
+    async def fetch_and_turn(records: dict[TopicPartition, list[Record]]) -> None:
+        await asyncio.sleep(0)  # the consumer's fetch gives the event loop to others
+        await worker.turn(records)  # type: ignore[arg-type]
+
+    await fetch_and_turn({})  # starts the restore, which keeps partition 0 (nobody
+    for _ in range(10):  # wrote its changelog): it runs again after a few turns
+        await fetch_and_turn({})
+    assert worker.restoring == [1]
+
+    turns = 0
+    while worker.restoring:
+        assert 0 in worker.partitions
+        await fetch_and_turn({INPUT: [created(100 + turns, f"HD-{turns}")]})
+        turns += 1
+    await worker.turn({})
+
+    assert len(worker.partitions[1].tickets) == 20_000
+    # 10 chunks of changelog records and 40 of tickets rebuilt: the loop had its turns.
+    assert turns >= 5 and len(producer.transactions()) >= turns - 1

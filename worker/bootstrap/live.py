@@ -1,7 +1,8 @@
 """`sla-worker worker`: the live worker's parts, built in order and connected.
 
 JSON logs; the policy; then, on the event loop: the access check (does Kafka accept our
-login and certificates?), the topics, `Metrics`, the `LiveWorker`, the HTTP server on
+login and certificates?), the topics, `Metrics`, the Kafka clients, the `LiveWorker`
+(given the clients), the HTTP server on
 both; SIGTERM and SIGINT stop the loop, SIGHUP reloads the policy.
 """
 
@@ -16,6 +17,7 @@ from aiokafka.errors import KafkaError
 from worker.bootstrap import read_policy
 from worker.core.policy import Policy, PolicyError
 from worker.kafka.access import KafkaAccessError, check_access
+from worker.kafka.clients import Membership, kafka_clients
 from worker.kafka.service import CommitsFailing, LiveWorker
 from worker.kafka.topics import TopicMismatch, ensure_topics
 from worker.kafka.web import build_web, serve
@@ -69,7 +71,9 @@ async def _serve(settings: WorkerSettings, policy: Policy) -> int:
     if created:
         log.info("created topics", extra={"topics": created})
     metrics = Metrics(policy)
-    worker = LiveWorker(settings, policy, metrics)
+    # The clients are made here and handed in (tests hand in fakes instead).
+    membership = Membership()
+    worker = LiveWorker(settings, policy, metrics, kafka_clients(settings, membership), membership)
     metrics.follow_readiness(lambda: worker.ready)
     metrics.follow_partitions(
         worker.liveness, settings.allowed_lateness_seconds + settings.timer_interval_seconds

@@ -1,0 +1,155 @@
+"""The Kafka clients the live worker works with, and how the composition root makes them.
+
+As Kafka Streams' `KafkaClientSupplier`: the worker's parts never construct a client.
+`worker.bootstrap.live` builds the real ones with `kafka_clients`; unit tests hand in
+fakes that answer the same few calls (the `Protocol`s below are exactly what the worker
+uses, so a fake needs nothing else).
+
+- `consumer`: the group member, reading the inputs (read_committed, no auto-commit: the
+  offsets go into each step's transaction);
+- `changelogs`: a consumer without a group, for the changelogs (restores), their end
+  offsets and the brokers' metadata (the broker watch's probe);
+- `producer_for(p)`: a new, not yet started, transactional producer for partition p's
+  transactional id, `<app-id>-state-<p>`. One per partition: see `worker.kafka.committer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from worker.kafka.assignment import ticket_assignor
+from worker.kafka.topics import client_options
+from worker.settings import WorkerSettings
+
+FETCH_MAX_WAIT_MS = 100
+"""An idle fetch comes back after this long: how fresh the "read everything up to"
+instant is that lets timers fire on the wall clock (worker/tasks/clocks.py)."""
+
+
+class GroupConsumer(Protocol):
+    """The calls the worker makes on the group member (an `AIOKafkaConsumer`)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def subscribe(self, topics: list[str], listener: Any) -> None: ...
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]: ...
+    def pause(self, *partitions: TopicPartition) -> None: ...
+    def resume(self, *partitions: TopicPartition) -> None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> Any: ...
+    async def committed(self, partition: TopicPartition) -> int | None: ...
+    async def position(self, partition: TopicPartition) -> int: ...
+    def last_stable_offset(self, partition: TopicPartition) -> int | None: ...
+    def last_poll_timestamp(self, partition: TopicPartition) -> int | None: ...
+
+
+class ChangelogConsumer(Protocol):
+    """The calls the worker makes on its consumer without a group."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> Any: ...
+    async def position(self, partition: TopicPartition) -> int: ...
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]: ...
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+    async def topics(self) -> Any: ...
+
+
+class TransactionalProducer(Protocol):
+    """The calls the worker makes on a partition's transactional producer."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def begin_transaction(self) -> None: ...
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]: ...
+    async def send_offsets_to_transaction(
+        self, offsets: dict[TopicPartition, int], group_id: str
+    ) -> None: ...
+    async def commit_transaction(self) -> None: ...
+    async def abort_transaction(self) -> None: ...
+
+
+@dataclass
+class Clients:
+    """Everything the live worker talks to Kafka with."""
+
+    consumer: GroupConsumer
+    changelogs: ChangelogConsumer
+    producer_for: Callable[[int], TransactionalProducer]
+
+
+class Membership:
+    """What this member tells the group's assignor (the partitions whose state it holds)
+    and learns from it (which member owns which partition: the HTTP API forwards)."""
+
+    def __init__(self) -> None:
+        self.owners: dict[int, str] = {}
+        self.held: Callable[[], Iterable[int]] = list
+
+    def held_now(self) -> list[int]:
+        return sorted(self.held())
+
+    def set_owners(self, owners: dict[int, str]) -> None:
+        self.owners = owners
+
+
+def kafka_clients(settings: WorkerSettings, membership: Membership) -> Clients:
+    """The real clients (not started: the worker starts and stops them)."""
+    options = client_options(settings)  # the SSL context made once, shared
+    assignor = ticket_assignor(settings.canonical_url, membership.held_now, membership.set_owners)
+    session_ms = int(settings.session_timeout_seconds * 1000)
+    consumer = AIOKafkaConsumer(
+        **options,
+        client_id=f"{settings.app_id}-consumer",
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        session_timeout_ms=session_ms,
+        heartbeat_interval_ms=max(session_ms // 10, 100),
+        partition_assignment_strategy=(assignor,),
+        # Static membership: a restart within the session timeout moves nothing (a
+        # static member does not leave the group when it stops).
+        group_instance_id=settings.instance_id,
+    )
+    changelogs = AIOKafkaConsumer(
+        **options,
+        client_id=f"{settings.app_id}-restorer",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+
+    def producer_for(number: int) -> TransactionalProducer:
+        producer: TransactionalProducer = AIOKafkaProducer(
+            **options,
+            client_id=f"{settings.app_id}-state-{number}",
+            transactional_id=f"{settings.app_id}-state-{number}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            transaction_timeout_ms=int(settings.transaction_timeout_seconds * 1000),
+        )
+        return producer
+
+    return Clients(consumer, changelogs, producer_for)

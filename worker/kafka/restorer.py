@@ -1,0 +1,111 @@
+"""The restorer: a partition's state read back from its changelog (Kafka Streams'
+changelog reader).
+
+It never stalls the partitions that are running. The task manager runs restores in a
+task of their own beside the main loop (as Kafka Streams' state updater thread), and
+this module works in bounded chunks, giving the event loop back after each: at most
+`READ_CHUNK` changelog records are loaded, or `REBUILD_CHUNK` tickets decoded into the
+due index, between two chances for the main loop to step and fire timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka.structs import TopicPartition
+
+from worker.kafka.clients import ChangelogConsumer
+from worker.metrics import Metrics
+from worker.tasks.partition import Partition
+
+log = logging.getLogger("sla_worker")
+
+CHANGELOG_STALL_SECONDS = 60.0
+"""A changelog read that gets no record for this long fails (and is retried)."""
+READ_CHUNK = 2000
+"""Most changelog records loaded between two yields to the main loop."""
+REBUILD_CHUNK = 500
+"""Most tickets decoded into the due index between two yields to the main loop."""
+
+
+class Restorer:
+    """Reads changelog partitions into `Partition`s."""
+
+    def __init__(self, changelogs: ChangelogConsumer, topic: str, metrics: Metrics) -> None:
+        self.changelogs = changelogs
+        self.topic = topic
+        self.metrics = metrics
+
+    async def ends(self, numbers: list[int]) -> dict[int, int]:
+        """The changelog partitions' committed ends (read_committed: last stable offsets)."""
+        tps = [TopicPartition(self.topic, p) for p in numbers]
+        ends = await self.changelogs.end_offsets(tps)
+        return {tp.partition: ends[tp] for tp in tps}
+
+    async def read(
+        self,
+        partitions: dict[int, Partition],
+        ends: dict[int, int],
+        done: Callable[[int, Partition], None],
+    ) -> None:
+        """Load each partition's changelog from its beginning up to `ends`, then rebuild
+        its due index, and hand it to `done` at once (the others may take longer); in
+        chunks, yielding between them."""
+        tps = {TopicPartition(self.topic, p): part for p, part in partitions.items()}
+        if not tps:
+            return
+        self.changelogs.assign(list(tps))
+        try:
+            for tp in tps:
+                await self.changelogs.seek_to_beginning(tp)
+            remaining = set(tps)
+            progress = time.monotonic()
+            while remaining:
+                for tp in list(remaining):
+                    if await self.changelogs.position(tp) >= ends[tp.partition]:
+                        remaining.discard(tp)
+                        partition = tps[tp]
+                        partition.changelog_end = ends[tp.partition]
+                        await self.rebuild(partition)
+                        done(tp.partition, partition)
+                if not remaining:
+                    break
+                fetched = await self.changelogs.getmany(
+                    *remaining, timeout_ms=500, max_records=READ_CHUNK
+                )
+                for tp, records in fetched.items():
+                    partition = tps[tp]
+                    for record in records:
+                        partition.load(record.key or b"", record.value)
+                if fetched:
+                    progress = time.monotonic()
+                elif time.monotonic() - progress > CHANGELOG_STALL_SECONDS:
+                    raise TimeoutError(
+                        f"no changelog record for {CHANGELOG_STALL_SECONDS:.0f} s while "
+                        f"reading {sorted(tp.partition for tp in remaining)}"
+                    )
+                await asyncio.sleep(0)  # the running partitions step meanwhile
+        finally:
+            self.changelogs.assign([])
+
+    async def rebuild(self, partition: Partition) -> int:
+        """The partition's due index and holds from its state, in chunks; metrics learn
+        each ticket's timers. Returns the tickets rebuilt."""
+        rows = 0
+        for ticket_id, stored in partition.rebuild():
+            self.metrics.state(ticket_id, stored)
+            rows += 1
+            if rows % REBUILD_CHUNK == 0:
+                await asyncio.sleep(0)  # the running partitions step meanwhile
+        if partition.unreadable:
+            log.warning(
+                "partition %d: %d tickets' state cannot be read by this version (their "
+                "next events are dead-lettered as unreadable-state), e.g. %s",
+                partition.number,
+                len(partition.unreadable),
+                partition.unreadable[:5],
+            )
+        return rows

@@ -1,0 +1,298 @@
+"""The task manager: every partition this worker was given, and what state it is in
+(Kafka Streams' TaskManager and its tasks' lifecycle).
+
+A task is one partition number (across all input topics):
+
+- RESTORING: assigned; its state is being read (or waits to be, after a failure); its
+  inputs are paused. It may hold the partition's state from before a rebalance, kept
+  if nobody wrote the changelog since.
+- RUNNING: restored; the main loop steps it, and its timers fire.
+- SUSPENDED: revoked by a rebalance; its state is kept in memory in case it comes back
+  (the assignor hands a member the partitions it holds, `worker.kafka.assignment`).
+
+Restores run in a task of their own beside the main loop, in bounded chunks
+(`worker.kafka.restorer`): while one partition reads a long changelog, the running ones
+go on stepping and firing on time. Restoring a partition takes, in this order:
+
+1. fence: the partition's producer starts (`Committer.open`), which aborts whatever an
+   earlier owner left open, so the changelog's and the offsets' committed ends are final;
+2. state: kept from before (if the changelog's end is still the one it reflects), or
+   read from the changelog;
+3. inputs (in the main loop, between two steps): seeked to the offsets the last
+   committed transaction recorded (the group's committed offsets, or those the
+   changelog's clock record holds, if later), then resumed; the task runs.
+
+Everything that changes the set of tasks (a rebalance, a policy reload, a failed commit)
+happens under `lock`, between two steps, and cancels the restore under way first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from worker.kafka.clients import GroupConsumer
+from worker.kafka.committer import RESTORE_RETRY_SECONDS, Committer
+from worker.kafka.inputs import InputWatch
+from worker.kafka.restorer import Restorer
+from worker.logs import BROKER_LOGGER
+from worker.metrics import Metrics
+from worker.tasks.partition import Partition
+
+log = logging.getLogger("sla_worker")
+# Failures that come in thousands while the broker is away: rate-limited (worker/logs.py).
+broker_log = logging.getLogger(BROKER_LOGGER)
+
+
+class TaskState(enum.Enum):
+    RESTORING = "restoring"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+
+
+@dataclass
+class Task:
+    number: int
+    state: TaskState
+    partition: Partition | None = None
+    """The state in memory: a running task's; a suspended one's kept; a restoring one's
+    kept from before, if any (None: read from the changelog)."""
+    retry_at: float = 0.0
+    """Restoring: not before this instant (monotonic)."""
+    restored: bool = False
+    """Restoring: `partition` is restored, and the task starts at the next turn."""
+    since: float = 0.0
+    """Restoring: when its restore began (monotonic)."""
+
+
+class TaskManager:
+    """The tasks, their transitions, and the restores."""
+
+    def __init__(
+        self,
+        consumer: GroupConsumer,
+        inputs: InputWatch,
+        committer: Committer,
+        restorer: Restorer,
+        metrics: Metrics,
+        new_partition: Callable[[int], Partition],
+        reachable: Callable[[], bool],
+    ) -> None:
+        self.consumer = consumer
+        self.inputs = inputs
+        self.committer = committer
+        self.restorer = restorer
+        self.metrics = metrics
+        self.new_partition = new_partition
+        self.reachable = reachable
+        self.tasks: dict[int, Task] = {}
+        self.lock = asyncio.Lock()
+        """One step, one rebalance, one install of restored state or one reload at a time."""
+        self._job: asyncio.Task[None] | None = None
+
+    # --- what the view reads ----------------------------------------------------------------
+
+    def running(self) -> dict[int, Partition]:
+        return {
+            n: t.partition
+            for n, t in sorted(self.tasks.items())
+            if t.state is TaskState.RUNNING and t.partition is not None
+        }
+
+    def restoring(self) -> list[int]:
+        return sorted(n for n, t in self.tasks.items() if t.state is TaskState.RESTORING)
+
+    def held(self) -> list[int]:
+        """Partitions whose state this worker holds (announced when it joins)."""
+        return sorted(n for n, t in self.tasks.items() if t.partition is not None)
+
+    def state_of(self, number: int) -> TaskState | None:
+        task = self.tasks.get(number)
+        return None if task is None else task.state
+
+    # --- rebalances (under the lock) ----------------------------------------------------------
+
+    async def revoke_all(self) -> None:
+        """Eager rebalancing revokes everything: running and restoring tasks are suspended
+        with whatever state they hold."""
+        await self.cancel_restore()
+        for number, task in list(self.tasks.items()):
+            if task.partition is None:
+                del self.tasks[number]
+            else:
+                task.state, task.restored = TaskState.SUSPENDED, False
+
+    async def assign(self, numbers: set[int]) -> None:
+        """Only take note (heartbeats stop during the rebalance callback): the assigned
+        tasks restore in the background."""
+        await self.cancel_restore()
+        for number in list(self.tasks):
+            if number not in numbers:
+                self._forget(self.tasks.pop(number))
+        await self.committer.close_all(keep=numbers)
+        for number in numbers:
+            task = self.tasks.setdefault(number, Task(number, TaskState.RESTORING))
+            task.state, task.retry_at, task.restored = TaskState.RESTORING, 0.0, False
+            self.pause(number)
+
+    # --- failures (under the lock) ------------------------------------------------------------
+
+    def lose(self, number: int, why: str, wait: float) -> None:
+        """A step could not be committed: forget what memory holds, stop reading the
+        partition's inputs, and restore it from Kafka in `wait` seconds."""
+        broker_log.warning(
+            "could not commit a step of partition %d (%s); restoring it from the changelog",
+            number,
+            why,
+        )
+        task = self.tasks.setdefault(number, Task(number, TaskState.RESTORING))
+        self._forget(task)
+        task.state, task.retry_at = TaskState.RESTORING, time.monotonic() + wait
+        self.pause(number)
+
+    async def drop_state(self) -> None:
+        """Forget the state of every task but the running ones (a new policy: what was
+        kept was scheduled under the old one); a restore under way starts again."""
+        await self.cancel_restore()
+        for number, task in list(self.tasks.items()):
+            if task.state is TaskState.SUSPENDED:
+                self._forget(self.tasks.pop(number))
+            elif task.state is TaskState.RESTORING:
+                self._forget(task)
+                task.retry_at = 0.0
+
+    def _forget(self, task: Task) -> None:
+        task.restored = False
+        if task.partition is not None:
+            self.metrics.forget(task.partition.tickets)
+            task.partition = None
+
+    # --- inputs --------------------------------------------------------------------------------
+
+    def pause(self, number: int) -> None:
+        with contextlib.suppress(Exception):  # not assigned any more: nothing to pause
+            self.consumer.pause(*self.inputs.of(number))
+
+    def pause_all(self) -> None:
+        for number in self.tasks:
+            if self.tasks[number].state is not TaskState.SUSPENDED:
+                self.pause(number)
+
+    def resume_running(self) -> None:
+        for number in self.running():  # restoring ones resume when restored
+            with contextlib.suppress(Exception):
+                self.consumer.resume(*self.inputs.of(number))
+
+    # --- restores ------------------------------------------------------------------------------
+
+    def start_restores(self) -> None:
+        """Start restoring the tasks whose restore is due, unless a restore is under way
+        (tasks that fail meanwhile wait for the next one)."""
+        if self._job is not None and not self._job.done():
+            return
+        now = time.monotonic()
+        due = [
+            n
+            for n in self.restoring()
+            if self.tasks[n].retry_at <= now and not self.tasks[n].restored
+        ]
+        if due:
+            self._job = asyncio.create_task(self._restore(due))
+
+    async def restored(self) -> None:
+        """Until the restore under way (if any) has ended."""
+        if self._job is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._job)
+
+    async def cancel_restore(self) -> None:
+        job, self._job = self._job, None
+        if job is not None and not job.done():
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+
+    async def _restore(self, numbers: list[int]) -> None:
+        started = time.monotonic()
+        log.info("restoring partitions %s", numbers)
+        for number in numbers:
+            self.tasks[number].since = started
+        try:
+            # 1. Fence (see the module docstring).
+            await asyncio.gather(*(self.committer.open(p) for p in numbers))
+            # 2. State: kept if nobody wrote the changelog since, else read.
+            ends = await self.restorer.ends(numbers)
+            kept: dict[int, Partition] = {}
+            to_read: dict[int, Partition] = {}
+            for number in numbers:
+                task = self.tasks[number]
+                if task.partition is not None and task.partition.changelog_end == ends[number]:
+                    kept[number] = task.partition
+                else:
+                    self._forget(task)
+                    to_read[number] = self.new_partition(number)
+            self._restored(kept, set(), started)  # these run at once, whatever the
+            await self.restorer.read(  # others take to read; each when it is read
+                to_read, ends, lambda n, p: self._restored({n: p}, {n}, started)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            broker_log.warning(
+                "could not restore partitions %s (%s: %s); retrying in %.0f s",
+                numbers,
+                type(exc).__name__,
+                exc,
+                RESTORE_RETRY_SECONDS,
+            )
+            for number in numbers:
+                failed = self.tasks.get(number)
+                if failed is not None and failed.state is TaskState.RESTORING:
+                    self._forget(failed)
+                    failed.retry_at = time.monotonic() + RESTORE_RETRY_SECONDS
+
+    def _restored(self, partitions: dict[int, Partition], read: set[int], started: float) -> None:
+        """The state of these tasks is restored: they start at the next turn of the loop."""
+        if not partitions:
+            return
+        for number, partition in partitions.items():
+            task = self.tasks[number]
+            task.partition, task.restored = partition, True
+        log.info(
+            "restored partitions %s: %d tickets read from the changelog, %d kept, in %.2f s",
+            sorted(partitions),
+            sum(len(p.tickets) for n, p in partitions.items() if n in read),
+            sum(len(p.tickets) for n, p in partitions.items() if n not in read),
+            time.monotonic() - started,
+        )
+
+    async def start_restored(self) -> set[int]:
+        """3. Inputs (in the main loop, under the lock, before a step): seek the restored
+        tasks' inputs to the committed offsets and resume them; the tasks run. Returns
+        them: what the loop's last fetch returned for them was read before the seek (the
+        consumer reads it again from there), so this turn does not step it."""
+        ready = [t for t in self.tasks.values() if t.state is TaskState.RESTORING and t.restored]
+        for task in ready:
+            assert task.partition is not None
+            for tp in self.inputs.of(task.number):
+                committed = await self.consumer.committed(tp)
+                recorded = task.partition.offsets.get(tp.topic)
+                start = max((o for o in (committed, recorded) if o is not None), default=None)
+                if start is None:
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, start)
+            self.inputs.forget(task.number)
+            task.state, task.restored = TaskState.RUNNING, False
+            if self.reachable():  # else they resume when the brokers are back
+                self.consumer.resume(*self.inputs.of(task.number))
+        if ready:
+            seconds = time.monotonic() - min(t.since for t in ready)
+            tickets = sum(len(p.tickets) for p in self.running().values())
+            self.metrics.recovered(tickets, max(seconds, 0.0))
+        return {t.number for t in ready}
