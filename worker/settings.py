@@ -282,6 +282,14 @@ class WorkerSettings(StreamSettings):
         "worker exits 1 so that its orchestrator restarts it.",
         json_schema_extra=_cli("N"),
     )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where each partition keeps a local snapshot of its state (RocksDB, "
+        "<dir>/<app-id>/<partition>), written only after each step committed, so that a "
+        "restart or a takeover reads only the changelog's tail. Unset: nothing on disk, "
+        "every restore reads the whole changelog.",
+        json_schema_extra=_cli("DIR"),
+    )
     timer_interval_seconds: float = Field(
         default=0.2, gt=0, description="How often due timers are checked."
     )

@@ -7,6 +7,7 @@ its fault with SIGKILL, and then requires of what a read_committed consumer sees
   missing, nothing invented, each with replay's content (repeats are counted);
 - dead letters: every hostile line exactly once.
 
+Each test runs with local snapshots (`--state-dir`) and without (changelog only).
 `SLA_FAULT_RUNS=N` repeats every test N times (the closing notes report pass rates).
 """
 
@@ -34,6 +35,25 @@ from tests.integration.fault_log import (
 
 RUNS = int(os.environ.get("SLA_FAULT_RUNS", "1"))
 runs = pytest.mark.parametrize("run", range(RUNS))
+
+
+@pytest.fixture(params=["changelog-only", "snapshots"])
+def worker_factory(request: pytest.FixtureRequest, worker_factory: Any) -> Any:
+    """Every fault test runs twice: without local snapshots (every restore reads the
+    whole changelog) and with them (`--state-dir`, one per worker, kept across its
+    restarts: a kill may fall between a commit and its snapshot write)."""
+    if request.param == "changelog-only":
+        return worker_factory
+
+    def make(**options: Any) -> WorkerProcess:
+        worker: WorkerProcess = worker_factory(**options)
+        worker.settings = {
+            **worker.settings,
+            "state_dir": worker.directory / f"state-{worker.port}",
+        }
+        return worker
+
+    return make
 
 
 @pytest.fixture

@@ -97,10 +97,17 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(version: str) -> N
     ]
 
 
-def test_a_stateful_set_without_volumes_for_state() -> None:
+def test_each_pod_keeps_its_local_snapshots_on_a_volume_of_its_own() -> None:
+    """State lives in Kafka (the changelog); the local snapshots that spare a restarted
+    pod the full changelog read live on a claim per pod, where SLA_STATE_DIR points,
+    writable by the worker's group."""
     statefulset = one("StatefulSet")
-    # State lives in Kafka (the changelog): no claim, and only the policy and /tmp mounted.
-    assert "volumeClaimTemplates" not in statefulset["spec"]
+    [claim] = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    mounts = {m["name"]: m["mountPath"] for m in container()["volumeMounts"]}
+    env = {item["name"]: item.get("value") for item in container()["env"]}
+    assert env["SLA_STATE_DIR"] == mounts[claim["metadata"]["name"]]
+    assert pod_spec()["securityContext"]["fsGroup"] == 10001
     kinds = {tuple(sorted(set(v) - {"name"})) for v in pod_spec()["volumes"]}
     assert kinds == {("configMap",), ("emptyDir",)}
     assert statefulset["spec"]["selector"]["matchLabels"] == NAME_LABEL

@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError, ProducerFenced
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import TopicPartition
 
+from tests.kafka_fakes import FakeChangelogs, FakeConsumer, Record, RecordingProducer
 from worker.core.policy import Policy
 from worker.kafka import committer
 from worker.kafka.clients import Clients
@@ -33,151 +32,6 @@ from worker.tasks.partition import Message
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 INPUT = TopicPartition("tickets", 0)
-
-
-class Sent:
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
-
-
-class RecordingProducer:
-    """Records the transaction's calls in order; `fail_on` makes that call raise."""
-
-    def __init__(self, fail_on: str | None = None, error: Exception | None = None) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.fail_on = fail_on
-        self.error = error or KafkaTimeoutError()
-        self.offset = 100
-
-    def _call(self, *call: Any) -> None:
-        self.calls.append(call)
-        if call[0] == self.fail_on:
-            raise self.error
-
-    async def start(self) -> None:
-        self._call("start")
-
-    async def begin_transaction(self) -> None:
-        self._call("begin")
-
-    async def send(self, topic: str, value: bytes | None, **options: Any) -> asyncio.Future[Sent]:
-        self._call("send", topic)
-        self.offset += 1
-        future: asyncio.Future[Sent] = asyncio.get_running_loop().create_future()
-        future.set_result(Sent(self.offset))
-        return future
-
-    async def send_offsets_to_transaction(self, offsets: dict[Any, int], group: str) -> None:
-        self._call("offsets", {(tp.topic, tp.partition): o for tp, o in offsets.items()}, group)
-
-    async def commit_transaction(self) -> None:
-        self._call("commit")
-
-    async def abort_transaction(self) -> None:
-        self._call("abort")
-
-    async def stop(self) -> None:
-        self._call("stop")
-
-    def transactions(self) -> list[list[str]]:
-        """The calls from each begin on (a producer's start comes before its first)."""
-        runs: list[list[str]] = []
-        for call in self.calls:
-            if call[0] == "begin":
-                runs.append([])
-            if runs:
-                runs[-1].append(call[0])
-        return runs
-
-
-@dataclass
-class Record:
-    """A consumed record, as aiokafka gives it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-    timestamp: int = -1
-
-
-class FakeConsumer:
-    """The group member: paused inputs, seeks, committed offsets, and what the fetches
-    showed (end, position, stamp), as the test sets them."""
-
-    def __init__(self) -> None:
-        self.paused: set[TopicPartition] = set()
-        self.seeks: dict[TopicPartition, int] = {}
-        self.committed_offsets: dict[TopicPartition, int] = {}
-        self.end, self.at, self.fetched_ms = 10, 10, 1_000
-
-    def pause(self, *tps: TopicPartition) -> None:
-        self.paused.update(tps)
-
-    def resume(self, *tps: TopicPartition) -> None:
-        self.paused.difference_update(tps)
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.seeks[tp] = offset
-
-    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
-        for tp in tps:
-            self.seeks[tp] = 0
-
-    async def committed(self, tp: TopicPartition) -> int | None:
-        return self.committed_offsets.get(tp)
-
-    async def position(self, tp: TopicPartition) -> int:
-        return self.at
-
-    def last_stable_offset(self, tp: TopicPartition) -> int:
-        return self.end
-
-    def last_poll_timestamp(self, tp: TopicPartition) -> int:
-        return self.fetched_ms
-
-
-class FakeChangelogs:
-    """A consumer without a group over the changelog records a test gives (partition ->
-    (key, value) in order); by default every changelog is empty."""
-
-    def __init__(self, records: dict[int, list[tuple[bytes, bytes | None]]] | None = None) -> None:
-        self.records = records or {}
-        self.positions: dict[TopicPartition, int] = {}
-        self.reads = 0
-
-    def assign(self, tps: list[TopicPartition]) -> None:
-        self.positions = {tp: 0 for tp in tps}
-
-    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
-        for tp in tps:
-            self.positions[tp] = 0
-
-    async def position(self, tp: TopicPartition) -> int:
-        return self.positions[tp]
-
-    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: len(self.records.get(tp.partition, [])) for tp in tps}
-
-    async def getmany(
-        self, *tps: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[Record]]:
-        self.reads += 1
-        fetched = {}
-        for tp in tps:
-            at = self.positions[tp]
-            chunk = self.records.get(tp.partition, [])[at : at + (max_records or 1)]
-            fetched[tp] = [
-                Record(tp.topic, tp.partition, at + i, k, v) for i, (k, v) in enumerate(chunk)
-            ]
-            self.positions[tp] = at + len(chunk)
-        await asyncio.sleep(0)
-        return fetched
-
-    async def topics(self) -> set[str]:
-        return set()
 
 
 def created(offset: int, ticket: str, at: datetime = NOW - timedelta(days=1)) -> Record:

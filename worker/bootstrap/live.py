@@ -19,7 +19,8 @@ from worker.core.policy import Policy, PolicyError
 from worker.kafka.access import KafkaAccessError, check_access
 from worker.kafka.clients import Membership, kafka_clients
 from worker.kafka.service import CommitsFailing, LiveWorker
-from worker.kafka.topics import TopicMismatch, ensure_topics
+from worker.kafka.snapshot import Snapshots
+from worker.kafka.topics import TopicMismatch, ensure_topics, tombstone_retention_ms
 from worker.kafka.web import build_web, serve
 from worker.logs import json_handler, quiet_coordinator_start
 from worker.metrics import Metrics
@@ -73,7 +74,12 @@ async def _serve(settings: WorkerSettings, policy: Policy) -> int:
     metrics = Metrics(policy)
     # The clients are made here and handed in (tests hand in fakes instead).
     membership = Membership()
-    worker = LiveWorker(settings, policy, metrics, kafka_clients(settings, membership), membership)
+    snapshots = None
+    if settings.state_dir is not None:
+        retention = await tombstone_retention_ms(settings)
+        snapshots = Snapshots(settings.state_dir, settings.app_id, retention)
+    clients = kafka_clients(settings, membership)
+    worker = LiveWorker(settings, policy, metrics, clients, membership, snapshots)
     metrics.follow_readiness(lambda: worker.ready)
     metrics.follow_partitions(
         worker.liveness, settings.allowed_lateness_seconds + settings.timer_interval_seconds

@@ -75,6 +75,9 @@ class Committed:
     last record, then the commit marker), None when the step wrote no changelog record."""
 
     changelog_end: int | None
+    began_ms: int = 0
+    """Wall clock (ms) before the transaction began: every record the changelog gets
+    after this step was written later (what a local snapshot's age is judged by)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,7 @@ class Committer:
         if producer is None:
             return Failed("no producer for the partition", RESTORE_RETRY_SECONDS)
         sent: list[asyncio.Future[Any]] = []
+        began_ms = int(time.time() * 1000)
         try:
             await producer.begin_transaction()
             for w in batch.writes:
@@ -167,7 +171,7 @@ class Committer:
             if write.topic == self.changelog
         ]
         self.metrics.step(batch, time.perf_counter() - started)
-        return Committed(max(changelog) + 2 if changelog else None)
+        return Committed(max(changelog) + 2 if changelog else None, began_ms)
 
     def _count_failure(self, number: int, exc: Exception) -> None:
         """Count a failed commit; raise `CommitsFailing` once a partition's steps failed

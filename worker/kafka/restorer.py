@@ -4,8 +4,10 @@ changelog reader).
 It never stalls the partitions that are running. The task manager runs restores in a
 task of their own beside the main loop (as Kafka Streams' state updater thread), and
 this module works in bounded chunks, giving the event loop back after each: at most
-`READ_CHUNK` changelog records are loaded, or `REBUILD_CHUNK` tickets decoded into the
-due index, between two chances for the main loop to step and fire timers.
+`READ_CHUNK` changelog (or snapshot) records are loaded, or `REBUILD_CHUNK` tickets
+decoded into the due index, between two chances for the main loop to step and fire
+timers. With a local snapshot (`worker.kafka.snapshot`), only the changelog's tail after
+the snapshot's offset is read.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from aiokafka.structs import TopicPartition
 
 from worker.kafka.clients import ChangelogConsumer
+from worker.kafka.snapshot import Store
 from worker.metrics import Metrics
 from worker.tasks.partition import Partition
 
@@ -45,22 +48,49 @@ class Restorer:
         ends = await self.changelogs.end_offsets(tps)
         return {tp.partition: ends[tp] for tp in tps}
 
+    async def beginnings(self, numbers: list[int]) -> dict[int, int]:
+        """The changelog partitions' first offsets."""
+        tps = [TopicPartition(self.topic, p) for p in numbers]
+        starts = await self.changelogs.beginning_offsets(tps)
+        return {tp.partition: starts[tp] for tp in tps}
+
+    async def load(self, partition: Partition, store: Store) -> int:
+        """The records of a local snapshot into `partition`, in chunks; returns how many."""
+        count = 0
+        for key, value in store.records():
+            partition.load(key, value)
+            count += 1
+            if count % READ_CHUNK == 0:
+                await asyncio.sleep(0)  # the running partitions step meanwhile
+        return count
+
     async def read(
         self,
         partitions: dict[int, Partition],
         ends: dict[int, int],
         done: Callable[[int, Partition], None],
+        froms: dict[int, int] | None = None,
+        stores: dict[int, Store] | None = None,
+        stamp_ms: int = 0,
     ) -> None:
-        """Load each partition's changelog from its beginning up to `ends`, then rebuild
-        its due index, and hand it to `done` at once (the others may take longer); in
-        chunks, yielding between them."""
+        """Load each partition's changelog from `froms` (default: its beginning) up to
+        `ends`, then rebuild its due index, and hand it to `done` at once (the others may
+        take longer); in chunks, yielding between them.
+
+        A partition with a store in `stores` has each chunk written to it as it is read
+        (committed records only: read_committed), and, once its end is reached, the
+        offset the store then reflects, stamped `stamp_ms` (taken before `ends` were)."""
+        froms, stores = froms or {}, stores or {}
         tps = {TopicPartition(self.topic, p): part for p, part in partitions.items()}
         if not tps:
             return
         self.changelogs.assign(list(tps))
         try:
             for tp in tps:
-                await self.changelogs.seek_to_beginning(tp)
+                if tp.partition in froms:
+                    self.changelogs.seek(tp, froms[tp.partition])
+                else:
+                    await self.changelogs.seek_to_beginning(tp)
             remaining = set(tps)
             progress = time.monotonic()
             while remaining:
@@ -69,6 +99,9 @@ class Restorer:
                         remaining.discard(tp)
                         partition = tps[tp]
                         partition.changelog_end = ends[tp.partition]
+                        store = stores.get(tp.partition)
+                        if store is not None:
+                            store.write([], partition.changelog_end, stamp_ms)
                         await self.rebuild(partition)
                         done(tp.partition, partition)
                 if not remaining:
@@ -78,8 +111,12 @@ class Restorer:
                 )
                 for tp, records in fetched.items():
                     partition = tps[tp]
-                    for record in records:
-                        partition.load(record.key or b"", record.value)
+                    pairs = [(record.key or b"", record.value) for record in records]
+                    for key, value in pairs:
+                        partition.load(key, value)
+                    store = stores.get(tp.partition)
+                    if store is not None:
+                        store.write(pairs, None, stamp_ms)
                 if fetched:
                     progress = time.monotonic()
                 elif time.monotonic() - progress > CHANGELOG_STALL_SECONDS:

@@ -62,6 +62,7 @@ from worker.kafka.clients import Clients, Membership
 from worker.kafka.committer import CommitsFailing, Committed, Committer
 from worker.kafka.inputs import InputWatch
 from worker.kafka.restorer import Restorer
+from worker.kafka.snapshot import Snapshots
 from worker.kafka.task_manager import TaskManager
 from worker.kafka.topics import changelog_topic_name
 from worker.kafka.view import WorkerView
@@ -90,6 +91,7 @@ class LiveWorker:
         metrics: Metrics,
         clients: Clients,
         membership: Membership | None = None,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -138,6 +140,7 @@ class LiveWorker:
             metrics,
             self.new_partition,
             lambda: self.brokers.reachable,
+            snapshots,
         )
         self.view = WorkerView(self.tasks, self.inputs)
         self.membership.held = self.tasks.held
@@ -210,6 +213,7 @@ class LiveWorker:
             await consumer.stop()  # leaves the group: the others take over at once
             await self.clients.changelogs.stop()
             await self.committer.close_all()
+            self.tasks.close_stores()
 
     async def turn(self, records: dict[TopicPartition, list[Any]]) -> None:
         """One turn of the loop, with what the consumer returned: start the restores that
@@ -280,6 +284,13 @@ class LiveWorker:
             partition = self.tasks.running().get(batch.partition)
             if partition is not None and result.changelog_end is not None:
                 partition.changelog_end = result.changelog_end
+                # Only now, the transaction committed: the local snapshot follows it.
+                records = [
+                    (w.key or b"", w.value)
+                    for w in batch.writes
+                    if w.topic == self.topics.changelog
+                ]
+                self.tasks.snapshot(batch.partition, records, result.changelog_end, result.began_ms)
             _log_batch(batch)
         else:
             self.tasks.lose(batch.partition, result.why, result.retry_in)

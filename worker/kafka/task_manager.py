@@ -40,6 +40,7 @@ from worker.kafka.clients import GroupConsumer
 from worker.kafka.committer import RESTORE_RETRY_SECONDS, Committer
 from worker.kafka.inputs import InputWatch
 from worker.kafka.restorer import Restorer
+from worker.kafka.snapshot import Snapshots, Store
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
 from worker.tasks.partition import Partition
@@ -82,6 +83,7 @@ class TaskManager:
         metrics: Metrics,
         new_partition: Callable[[int], Partition],
         reachable: Callable[[], bool],
+        snapshots: Snapshots | None = None,
     ) -> None:
         self.consumer = consumer
         self.inputs = inputs
@@ -90,6 +92,9 @@ class TaskManager:
         self.metrics = metrics
         self.new_partition = new_partition
         self.reachable = reachable
+        self.snapshots = snapshots
+        self.stores: dict[int, Store] = {}
+        """The open local snapshots of the assigned partitions (with `snapshots`)."""
         self.tasks: dict[int, Task] = {}
         self.lock = asyncio.Lock()
         """One step, one rebalance, one install of restored state or one reload at a time."""
@@ -135,6 +140,9 @@ class TaskManager:
             if number not in numbers:
                 self._forget(self.tasks.pop(number))
         await self.committer.close_all(keep=numbers)
+        for number in list(self.stores):
+            if number not in numbers:  # kept on disk: read again if the partition returns
+                self.stores.pop(number).close()
         for number in numbers:
             task = self.tasks.setdefault(number, Task(number, TaskState.RESTORING))
             task.state, task.retry_at, task.restored = TaskState.RESTORING, 0.0, False
@@ -225,7 +233,9 @@ class TaskManager:
         try:
             # 1. Fence (see the module docstring).
             await asyncio.gather(*(self.committer.open(p) for p in numbers))
-            # 2. State: kept if nobody wrote the changelog since, else read.
+            # 2. State: kept if nobody wrote the changelog since, else read (from the
+            #    local snapshot's offset on, if there is a usable one).
+            stamp_ms = int(time.time() * 1000)  # before the ends: all after them is newer
             ends = await self.restorer.ends(numbers)
             kept: dict[int, Partition] = {}
             to_read: dict[int, Partition] = {}
@@ -237,8 +247,15 @@ class TaskManager:
                     self._forget(task)
                     to_read[number] = self.new_partition(number)
             self._restored(kept, set(), started)  # these run at once, whatever the
-            await self.restorer.read(  # others take to read; each when it is read
-                to_read, ends, lambda n, p: self._restored({n: p}, {n}, started)
+            froms = await self._load_snapshots(to_read, ends)  # others take to read
+            stores = {n: self.stores[n] for n in to_read if n in self.stores}
+            await self.restorer.read(
+                to_read,
+                ends,
+                lambda n, p: self._restored({n: p}, {n}, started),  # each when it is read
+                froms,
+                stores,
+                stamp_ms,
             )
         except asyncio.CancelledError:
             raise
@@ -255,6 +272,70 @@ class TaskManager:
                 if failed is not None and failed.state is TaskState.RESTORING:
                     self._forget(failed)
                     failed.retry_at = time.monotonic() + RESTORE_RETRY_SECONDS
+
+    async def _load_snapshots(
+        self, partitions: dict[int, Partition], ends: dict[int, int]
+    ) -> dict[int, int]:
+        """Load the usable local snapshots into `partitions`; discard the others (the
+        partition is read from the changelog's beginning into a fresh store). Returns the
+        offsets to read each changelog from."""
+        if self.snapshots is None or not partitions:
+            return {}
+        starts = await self.restorer.beginnings(sorted(partitions))
+        froms = {}
+        for number, partition in partitions.items():
+            store = self.stores.get(number)
+            if store is None:
+                store = self.snapshots.open(number)
+                if store is None:
+                    continue
+                self.stores[number] = store
+            offset, why = self.snapshots.usable(store, starts[number], ends[number])
+            if offset is None:
+                # A store without an offset is what a first start finds: no news.
+                level = logging.INFO if why.startswith("has no offset") else logging.WARNING
+                log.log(level, "partition %d: discarding the local snapshot: it %s", number, why)
+                store.wipe()
+                continue
+            count = await self.restorer.load(partition, store)
+            froms[number] = offset
+            log.info(
+                "partition %d: %d records from the local snapshot at changelog offset %d; "
+                "reading the changelog's %d records after it",
+                number,
+                count,
+                offset,
+                ends[number] - offset,
+            )
+        return froms
+
+    def snapshot(
+        self, number: int, records: list[tuple[bytes, bytes | None]], end: int, stamp_ms: int
+    ) -> None:
+        """After a step of `number` committed: its changelog records into the local
+        snapshot, which then reflects the changelog up to `end`."""
+        store = self.stores.get(number)
+        if store is None:
+            return
+        try:
+            store.write(records, end, stamp_ms)
+        except Exception as exc:  # the store would lag its offset: start it afresh
+            log.warning(
+                "partition %d: could not write the local snapshot (%s: %s); discarding it",
+                number,
+                type(exc).__name__,
+                exc,
+            )
+            self.stores.pop(number, None)
+            with contextlib.suppress(Exception):
+                store.wipe()
+                store.close()
+
+    def close_stores(self) -> None:
+        for store in self.stores.values():
+            with contextlib.suppress(Exception):
+                store.close()
+        self.stores.clear()
 
     def _restored(self, partitions: dict[int, Partition], read: set[int], started: float) -> None:
         """The state of these tasks is restored: they start at the next turn of the loop."""

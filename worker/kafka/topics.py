@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import murmur2
 
 from worker.core.errors import SlaWorkerError
@@ -96,3 +97,25 @@ async def ensure_topics(settings: WorkerSettings) -> list[str]:
         return missing
     finally:
         await admin.close()
+
+
+DEFAULT_DELETE_RETENTION_MS = 86_400_000
+"""Kafka's default `delete.retention.ms` (24 h): how long compaction keeps a tombstone."""
+
+
+async def tombstone_retention_ms(settings: WorkerSettings) -> int:
+    """The changelog's `delete.retention.ms` (a local snapshot older than it is discarded,
+    `worker.kafka.snapshot`); Kafka's default when it cannot be read."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, changelog_topic_name(settings))]
+        )
+        for resource in response.resources:
+            for entry in resource[4]:  # (name, value, read_only, default, sensitive, ...)
+                if entry[0] == "delete.retention.ms" and entry[1] is not None:
+                    return int(entry[1])
+    finally:
+        await admin.close()
+    return DEFAULT_DELETE_RETENTION_MS

@@ -1,0 +1,229 @@
+"""Local snapshots (`--state-dir`): written only after a commit, read back on restore so
+that only the changelog's tail is read, and discarded whenever they could be wrong.
+
+A real RocksDB (rocksdict) in a temporary directory; fake Kafka clients whose changelog
+holds exactly what the fake producer committed (tests/kafka_fakes.py). The kill tests
+against the real broker, with snapshots on and off, are tests/integration/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiokafka.structs import TopicPartition
+
+from tests.kafka_fakes import FakeChangelogs, FakeConsumer, Record, RecordingProducer
+from worker.core.policy import Policy
+from worker.kafka.clients import Clients
+from worker.kafka.service import LiveWorker
+from worker.kafka.snapshot import OFFSET, Checkpoint, Snapshots, Store
+from worker.metrics import Metrics
+from worker.settings import WorkerSettings
+
+INPUT = TopicPartition("tickets", 0)
+DAY_MS = 86_400_000
+
+
+def created(offset: int, ticket: str) -> Record:
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    body = {"event_id": f"c-{ticket}", "type": "ticket-created", "ticket_id": ticket}
+    value = {**body, "occurred_at": at.isoformat(), "plan": "vip", "priority": 1}
+    return Record("tickets", 0, offset, ticket.encode(), json.dumps(value).encode())
+
+
+class Deployment:
+    """One broker's changelog and one worker's state directory; workers started on them
+    in turn, as restarts of the same pod."""
+
+    def __init__(self, presets: Policy, state_dir: Path) -> None:
+        self.presets = presets
+        self.state_dir = state_dir
+        self.changelogs = FakeChangelogs()
+        self.workers: list[LiveWorker] = []
+
+    async def start(self, producer: RecordingProducer | None = None) -> LiveWorker:
+        """A worker that is given partition 0 and has restored it."""
+        settings = WorkerSettings(partitions=1, app_id="unit", state_dir=self.state_dir)
+        producer = producer or RecordingProducer(changelogs=self.changelogs)
+        producer.changelogs = self.changelogs
+        clients = Clients(FakeConsumer(), self.changelogs, lambda number: producer)
+        snapshots = Snapshots(self.state_dir, "unit", DAY_MS)
+        worker = LiveWorker(
+            settings,
+            self.presets,
+            Metrics(self.presets),
+            clients,  # type: ignore[arg-type]
+            snapshots=snapshots,
+        )
+        self.workers.append(worker)
+        self.changelogs.read_from = {}
+        await worker.on_assigned([INPUT])
+        await worker.turn({})
+        await worker.tasks.restored()
+        await worker.turn({})
+        assert worker.ready
+        return worker
+
+    def stop(self, worker: LiveWorker) -> None:
+        """As the process ends (a kill included: RocksDB's WAL holds every write)."""
+        worker.tasks.close_stores()
+
+    def store(self) -> Store:
+        """Partition 0's store, opened as the next process would (none may hold it)."""
+        return Store(self.state_dir / "unit" / "0", "unit", 0)
+
+    def store_of(self, worker: LiveWorker) -> Store:
+        """The store `worker` holds open for partition 0."""
+        return worker.tasks.stores[0]
+
+
+@pytest.fixture
+async def deployment(presets: Policy, tmp_path: Path) -> AsyncIterator[Deployment]:
+    made = Deployment(presets, tmp_path / "state")
+    yield made
+    for worker in made.workers:
+        worker.tasks.close_stores()
+
+
+async def test_a_restart_reads_only_the_changelog_after_the_snapshot(
+    deployment: Deployment,
+) -> None:
+    worker = await deployment.start()
+    assert deployment.changelogs.read_from == {}  # an empty changelog: nothing to read
+    for n in range(3):
+        await worker.turn({INPUT: [created(n, f"HD-{n}")]})
+    end = len(deployment.changelogs.records[0])
+    assert worker.partitions[0].changelog_end == end
+    deployment.stop(worker)
+
+    again = await deployment.start()
+
+    assert deployment.changelogs.read_from == {}  # the snapshot was at the end: no read
+    assert set(again.partitions[0].tickets) == {"HD-0", "HD-1", "HD-2"}
+    assert again.partitions[0].offsets == {"tickets": 3}
+
+
+async def test_a_snapshot_behind_the_changelog_reads_the_tail(deployment: Deployment) -> None:
+    """A crash between a commit and its snapshot write: the store is behind Kafka, never
+    ahead; the next restore reads the committed records it lacks."""
+    worker = await deployment.start()
+    await worker.turn({INPUT: [created(0, "HD-0")]})
+    behind = len(deployment.changelogs.records[0])
+    worker.tasks.stores.pop(0).close()  # the next commit's snapshot write never happens
+    await worker.turn({INPUT: [created(1, "HD-1")]})
+    assert len(deployment.changelogs.records[0]) > behind  # committed in Kafka
+
+    again = await deployment.start()
+
+    assert deployment.changelogs.read_from == {0: behind}
+    assert set(again.partitions[0].tickets) == {"HD-0", "HD-1"}
+    assert again.partitions[0].offsets == {"tickets": 2}
+    checkpoint = deployment.store_of(again).checkpoint()
+    assert checkpoint is not None and checkpoint.offset == len(deployment.changelogs.records[0])
+
+
+async def test_a_step_that_did_not_commit_never_reaches_the_snapshot(
+    deployment: Deployment,
+) -> None:
+    producer = RecordingProducer(fail_on="commit")
+    worker = await deployment.start(producer)
+
+    await worker.turn({INPUT: [created(0, "HD-0")]})
+
+    assert worker.restoring == [0]  # lost, to be restored
+    store = deployment.store_of(worker)
+    checkpoint = store.checkpoint()
+    assert checkpoint is not None and checkpoint.offset == 0
+    assert list(store.records()) == []
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        ("no-offset", "has no offset"),
+        ("other-app", "belongs to app 'other'"),
+        ("beyond-end", "outside the changelog's"),
+        ("too-old", "delete.retention.ms"),
+        ("garbage", "cannot be read"),
+        ("format", "has format 0"),
+    ],
+)
+async def test_a_snapshot_that_could_be_wrong_is_discarded_for_a_full_restore(
+    deployment: Deployment, damage: str, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "sla_worker")
+    worker = await deployment.start()
+    await worker.turn({INPUT: [created(0, "HD-0")]})
+    deployment.stop(worker)
+    store = deployment.store()
+    checkpoint = store.checkpoint()
+    assert checkpoint is not None
+    store.write([(b"GHOST", b"{}")], None, 0)  # a ticket only the snapshot has
+    if damage == "no-offset":
+        store.db.delete(OFFSET)
+    elif damage == "garbage":
+        store.db.put(OFFSET, b"\x00not json")
+    else:
+        changed = {
+            "other-app": {"app_id": "other"},
+            "beyond-end": {"offset": checkpoint.offset + 10},
+            "too-old": {"stamp_ms": int(time.time() * 1000) - DAY_MS - 1},
+            "format": {"format": 0},
+        }[damage]
+        data = json.loads(checkpoint.dump()) | changed
+        store.db.put(OFFSET, Checkpoint(**data).dump())
+    store.close()
+
+    again = await deployment.start()
+
+    assert why in caplog.text
+    assert deployment.changelogs.read_from == {0: 0}  # the whole changelog
+    assert set(again.partitions[0].tickets) == {"HD-0"}  # no ghost
+    assert {key for key, _ in deployment.store_of(again).records()} == {b"", b"HD-0"}
+
+
+async def test_a_worker_without_a_state_dir_keeps_nothing_on_disk(
+    presets: Policy, tmp_path: Path
+) -> None:
+    settings = WorkerSettings(partitions=1, app_id="unit")
+    assert settings.state_dir is None
+    changelogs = FakeChangelogs()
+    producer = RecordingProducer(changelogs=changelogs)
+    clients = Clients(FakeConsumer(), changelogs, lambda number: producer)
+    worker = LiveWorker(settings, presets, Metrics(presets), clients)  # type: ignore[arg-type]
+    await worker.on_assigned([INPUT])
+    await worker.turn({})
+    await worker.tasks.restored()
+    await worker.turn({})
+    await worker.turn({INPUT: [created(0, "HD-0")]})
+    assert worker.tasks.stores == {} and worker.ready
+
+
+def test_a_store_another_process_holds_is_left_alone(tmp_path: Path) -> None:
+    """Two workers given one --state-dir: the second runs without a snapshot and never
+    removes the first one's files (RocksDB's lock refuses a second opening)."""
+    snapshots = Snapshots(tmp_path, "unit", DAY_MS)
+    held = snapshots.open(0)
+    assert held is not None
+    held.write([(b"HD-1", b"{}")], 5, int(time.time() * 1000))
+
+    assert snapshots.open(0) is None
+    assert [key for key, _ in held.records()] == [b"HD-1"]
+    held.close()
+
+
+def test_a_store_that_cannot_be_opened_is_replaced_by_an_empty_one(tmp_path: Path) -> None:
+    path = tmp_path / "unit" / "0"
+    path.mkdir(parents=True)
+    (path / "CURRENT").write_text("MANIFEST-that-is-not-there\n")
+
+    store = Snapshots(tmp_path, "unit", DAY_MS).open(0)
+
+    assert store is not None and store.checkpoint() is None and list(store.records()) == []
+    store.close()
