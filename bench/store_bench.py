@@ -317,9 +317,13 @@ DEFAULT = [name for name in STORES if name != "lmdb-nometasync"]
 # --- the workload -----------------------------------------------------------------------
 
 
-def build_pool(size: int, seed: int) -> list[tuple[bytes, bytes]]:
-    """Realistic stored values, as (prefix, suffix) around the ticket id."""
-    lines, _ = synthetic_stream(size * 10, size, seed)
+def build_pool(size: int, seed: int, start: datetime | None = None) -> list[tuple[bytes, bytes]]:
+    """Realistic stored values, as (prefix, suffix) around the ticket id (`start`: of the
+    stream replayed; default `worker.traffic.START`)."""
+    if start is None:
+        lines, _ = synthetic_stream(size * 10, size, seed)
+    else:
+        lines, _ = synthetic_stream(size * 10, size, seed, start=start)
     replay = Replay(Engine(load_presets()), lambda event: None, lambda rejection: None)
     replay.feed(lines[: len(lines) * 6 // 10])
     pool = []

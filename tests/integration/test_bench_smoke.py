@@ -24,6 +24,9 @@ OFFLINE = {
 ON_KAFKA = {
     "audit_bench.py": ["--events", "3000", "--tickets", "300", "--customers", "5"],
     "worker_bench.py": ["--events", "2000", "--two-workers"],
+    "eos_floor.py": ["--events", "2000"],
+    "restart_bench.py": ["--tickets", "3000", "--pool", "100", "--partitions", "2"],
+    "producers_bench.py": ["--partitions", "4", "--seconds", "1"],
     "timers_bench.py": [
         *("--tickets", "500", "--finished", "500", "--window", "50"),
         *("--window-delay", "8", "--window-spread", "4"),
@@ -54,5 +57,12 @@ def test_a_live_benchmark_runs(script: str, kafka_bootstrap: str) -> None:
     out = run(script, [*ON_KAFKA[script], "--bootstrap", kafka_bootstrap])
     last = out.strip().splitlines()[-1]
     assert last.startswith(
-        ("worker/faust-table-floor ratio:", "timers:", "audit/file-replay ratio:")
+        (
+            "worker/faust-table-floor ratio:",
+            "timers:",
+            "audit/file-replay ratio:",
+            "worker/eos-floor ratio:",
+            "restart-to-ready seconds:",
+            "producers 4:",
+        )
     ), out

@@ -318,3 +318,50 @@ async def test_a_long_restore_never_stalls_the_running_partitions(presets: Polic
     assert len(worker.partitions[1].tickets) == 20_000
     # 10 chunks of changelog records and 40 of tickets rebuilt: the loop had its turns.
     assert turns >= 5 and len(producer.transactions()) >= turns - 1
+
+
+async def test_a_rebalance_during_a_restore_cancels_it_and_keeps_nothing_half_read(
+    presets: Policy,
+) -> None:
+    """Revoked while partition 1 reads its changelog: the restore stops, the half-read
+    state is not kept (a suspended task keeps only state that was whole), and the next
+    assignment reads it again from the beginning."""
+    template = new_worker(RecordingProducer(), presets).new_partition(1)
+    record = created(1, "HD-0", at=NOW)
+    template.step([Message(record.topic, 1, 1, record.key, record.value)], NOW, NOW)
+    state = template.tickets["HD-0"]
+    changelogs = FakeChangelogs({1: [(f"T-{i}".encode(), state) for i in range(20_000)]})
+    worker = new_worker(RecordingProducer(), presets, changelogs)
+    await worker.on_assigned([TopicPartition("tickets", 1)])
+    await worker.turn({})
+    for _ in range(100):  # until the restore has read a chunk or two
+        if changelogs.reads >= 2:
+            break
+        await asyncio.sleep(0)
+    assert worker.restoring == [1] and changelogs.reads >= 2
+
+    await worker.on_revoked()
+    assert worker.tasks.state_of(1) is None and worker.tasks.held() == []
+    await assigned(worker, 1)
+
+    assert len(worker.partitions[1].tickets) == 20_000 and worker.ready
+
+
+async def test_a_policy_reload_during_a_restore_starts_it_again(presets: Policy) -> None:
+    """The state being rebuilt was scheduled under the old policy: the restore is
+    cancelled and runs again under the new one; running partitions are rescheduled."""
+    changelogs = FakeChangelogs({1: [(b"T-1", b"{}")] * 5_000})
+    worker = new_worker(RecordingProducer(), presets, changelogs)
+    await assigned(worker, 0)
+    await worker.on_revoked()
+    await worker.on_assigned([INPUT, TopicPartition("tickets", 1)])
+    await worker.turn({})
+    await asyncio.sleep(0)
+
+    await worker.reload_policy(presets)
+    assert 1 in worker.restoring and worker.tasks.tasks[1].partition is None
+    await worker.turn({})
+    await worker.tasks.restored()
+    await worker.turn({})
+
+    assert worker.ready and sorted(worker.partitions) == [0, 1]

@@ -12,7 +12,9 @@ each one builds, in order:
   (`worker/audit.py`) fed from Kafka's history (`worker/kafka/history.py`), the exit
   status from `--verify`.
 - `sla-worker worker` (`live.py`): JSON logs, the policy, the access check, the topics,
-  `Metrics`, the `LiveWorker` (`worker/kafka/service.py`), the HTTP server
+  `Metrics`, the Kafka clients (`worker/kafka/clients.py`) and, with `--state-dir`, the
+  local snapshots (`worker/kafka/snapshot.py`), handed to the `LiveWorker`
+  (`worker/kafka/service.py`), the HTTP server
   (`worker/kafka/web.py`), SIGTERM/SIGINT to stop, SIGHUP to reload the policy.
 
 `audit.py` and `live.py` load aiokafka and aiohttp, so the command line imports them

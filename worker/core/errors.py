@@ -16,7 +16,7 @@ in `worker` derives from this one and appears in the tree below.
     ├── UntilBeforeLastEvent (ValueError)   worker.replay
     ├── KafkaAccessError                    worker.kafka.access
     ├── TopicMismatch (RuntimeError)        worker.kafka.topics
-    ├── CommitsFailing (RuntimeError)       worker.kafka.service
+    ├── CommitsFailing (RuntimeError)       worker.kafka.committer
     ├── BrokerError (RuntimeError)          devtools.harness.broker (a checkout only)
     └── WorkerExited (RuntimeError)         worker.harness.process
 

@@ -10,8 +10,8 @@ publish breaches that the backlog itself prevents. The rule, per partition:
 
 "Everything the partition held at instant T" is what the service knows from its fetch
 responses: the consumer's position has reached the last stable offset of the latest
-one, and T is a time no later than the broker's snapshot in it (service.py,
-`_caught_up`). So the wall clock alone never fires a timer: a fetch after the
+one, and T is a time no later than the broker's snapshot in it (worker/kafka/inputs.py,
+`InputWatch.caught_up`). So the wall clock alone never fires a timer: a fetch after the
 deadline must have come back and shown nothing more to read. After a broker outage or a
 paused input, the last response is old, and timers wait for a fresh one, or an event
 produced just before its deadline, while the worker could not fetch, would be missed.
