@@ -227,3 +227,30 @@ def test_a_store_that_cannot_be_opened_is_replaced_by_an_empty_one(tmp_path: Pat
 
     assert store is not None and store.checkpoint() is None and list(store.records()) == []
     store.close()
+
+
+@pytest.mark.parametrize("where", ["data-block", "footer"])
+async def test_a_damaged_snapshot_file_means_a_full_restore(
+    deployment: Deployment, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Flipped bytes in the store's table file: RocksDB refuses it, at open (a damaged
+    footer) or while it is loaded (a data block's checksum), and the partition is read
+    from the changelog instead."""
+    worker = await deployment.start()
+    for n in range(50):
+        await worker.turn({INPUT: [created(n, f"HD-{n}")]})
+    deployment.store_of(worker).db.flush()  # the records into a table file
+    deployment.stop(worker)
+    [table] = sorted((deployment.state_dir / "unit" / "0").glob("*.sst"))
+    data = bytearray(table.read_bytes())
+    damaged = range(20, 60) if where == "data-block" else range(len(data) - 40, len(data))
+    for i in damaged:
+        data[i] ^= 0xFF
+    table.write_bytes(bytes(data))
+
+    again = await deployment.start()
+
+    assert deployment.changelogs.read_from == {0: 0}  # the whole changelog
+    assert len(again.partitions[0].tickets) == 50
+    said = "cannot be read" if where == "data-block" else "cannot be opened"
+    assert said in caplog.text

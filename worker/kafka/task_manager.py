@@ -277,7 +277,8 @@ class TaskManager:
         self, partitions: dict[int, Partition], ends: dict[int, int]
     ) -> dict[int, int]:
         """Load the usable local snapshots into `partitions`; discard the others (the
-        partition is read from the changelog's beginning into a fresh store). Returns the
+        partition is read from the changelog's beginning into a fresh store; one that
+        fails while loaded is replaced in `partitions` by an empty one). Returns the
         offsets to read each changelog from."""
         if self.snapshots is None or not partitions:
             return {}
@@ -297,7 +298,18 @@ class TaskManager:
                 log.log(level, "partition %d: discarding the local snapshot: it %s", number, why)
                 store.wipe()
                 continue
-            count = await self.restorer.load(partition, store)
+            try:
+                count = await self.restorer.load(partition, store)
+            except Exception as exc:  # a damaged file: read the changelog instead
+                log.warning(
+                    "partition %d: discarding the local snapshot: it cannot be read (%s: %s)",
+                    number,
+                    type(exc).__name__,
+                    exc,
+                )
+                partitions[number] = self.new_partition(number)
+                store.wipe()
+                continue
             froms[number] = offset
             log.info(
                 "partition %d: %d records from the local snapshot at changelog offset %d; "
