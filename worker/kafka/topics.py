@@ -8,6 +8,7 @@ worker with a message that says what to change, instead of failing later in a re
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -16,6 +17,8 @@ from aiokafka.partitioner import murmur2
 
 from worker.core.errors import SlaWorkerError
 from worker.settings import KafkaConnection, WorkerSettings
+
+log = logging.getLogger("sla_worker")
 
 
 class TopicMismatch(SlaWorkerError, RuntimeError):
@@ -104,18 +107,29 @@ DEFAULT_DELETE_RETENTION_MS = 86_400_000
 
 
 async def tombstone_retention_ms(settings: WorkerSettings) -> int:
-    """The changelog's `delete.retention.ms` (a local snapshot older than it is discarded,
-    `worker.kafka.snapshot`); Kafka's default when it cannot be read."""
+    """The changelog's `delete.retention.ms`, as the broker applies it (the topic's
+    override, else the broker's default): a local snapshot older than it is discarded
+    (`worker.kafka.snapshot`). When the broker refuses to say (no DescribeConfigs right
+    on the topic), 0: no snapshot is ever used, since assuming a longer retention than
+    the real one could bring deleted tickets back."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         [response] = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, changelog_topic_name(settings))]
         )
-        for resource in response.resources:
-            for entry in resource[4]:  # (name, value, read_only, default, sensitive, ...)
-                if entry[0] == "delete.retention.ms" and entry[1] is not None:
-                    return int(entry[1])
     finally:
         await admin.close()
+    for error_code, error_message, _type, _name, entries in response.resources:
+        if error_code:
+            log.warning(
+                "cannot read the changelog's delete.retention.ms (error %d: %s): local "
+                "snapshots will not be used; allow DescribeConfigs on the topic",
+                error_code,
+                error_message,
+            )
+            return 0
+        for entry in entries:  # (name, value, read_only, default, sensitive, ...)
+            if entry[0] == "delete.retention.ms" and entry[1] is not None:
+                return int(entry[1])
     return DEFAULT_DELETE_RETENTION_MS
