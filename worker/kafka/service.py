@@ -706,6 +706,11 @@ class LiveWorker:
     def owns(self, partition: int) -> bool:
         return partition in self.partitions
 
+    def at_risk_view(self) -> tuple[dict[int, Partition], set[int]]:
+        """For `GET /at-risk` (#24): the restored partitions, to read between steps (the
+        query runs on the event loop, never during one), and those still restoring."""
+        return dict(self.partitions), set(self._unrestored)
+
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: LiveWorker) -> None:

@@ -1,0 +1,364 @@
+"""Which timers breach next: the at-risk query over one partition (issue #24).
+
+Pure: the web layer (`worker.kafka.at_risk_web`) hands each owned `Partition` and the
+wall-clock instant to `answer`, then merges the partitions' answers (and the other
+workers') with `merge`.
+
+A row is one running timer (ticket, metric, cycle) whose deadline falls within
+`within` of now, or that is already breached and still running. Rows are ordered by
+the *remaining business time* (the target minus the business time elapsed on the
+timer's calendar; negative once breached), ties by deadline, then ticket id, metric
+and cycle: every worker orders the same rows the same way.
+
+Where the candidates come from, never a scan of all tickets:
+
+- **The due index** (`PartitionClock.due`) holds each ticket's next unemitted point, a
+  warning or the deadline, which is never later than the deadline. So every ticket with
+  a timer whose deadline is by `now + within` is due by then: `DueIndex.until` walks
+  only those entries.
+- **A breached timer has no due point any more.** `BreachedIndex` keeps the tickets of
+  a partition that have a breached timer still running; `Partition` updates it wherever
+  it updates the due index (every state write, rebuild and retirement).
+
+Decoding a ticket's state and its calendar arithmetic cost tens of microseconds, so a
+ticket's timers are summarised once per stored value (`TimerSummaries`, keyed by the
+very bytes object the partition holds: a state write replaces it, which invalidates the
+summary) and only the remaining time is computed per query: for a running timer, what
+remained when it last resumed (or started) minus `calendar.elapsed(resumed, now)`; a
+paused timer's remaining time does not change while it is paused.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from worker.core.calendar import Calendar
+from worker.core.engine import Engine
+from worker.core.state_codec import StateFormatError, running_timers
+
+if TYPE_CHECKING:
+    from worker.tasks.partition import Partition
+
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 100
+DEFAULT_WITHIN = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class AtRiskQuery:
+    """What `GET /at-risk` asks. Empty filter sets match everything."""
+
+    within: timedelta = DEFAULT_WITHIN
+    include_breached: bool = True
+    limit: int = DEFAULT_LIMIT
+    metrics: frozenset[str] = frozenset()
+    plans: frozenset[str] = frozenset()
+    priorities: frozenset[int] = frozenset()
+    customers: frozenset[str] = frozenset()
+    # Goals and groups (#22) slot in here: a row's `goal` and `group` are None until the
+    # policy defines them, and a filter on them then matches rows whose value is listed.
+    goals: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class AtRiskRow:
+    """One running timer near or past its deadline."""
+
+    ticket_id: str
+    customer_id: str | None
+    plan: str
+    priority: int
+    metric: str
+    cycle: int
+    deadline: datetime
+    remaining: timedelta
+    """Business time left on the timer's calendar (negative: past the deadline)."""
+    target: timedelta
+    calendar: str
+    paused: bool
+    breached: bool
+    partition: int
+    goal: str | None = None
+    group: str | None = None
+
+    @property
+    def order(self) -> tuple[timedelta, datetime, str, str, int]:
+        return (self.remaining, self.deadline, self.ticket_id, self.metric, self.cycle)
+
+
+@dataclass(slots=True)
+class AtRiskAnswer:
+    """The rows of some partitions: the first `limit`, and counts of all that matched."""
+
+    rows: list[AtRiskRow] = field(default_factory=list)
+    total: int = 0
+    breached: int = 0
+    by_priority: Counter[int] = field(default_factory=Counter)
+    by_metric: Counter[str] = field(default_factory=Counter)
+
+
+# --- the breached-and-running index ------------------------------------------------------
+
+
+class BreachedIndex:
+    """The tickets of one partition with a breached timer still running (or paused)."""
+
+    def __init__(self) -> None:
+        self._tickets: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tickets)
+
+    def __contains__(self, ticket_id: object) -> bool:
+        return ticket_id in self._tickets
+
+    def note(self, ticket_id: str, stored: Mapping[str, Any] | None) -> None:
+        """After a state write (`stored` None: the ticket left state)."""
+        summary = None if stored is None else running_timers(dict(stored))
+        if summary is not None and any(breached for _, breached in summary[3]):
+            self._tickets.add(ticket_id)
+        else:
+            self._tickets.discard(ticket_id)
+
+    def clear(self) -> None:
+        self._tickets.clear()
+
+
+# --- per-ticket summaries ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Timer:
+    metric: str
+    cycle: int
+    deadline: datetime
+    target: timedelta
+    calendar: Calendar
+    paused: bool
+    breached: bool
+    anchor: datetime | None
+    """None: paused; else the instant since which the timer has run without a pause."""
+    left: timedelta
+    """The remaining business time at `anchor` (a paused timer: for as long as it waits)."""
+
+    def remaining(self, now: datetime) -> timedelta:
+        if self.anchor is None:
+            return self.left
+        return self.left - self.calendar.elapsed(self.anchor, now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    value: bytes  # the stored value summarised (compared by identity)
+    engine: Engine
+    plan: str
+    priority: int
+    customer_id: str | None
+    timers: tuple[_Timer, ...]
+
+
+class TimerSummaries:
+    """A partition's cache of ticket -> timers with deadlines (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, _Summary] = {}
+        self._kept = 0
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def get(self, partition: Partition, ticket_id: str, now: datetime) -> _Summary | None:
+        value = partition.tickets.get(ticket_id)
+        if value is None:
+            self._cache.pop(ticket_id, None)
+            return None
+        engine = partition.processor.engine
+        cached = self._cache.get(ticket_id)
+        if cached is not None and cached.value is value and cached.engine is engine:
+            return cached
+        summary = _summarise(partition, value, now)
+        if summary is None:
+            self._cache.pop(ticket_id, None)
+        else:
+            self._cache[ticket_id] = summary
+        return summary
+
+    def prune(self, partition: Partition) -> None:
+        """Forget summaries of tickets whose state changed or that have nothing at risk
+        any more (neither due nor breached), once the cache has doubled since the last
+        prune: memory tracks what queries asked about, never all tickets for long."""
+        if len(self._cache) <= 2 * self._kept + 1024:
+            return
+        tickets, due, breached = partition.tickets, partition.clock.due, partition.at_risk
+        self._cache = {
+            t: s
+            for t, s in self._cache.items()
+            if tickets.get(t) is s.value and (due.get(t) is not None or t in breached)
+        }
+        self._kept = len(self._cache)
+
+
+def _summarise(partition: Partition, value: bytes, now: datetime) -> _Summary | None:
+    try:
+        stored = json.loads(value)
+        _, ticket, _ = partition.processor.restore(stored)
+    except (ValueError, KeyError, TypeError, StateFormatError):
+        return None  # unreadable state: `GET /tickets` and the logs say so
+    if ticket is None:
+        return None  # only held events: no timer yet
+    engine = partition.processor.engine
+    # The end of the ticket's last pause: from there on each running clock's business time
+    # grows with its calendar alone. (A pause after the deadline, too, stops a breached
+    # timer's overdue time: the remaining time is the target minus the business time
+    # elapsed, not the time since the deadline.)
+    resumed = ticket.pauses[-1].end if ticket.pauses else None
+    before = (
+        {} if resumed is None else {(v.metric, v.cycle): v for v in engine.timers(ticket, resumed)}
+    )
+    timers = []
+    for view in engine.timers(ticket, now):
+        if view.deadline is None:
+            continue  # paused before its deadline: nothing is at risk while it waits
+        target = view.target.duration
+        if view.paused:
+            anchor, left = None, target - view.elapsed  # constant while it is paused
+        elif resumed is not None and view.started_at < resumed:
+            anchor, left = resumed, target - before[(view.metric, view.cycle)].elapsed
+        else:
+            anchor, left = view.started_at, target
+        timers.append(
+            _Timer(
+                view.metric,
+                view.cycle,
+                view.deadline,
+                target,
+                view.target.calendar,
+                view.paused,
+                view.breached,
+                anchor,
+                left,
+            )
+        )
+    return _Summary(value, engine, ticket.plan, ticket.priority, ticket.customer_id, tuple(timers))
+
+
+# --- the query ---------------------------------------------------------------------------
+
+
+def candidates(partition: Partition, query: AtRiskQuery, now: datetime) -> set[str]:
+    """Tickets that may have a row: due by the horizon, or with a breached timer."""
+    found = {ticket_id for ticket_id, _ in partition.clock.due.until(now + query.within)}
+    if query.include_breached:
+        found.update(partition.at_risk)
+    return found
+
+
+def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAnswer:
+    """The partition's rows for `query` as of the wall-clock instant `now`."""
+    horizon = now + query.within
+    cache = partition.at_risk_summaries
+    tickets = candidates(partition, query, now)
+    result = AtRiskAnswer()
+    rows: list[AtRiskRow] = []
+    for ticket_id in tickets:
+        summary = cache.get(partition, ticket_id, now)
+        if summary is None or not _ticket_matches(query, summary, ticket_id):
+            continue
+        for timer in summary.timers:
+            if timer.breached:
+                if not query.include_breached:
+                    continue
+            elif timer.deadline > horizon:
+                continue
+            if query.metrics and timer.metric not in query.metrics:
+                continue
+            if query.goals or query.groups:
+                continue  # no timer has a goal or group before #22
+            remaining = timer.remaining(now)
+            row = AtRiskRow(
+                ticket_id,
+                summary.customer_id,
+                summary.plan,
+                summary.priority,
+                timer.metric,
+                timer.cycle,
+                timer.deadline,
+                remaining,
+                timer.target,
+                timer.calendar.name,
+                timer.paused,
+                timer.breached,
+                partition.number,
+            )
+            rows.append(row)
+            result.total += 1
+            result.breached += timer.breached
+            result.by_priority[summary.priority] += 1
+            result.by_metric[timer.metric] += 1
+    cache.prune(partition)
+    result.rows = heapq.nsmallest(query.limit, rows, key=_order)
+    return result
+
+
+def _ticket_matches(query: AtRiskQuery, summary: _Summary, ticket_id: str) -> bool:
+    if query.plans and summary.plan not in query.plans:
+        return False
+    if query.priorities and summary.priority not in query.priorities:
+        return False
+    return not query.customers or summary.customer_id in query.customers
+
+
+def _order(row: AtRiskRow) -> tuple[timedelta, datetime, str, str, int]:
+    return row.order
+
+
+def merge(answers: Iterable[AtRiskAnswer], limit: int) -> AtRiskAnswer:
+    """Several partitions' (or workers') answers as one: rows merged in order, counts
+    summed. Each answer's rows must already be in order."""
+    result = AtRiskAnswer()
+    parts = list(answers)
+    for part in parts:
+        result.total += part.total
+        result.breached += part.breached
+        result.by_priority.update(part.by_priority)
+        result.by_metric.update(part.by_metric)
+    merged = heapq.merge(*(part.rows for part in parts), key=_order)
+    result.rows = [row for _, row in zip(range(limit), merged, strict=False)]
+    return result
+
+
+def due_soon(
+    partition: Partition, windows: Iterable[timedelta], now: datetime
+) -> Counter[tuple[str, int, str, timedelta]]:
+    """Running (not breached, not paused) timers whose deadline is within each window:
+    (plan, priority, metric, window) -> count. Windows nest: a timer due within 15
+    minutes counts in the 1-hour and 4-hour windows too."""
+    spans = sorted(windows)
+    counts: Counter[tuple[str, int, str, timedelta]] = Counter()
+    if not spans:
+        return counts
+    cache = partition.at_risk_summaries
+    tickets = {t for t, _ in partition.clock.due.until(now + spans[-1])}
+    for ticket_id in tickets:
+        summary = cache.get(partition, ticket_id, now)
+        if summary is None:
+            continue
+        for timer in summary.timers:
+            if timer.breached or timer.paused:
+                continue
+            left = timer.deadline - now
+            for span in spans:
+                if left <= span:
+                    counts[(summary.plan, summary.priority, timer.metric, span)] += 1
+    cache.prune(partition)
+    return counts
