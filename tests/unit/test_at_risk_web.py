@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.partitions import Feed, new_partition
-from worker.kafka.at_risk_web import parse_within
+from worker.kafka.at_risk_web import due_soon_counts, parse_within
 from worker.kafka.web import build_web
 from worker.metrics import Metrics
 from worker.presets import load_presets
@@ -187,3 +187,22 @@ async def test_a_partition_claimed_twice_counts_once() -> None:
             body = await (await client.get("/at-risk")).json()
     assert [r["ticket_id"] for r in body["rows"]] == ["A", "B"]
     assert body["counts"]["total"] == 2 and body["partial"] is False
+
+
+def test_the_due_soon_gauge_counts_at_scrape_time() -> None:
+    worker = FakeWorker({0: partition_with(0, ("A", 1, 50), ("B", 1, 20), ("C", 2, 65))})
+    metrics = Metrics(PRESETS)
+    metrics.follow_due_soon(lambda windows: due_soon_counts(worker.at_risk_view, windows))
+    scraped = metrics.render().decode()
+
+    def sample(priority: str, within: str) -> float:
+        labels = f'metric="first_response",plan="vip",priority="{priority}",within="{within}"'
+        line = next(
+            x for x in scraped.splitlines() if x.startswith("sla_timers_due_soon{" + labels)
+        )
+        return float(line.rsplit(" ", 1)[1])
+
+    # A: 10 minutes left, B: 40 (priority 1); C is past its deadline (not counted).
+    assert [sample("1", w) for w in ("15m", "1h", "4h")] == [1, 2, 2]
+    assert [sample("2", w) for w in ("15m", "1h", "4h")] == [0, 0, 0]
+    assert sample("3", "4h") == 0  # every series with a target is exported, at 0 too

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from worker.bootstrap import read_policy
 from worker.core.policy import Policy, PolicyError
 from worker.kafka.access import KafkaAccessError, check_access
+from worker.kafka.at_risk_web import due_soon_counts
 from worker.kafka.service import CommitsFailing, LiveWorker
 from worker.kafka.topics import TopicMismatch, ensure_topics
 from worker.kafka.web import build_web, serve
@@ -71,6 +72,7 @@ async def _serve(settings: WorkerSettings, policy: Policy) -> int:
     metrics = Metrics(policy)
     worker = LiveWorker(settings, policy, metrics)
     metrics.follow_readiness(lambda: worker.ready)
+    metrics.follow_due_soon(lambda windows: due_soon_counts(worker.at_risk_view, windows))
     metrics.follow_partitions(
         worker.liveness, settings.allowed_lateness_seconds + settings.timer_interval_seconds
     )

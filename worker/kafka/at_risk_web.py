@@ -43,6 +43,7 @@ from worker.tasks.at_risk import (
     AtRiskQuery,
     AtRiskRow,
     answer,
+    due_soon,
     merge,
 )
 
@@ -266,6 +267,16 @@ class WorkerAnswer:
             if row.partition in parts:
                 parts[row.partition].rows.append(row)
         return cls(parts, (int(p) for p in data.get("restoring_partitions", [])))
+
+
+def due_soon_counts(view: View, windows: list[timedelta]) -> Counter[Any]:
+    """`sla_timers_due_soon` of this worker's partitions, now (see `worker.metrics`)."""
+    now = datetime.now(UTC)
+    partitions, _ = view()
+    total: Counter[Any] = Counter()
+    for partition in partitions.values():
+        total.update(due_soon(partition, windows, now))
+    return total
 
 
 def local_answer(view: View, query: AtRiskQuery, now: datetime) -> WorkerAnswer:

@@ -340,7 +340,8 @@ def merge(answers: Iterable[AtRiskAnswer], limit: int) -> AtRiskAnswer:
 def due_soon(
     partition: Partition, windows: Iterable[timedelta], now: datetime
 ) -> Counter[tuple[str, int, str, timedelta]]:
-    """Running (not breached, not paused) timers whose deadline is within each window:
+    """Running (not breached, not paused) timers whose deadline is within each window
+    from `now` (not before it):
     (plan, priority, metric, window) -> count. Windows nest: a timer due within 15
     minutes counts in the 1-hour and 4-hour windows too."""
     spans = sorted(windows)
@@ -357,6 +358,8 @@ def due_soon(
             if timer.breached or timer.paused:
                 continue
             left = timer.deadline - now
+            if left < timedelta(0):
+                continue  # past its deadline, its breach about to fire: overdue, not due
             for span in spans:
                 if left <= span:
                     counts[(summary.plan, summary.priority, timer.metric, span)] += 1
