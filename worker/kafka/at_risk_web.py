@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -288,22 +288,35 @@ def local_answer(view: View, query: AtRiskQuery, now: datetime) -> WorkerAnswer:
 # --- the route ------------------------------------------------------------------------------
 
 
-def at_risk_route(
-    view: View,
-    policy: Callable[[], Policy],
-    owners: Callable[[], dict[int, str]],
-    partitions: int,
-    own_url: str,
-    token: str | None,
-    refused: Refuse,
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The handler of `GET /at-risk`."""
+class AtRiskApi:
+    """`GET /at-risk`: `handle` answers; `close` (on the application's cleanup) closes the
+    HTTP client it keeps for the other workers (kept-alive connections: a board polling
+    every second must not open new ones each time)."""
 
-    async def handler(request: web.Request) -> web.Response:
-        if (refusal := refused(request)) is not None:
+    def __init__(
+        self,
+        view: View,
+        policy: Callable[[], Policy],
+        owners: Callable[[], dict[int, str]],
+        partitions: int,
+        own_url: str,
+        token: str | None,
+        refused: Refuse,
+    ) -> None:
+        self.view = view
+        self.policy = policy
+        self.owners = owners
+        self.partitions = partitions
+        self.own_url = own_url
+        self.token = token
+        self.refused = refused
+        self._session: aiohttp.ClientSession | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if (refusal := self.refused(request)) is not None:
             return refusal
         try:
-            query = parse_query(request, policy())
+            query = parse_query(request, self.policy())
         except BadParameter as exc:
             return web.json_response({"error": str(exc), "parameter": exc.parameter}, status=400)
         forwarded = FORWARDED in request.headers
@@ -315,38 +328,38 @@ def at_risk_route(
                 return web.json_response(
                     {"error": "at must be an ISO 8601 instant", "parameter": "at"}, status=400
                 )
-        local = local_answer(view, query, now)
+        local = local_answer(self.view, query, now)
         if forwarded:
             return web.json_response(local.to_json(query.limit))
-        peers = sorted({url for url in owners().values() if url and url != own_url})
+        peers = sorted({url for url in self.owners().values() if url and url != self.own_url})
         params = [(k, v) for k, v in request.query.items() if k != "at"] + [("at", _iso(now))]
-        answers: list[tuple[str, WorkerAnswer | str]] = [(own_url, local)]
-        answers += await asyncio.gather(*(_ask(peer, params, token) for peer in peers))
-        return web.json_response(_combine(answers, query, now, partitions))
+        answers: list[tuple[str, WorkerAnswer | str]] = [(self.own_url, local)]
+        answers += await asyncio.gather(*(self._ask(peer, params) for peer in peers))
+        return web.json_response(_combine(answers, query, now, self.partitions))
 
-    return handler
+    async def close(self, app: web.Application | None = None) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-
-async def _ask(
-    url: str, params: list[tuple[str, str]], token: str | None
-) -> tuple[str, WorkerAnswer | str]:
-    """One peer's answer, or why there is none."""
-    headers = {FORWARDED: "1"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_SECONDS)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(f"{url.rstrip('/')}/at-risk", params=params, headers=headers) as response,
-        ):
-            if response.status == 401:
-                return url, "refused this worker's API token (every worker needs the same one)"
-            if response.status != 200:
-                return url, f"answered HTTP {response.status}"
-            return url, WorkerAnswer.from_json(await response.json())
-    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
-        return url, f"did not answer: {type(exc).__name__}"
+    async def _ask(self, url: str, params: list[tuple[str, str]]) -> tuple[str, WorkerAnswer | str]:
+        """One peer's answer, or why there is none."""
+        headers = {FORWARDED: "1"}
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_SECONDS)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        target = f"{url.rstrip('/')}/at-risk"
+        try:
+            async with self._session.get(target, params=params, headers=headers) as response:
+                if response.status == 401:
+                    return url, "refused this worker's API token (every worker needs the same one)"
+                if response.status != 200:
+                    return url, f"answered HTTP {response.status}"
+                return url, WorkerAnswer.from_json(await response.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            return url, f"did not answer: {type(exc).__name__}"
 
 
 def _combine(

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from worker.kafka.at_risk_web import FORWARDED, at_risk_route
+from worker.kafka.at_risk_web import FORWARDED, AtRiskApi
 from worker.kafka.board import board_route
 from worker.kafka.service import LiveWorker
 from worker.kafka.topics import default_partition
@@ -84,18 +84,17 @@ def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/tickets/{ticket_id}", ticket)
-    app.router.add_get(
-        "/at-risk",
-        at_risk_route(
-            lambda: worker.at_risk_view(),
-            lambda: worker.policy,
-            lambda: worker.owners,
-            partitions,
-            own_url,
-            token,
-            refused,
-        ),
+    at_risk = AtRiskApi(
+        lambda: worker.at_risk_view(),
+        lambda: worker.policy,
+        lambda: worker.owners,
+        partitions,
+        own_url,
+        token,
+        refused,
     )
+    app.router.add_get("/at-risk", at_risk.handle)
+    app.on_cleanup.append(at_risk.close)
     app.router.add_get("/board", board_route())
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
