@@ -2,7 +2,7 @@
 
 The worker here is the real web application (`build_web`, a real HTTP server) over real
 partitions fed in-process; the fan-out to other workers over Kafka-assigned owners is
-tested in test_at_risk.py. It fails (never skips) without Chromium
+tested in test_at_risk_cluster.py. It fails (never skips) without Chromium
 (`scripts/ensure-chromium`) or axe-core (`scripts/ensure-axe-core`).
 
 `SLA_BOARD_SCREENSHOT=docs/images/board.png pytest tests/integration/test_board.py`

@@ -1,5 +1,5 @@
 """`GET /at-risk` over HTTP (issue #24): bad input, the token, and the cluster fan-out
-with real aiohttp servers (the Kafka side is in tests/integration/test_at_risk.py)."""
+with real aiohttp servers (the Kafka side is in tests/integration/test_at_risk_cluster.py)."""
 
 from __future__ import annotations
 
