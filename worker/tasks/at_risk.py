@@ -35,7 +35,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from worker.core.calendar import Calendar
@@ -137,24 +137,25 @@ class BreachedIndex:
 # --- per-ticket summaries ----------------------------------------------------------------
 
 
+_US = timedelta(microseconds=1)
+
+
 @dataclass(frozen=True, slots=True)
 class _Timer:
     metric: str
     cycle: int
     deadline: datetime
+    deadline_us: int
     target: timedelta
-    calendar: Calendar
+    calendar: Calendar | None
+    """None: paused (its remaining time does not change while it waits)."""
+    calendar_name: str
     paused: bool
     breached: bool
-    anchor: datetime | None
-    """None: paused; else the instant since which the timer has run without a pause."""
-    left: timedelta
-    """The remaining business time at `anchor` (a paused timer: for as long as it waits)."""
-
-    def remaining(self, now: datetime) -> timedelta:
-        if self.anchor is None:
-            return self.left
-        return self.left - self.calendar.elapsed(self.anchor, now)
+    key: int
+    """Remaining business time, in microseconds, plus the calendar's business time from the
+    cache's reference instant to now: `key - elapsed(reference, now)` is the remaining time
+    (see `TimerSummaries`). A paused timer: its remaining time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +169,21 @@ class _Summary:
 
 
 class TimerSummaries:
-    """A partition's cache of ticket -> timers with deadlines (see the module docstring)."""
+    """A partition's cache of ticket -> timers with deadlines (see the module docstring).
+
+    Business time is additive, `elapsed(a, c) = elapsed(a, b) + elapsed(b, c)`, so a running
+    timer's remaining time at `now`, `left - elapsed(anchor, now)` (`left` what remained
+    when it last resumed at `anchor`), is `key - elapsed(reference, now)` with the constant
+    `key = left + elapsed(reference, anchor)`, for any fixed `reference` instant. A query
+    computes `elapsed(reference, now)` once per calendar, and the remaining time of each
+    row with one subtraction; within one calendar the order of the keys is the order of
+    the remaining times.
+    """
 
     def __init__(self) -> None:
         self._cache: dict[str, _Summary] = {}
         self._kept = 0
+        self.reference: datetime | None = None  # the first `now` asked about
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -186,12 +197,19 @@ class TimerSummaries:
         cached = self._cache.get(ticket_id)
         if cached is not None and cached.value is value and cached.engine is engine:
             return cached
-        summary = _summarise(partition, value, now)
+        if self.reference is None:
+            self.reference = now
+        summary = _summarise(partition, value, now, self.reference)
         if summary is None:
             self._cache.pop(ticket_id, None)
         else:
             self._cache[ticket_id] = summary
         return summary
+
+    def clock(self, now: datetime) -> _CalendarClock:
+        """Per calendar, on demand: business microseconds from the reference to `now`."""
+        reference = self.reference or now
+        return _CalendarClock(reference, now)
 
     def prune(self, partition: Partition) -> None:
         """Forget summaries of tickets whose state changed or that have nothing at risk
@@ -208,7 +226,29 @@ class TimerSummaries:
         self._kept = len(self._cache)
 
 
-def _summarise(partition: Partition, value: bytes, now: datetime) -> _Summary | None:
+class _CalendarClock:
+    """Per calendar, business microseconds from `reference` to `now`, computed when first
+    asked; a paused timer (no calendar) -> 0. Keyed by the calendar's identity: hashing a
+    `Calendar` hashes its whole specification."""
+
+    def __init__(self, reference: datetime, now: datetime) -> None:
+        self.reference = reference
+        self.now = now
+        self._offsets: dict[int, int] = {}
+
+    def offset(self, calendar: Calendar | None) -> int:
+        if calendar is None:
+            return 0
+        key = id(calendar)
+        value = self._offsets.get(key)
+        if value is None:
+            value = self._offsets[key] = calendar.elapsed(self.reference, self.now) // _US
+        return value
+
+
+def _summarise(
+    partition: Partition, value: bytes, now: datetime, reference: datetime
+) -> _Summary | None:
     try:
         stored = json.loads(value)
         _, ticket, _ = partition.processor.restore(stored)
@@ -230,26 +270,37 @@ def _summarise(partition: Partition, value: bytes, now: datetime) -> _Summary | 
         if view.deadline is None:
             continue  # paused before its deadline: nothing is at risk while it waits
         target = view.target.duration
+        calendar: Calendar | None = view.target.calendar
         if view.paused:
-            anchor, left = None, target - view.elapsed  # constant while it is paused
-        elif resumed is not None and view.started_at < resumed:
-            anchor, left = resumed, target - before[(view.metric, view.cycle)].elapsed
+            calendar, key = None, (target - view.elapsed) // _US  # constant while paused
         else:
-            anchor, left = view.started_at, target
+            if resumed is not None and view.started_at < resumed:
+                anchor, left = resumed, target - before[(view.metric, view.cycle)].elapsed
+            else:
+                anchor, left = view.started_at, target
+            key = (left + view.target.calendar.elapsed(reference, anchor)) // _US
         timers.append(
             _Timer(
                 view.metric,
                 view.cycle,
                 view.deadline,
+                _micros(view.deadline),
                 target,
-                view.target.calendar,
+                calendar,
+                view.target.calendar.name,
                 view.paused,
                 view.breached,
-                anchor,
-                left,
+                key,
             )
         )
     return _Summary(value, engine, ticket.plan, ticket.priority, ticket.customer_id, tuple(timers))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(t: datetime) -> int:
+    return (t - _EPOCH) // _US
 
 
 # --- the query ---------------------------------------------------------------------------
@@ -264,28 +315,61 @@ def candidates(partition: Partition, query: AtRiskQuery, now: datetime) -> set[s
 
 
 def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAnswer:
-    """The partition's rows for `query` as of the wall-clock instant `now`."""
-    horizon = now + query.within
+    """The partition's rows for `query` as of the wall-clock instant `now`.
+
+    Every matching timer is counted, but a row is built only for the first `limit`: the
+    loop makes plain tuples (remaining, deadline, ticket, metric, cycle) that sort in C.
+    """
+    horizon_us = _micros(now + query.within)
     cache = partition.at_risk_summaries
     tickets = candidates(partition, query, now)
-    result = AtRiskAnswer()
-    rows: list[AtRiskRow] = []
+    offset = cache.clock(now).offset
+    include_breached = query.include_breached
+    metrics, plans, priorities = query.metrics, query.plans, query.priorities
+    customers = query.customers
+    if query.goals or query.groups:
+        tickets = set()  # no timer has a goal or group before #22
+    found: list[tuple[int, int, str, str, int, _Timer, _Summary]] = []
+    by_priority: dict[int, int] = {}
+    by_metric: dict[str, int] = {}
+    breached = 0
     for ticket_id in tickets:
         summary = cache.get(partition, ticket_id, now)
-        if summary is None or not _ticket_matches(query, summary, ticket_id):
+        if summary is None:
+            continue
+        if plans and summary.plan not in plans:
+            continue
+        if priorities and summary.priority not in priorities:
+            continue
+        if customers and summary.customer_id not in customers:
             continue
         for timer in summary.timers:
+            if metrics and timer.metric not in metrics:
+                continue
             if timer.breached:
-                if not query.include_breached:
+                if not include_breached:
                     continue
-            elif timer.deadline > horizon:
+                breached += 1
+            elif timer.deadline_us > horizon_us:
                 continue
-            if query.metrics and timer.metric not in query.metrics:
-                continue
-            if query.goals or query.groups:
-                continue  # no timer has a goal or group before #22
-            remaining = timer.remaining(now)
-            row = AtRiskRow(
+            found.append(
+                (
+                    timer.key - offset(timer.calendar),
+                    timer.deadline_us,
+                    ticket_id,
+                    timer.metric,
+                    timer.cycle,
+                    timer,
+                    summary,
+                )
+            )
+            by_priority[summary.priority] = by_priority.get(summary.priority, 0) + 1
+            by_metric[timer.metric] = by_metric.get(timer.metric, 0) + 1
+    cache.prune(partition)
+    first = heapq.nsmallest(query.limit, found, key=_sort_key)
+    return AtRiskAnswer(
+        rows=[
+            AtRiskRow(
                 ticket_id,
                 summary.customer_id,
                 summary.plan,
@@ -293,29 +377,26 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
                 timer.metric,
                 timer.cycle,
                 timer.deadline,
-                remaining,
+                remaining * _US,
                 timer.target,
-                timer.calendar.name,
+                timer.calendar_name,
                 timer.paused,
                 timer.breached,
                 partition.number,
             )
-            rows.append(row)
-            result.total += 1
-            result.breached += timer.breached
-            result.by_priority[summary.priority] += 1
-            result.by_metric[timer.metric] += 1
-    cache.prune(partition)
-    result.rows = heapq.nsmallest(query.limit, rows, key=_order)
-    return result
+            for remaining, _, ticket_id, _, _, timer, summary in first
+        ],
+        total=len(found),
+        breached=breached,
+        by_priority=Counter(by_priority),
+        by_metric=Counter(by_metric),
+    )
 
 
-def _ticket_matches(query: AtRiskQuery, summary: _Summary, ticket_id: str) -> bool:
-    if query.plans and summary.plan not in query.plans:
-        return False
-    if query.priorities and summary.priority not in query.priorities:
-        return False
-    return not query.customers or summary.customer_id in query.customers
+def _sort_key(
+    item: tuple[int, int, str, str, int, _Timer, _Summary],
+) -> tuple[int, int, str, str, int]:
+    return item[:5]
 
 
 def _order(row: AtRiskRow) -> tuple[timedelta, datetime, str, str, int]:
@@ -349,6 +430,8 @@ def due_soon(
     if not spans:
         return counts
     cache = partition.at_risk_summaries
+    now_us = _micros(now)
+    limits = [(span, span // _US) for span in spans]
     tickets = {t for t, _ in partition.clock.due.until(now + spans[-1])}
     for ticket_id in tickets:
         summary = cache.get(partition, ticket_id, now)
@@ -357,11 +440,11 @@ def due_soon(
         for timer in summary.timers:
             if timer.breached or timer.paused:
                 continue
-            left = timer.deadline - now
-            if left < timedelta(0):
+            left = timer.deadline_us - now_us
+            if left < 0:
                 continue  # past its deadline, its breach about to fire: overdue, not due
-            for span in spans:
-                if left <= span:
+            for span, span_us in limits:
+                if left <= span_us:
                     counts[(summary.plan, summary.priority, timer.metric, span)] += 1
     cache.prune(partition)
     return counts
