@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.partitions import Feed, new_partition
 from worker.core.due_index import DueIndex
-from worker.tasks.at_risk import AtRiskQuery, AtRiskRow, answer, due_soon, merge
+from worker.tasks.at_risk import AtRiskQuery, AtRiskRow, answer, due_soon, merge, warm
 from worker.tasks.partition import Partition
 
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)  # a Tuesday, 10:00 UTC (11:00 in Bratislava)
@@ -241,3 +241,18 @@ def test_the_indexes_give_what_a_scan_gives(rng: random.Random) -> None:
             AtRiskQuery(within=timedelta(days=5), include_breached=False),
         ):
             assert answer(partition, query, now).rows == oracle(partition, query, now)
+
+
+def test_warming_summarises_what_a_query_would_visit_in_slices() -> None:
+    partition = new_partition()
+    feed = Feed(partition)
+    for n in range(40):
+        feed.send("ticket-created", f"T{n}", T0 + n * MIN, plan="vip", priority=1)
+    feed.tick(T0 + 80 * MIN)  # T0-T20 breached, the rest due within the hour
+    cache = partition.at_risk_summaries
+    assert warm(partition, T0 + 80 * MIN, timedelta(hours=4), lambda: True) == 16
+    assert warm(partition, T0 + 80 * MIN, timedelta(hours=4), lambda: False) == 24
+    assert all(cache.cached(partition, f"T{n}") for n in range(40))
+    assert warm(partition, T0 + 80 * MIN, timedelta(hours=4), lambda: False) == 0
+    feed.send("reply-sent", "T39", T0 + 81 * MIN, author="agent")
+    assert not cache.cached(partition, "T39")  # a new state: summarised again when asked

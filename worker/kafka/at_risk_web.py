@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from worker.tasks.at_risk import (
     answer,
     due_soon,
     merge,
+    warm,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +57,14 @@ PEER_TIMEOUT_SECONDS = 3.0
 """How long the worker asked waits for the others; who has not answered by then is
 listed as missing (a board polling every second must not hang on one dead member)."""
 MAX_WITHIN = timedelta(days=366)
+WARM_WITHIN = timedelta(hours=4)
+"""The summaries kept warm: breached timers, and those due within this (the due-soon
+gauge's widest window; the board's default is one hour)."""
+WARM_SLICE_SECONDS = 0.02
+WARM_PAUSE_SECONDS = 0.2
+"""The warmer works at most `WARM_SLICE_SECONDS` at a time, then lets the worker run for
+`WARM_PAUSE_SECONDS` (10 % of the event loop while anything is cold); when nothing was
+cold it looks again ten times less often."""
 PARAMETERS = frozenset(
     {
         "within",
@@ -311,6 +321,7 @@ class AtRiskApi:
         self.token = token
         self.refused = refused
         self._session: aiohttp.ClientSession | None = None
+        self._warmer: asyncio.Task[None] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         if (refusal := self.refused(request)) is not None:
@@ -342,7 +353,28 @@ class AtRiskApi:
         answers += await asyncio.gather(*asked)
         return web.json_response(_combine(answers, query, now, self.partitions))
 
+    async def start_warming(self, app: web.Application | None = None) -> None:
+        """Keep the partitions' summaries warm in the background (`at_risk.warm`)."""
+        self._warmer = asyncio.create_task(self._warm())
+
+    async def _warm(self) -> None:
+        pause = WARM_PAUSE_SECONDS
+        while True:
+            await asyncio.sleep(pause)
+            partitions, _ = self.view()
+            now = datetime.now(UTC)
+            enough = _budget(WARM_SLICE_SECONDS)
+            done = 0
+            for partition in partitions.values():
+                done += warm(partition, now, WARM_WITHIN, enough)
+                if enough():
+                    break
+            pause = WARM_PAUSE_SECONDS if done else 10 * WARM_PAUSE_SECONDS
+
     async def close(self, app: web.Application | None = None) -> None:
+        if self._warmer is not None:
+            self._warmer.cancel()
+            self._warmer = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -365,6 +397,12 @@ class AtRiskApi:
                 return url, WorkerAnswer.from_json(await response.json())
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
             return url, f"did not answer: {type(exc).__name__}"
+
+
+def _budget(seconds: float) -> Callable[[], bool]:
+    """A function that says whether `seconds` have passed since this call."""
+    until = time.perf_counter() + seconds
+    return lambda: time.perf_counter() > until
 
 
 def _combine(

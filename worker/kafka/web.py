@@ -94,6 +94,7 @@ def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
         refused,
     )
     app.router.add_get("/at-risk", at_risk.handle)
+    app.on_startup.append(at_risk.start_warming)
     app.on_cleanup.append(at_risk.close)
     app.router.add_get("/board", board_route())
     app.router.add_get("/metrics", metrics_view)

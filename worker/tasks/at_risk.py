@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -205,6 +205,15 @@ class TimerSummaries:
         else:
             self._cache[ticket_id] = summary
         return summary
+
+    def cached(self, partition: Partition, ticket_id: str) -> bool:
+        """Whether `get` would answer from the cache."""
+        cached = self._cache.get(ticket_id)
+        return (
+            cached is not None
+            and cached.value is partition.tickets.get(ticket_id)
+            and cached.engine is partition.processor.engine
+        )
 
     def clock(self, now: datetime) -> _CalendarClock:
         """Per calendar, on demand: business microseconds from the reference to `now`."""
@@ -401,6 +410,26 @@ def _sort_key(
 
 def _order(row: AtRiskRow) -> tuple[timedelta, datetime, str, str, int]:
     return row.order
+
+
+def warm(partition: Partition, now: datetime, within: timedelta, enough: Callable[[], bool]) -> int:
+    """Summarise the tickets a query would visit (breached, or due within `within`) that
+    are not summarised yet, until `enough()` says stop; returns how many were.
+
+    After a restore every summary is cold, and the first query would decode thousands of
+    tickets at once (seconds, with the event loop blocked): the web layer calls this in
+    small slices in the background instead, so queries find the cache warm.
+    """
+    cache = partition.at_risk_summaries
+    done = 0
+    for ticket_id in candidates(partition, AtRiskQuery(within=within), now):
+        if cache.cached(partition, ticket_id):
+            continue
+        cache.get(partition, ticket_id, now)
+        done += 1
+        if done % 16 == 0 and enough():
+            break
+    return done
 
 
 def merge(answers: Iterable[AtRiskAnswer], limit: int) -> AtRiskAnswer:
