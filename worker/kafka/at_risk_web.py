@@ -425,7 +425,7 @@ def _combine(
     merged = merge(taken.values(), query.limit)
     return {
         "as_of": _iso(now),
-        "within": format_duration(query.within) if query.within else "PT0S",
+        "within": format_duration(query.within),
         "include_breached": query.include_breached,
         "limit": query.limit,
         "partial": bool(missing),
