@@ -108,10 +108,19 @@ class AtRiskAnswer:
 
 
 class BreachedIndex:
-    """The tickets of one partition with a breached timer still running (or paused)."""
+    """The tickets of one partition with a breached timer still running (or paused).
+
+    `rows` keeps their breached timers as ready-made rows, per calendar, so that a query
+    does not visit each breached ticket again (a desk with a backlog has thousands of
+    them): only those whose state changed since the last query (`dirty`) are summarised
+    again (`breached_rows`), and the rest is sorted and counted in bulk.
+    """
 
     def __init__(self) -> None:
         self._tickets: set[str] = set()
+        self.dirty: set[str] = set()
+        self.rows: dict[int, dict[str, tuple[_Row, ...]]] = {}
+        """calendar id (0: paused) -> ticket -> its breached timers' rows on it."""
 
     def __len__(self) -> int:
         return len(self._tickets)
@@ -127,11 +136,15 @@ class BreachedIndex:
         summary = None if stored is None else running_timers(dict(stored))
         if summary is not None and any(breached for _, breached in summary[3]):
             self._tickets.add(ticket_id)
-        else:
+            self.dirty.add(ticket_id)
+        elif ticket_id in self._tickets:
             self._tickets.discard(ticket_id)
+            self.dirty.add(ticket_id)
 
     def clear(self) -> None:
         self._tickets.clear()
+        self.dirty.clear()
+        self.rows.clear()
 
 
 # --- per-ticket summaries ----------------------------------------------------------------
@@ -323,26 +336,52 @@ def candidates(partition: Partition, query: AtRiskQuery, now: datetime) -> set[s
     return found
 
 
+_Row = tuple[int, int, str, str, int, "_Timer", "_Summary"]
+"""(remaining or key in µs, deadline in µs, ticket, metric, cycle, timer, summary): sorts
+in C by its first five fields, which differ for any two timers."""
+
+
+def breached_rows(partition: Partition, now: datetime) -> dict[int, dict[str, tuple[_Row, ...]]]:
+    """The partition's breached timers as rows (their first field the timer's key), per
+    calendar: `BreachedIndex.rows`, brought up to date."""
+    index, cache = partition.at_risk, partition.at_risk_summaries
+    for ticket_id in index.dirty:
+        for by_ticket in index.rows.values():
+            by_ticket.pop(ticket_id, None)
+        if ticket_id not in index:
+            continue
+        summary = cache.get(partition, ticket_id, now)
+        if summary is None:
+            continue
+        for timer in summary.timers:
+            if timer.breached:
+                row = (timer.key, timer.deadline_us, ticket_id, timer.metric, timer.cycle)
+                by_ticket = index.rows.setdefault(id(timer.calendar) if timer.calendar else 0, {})
+                by_ticket[ticket_id] = (*by_ticket.get(ticket_id, ()), (*row, timer, summary))
+    index.dirty.clear()
+    return index.rows
+
+
 def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAnswer:
     """The partition's rows for `query` as of the wall-clock instant `now`.
 
-    Every matching timer is counted, but a row is built only for the first `limit`: the
-    loop makes plain tuples (remaining, deadline, ticket, metric, cycle) that sort in C.
+    Every matching timer is counted, but a row is built only for the first `limit`:
+    the timers due within the window are visited one by one (few); the breached ones come
+    ready-made from `breached_rows` and are filtered, counted and sorted in bulk (within
+    one calendar the order of their keys is the order of their remaining times).
     """
     horizon_us = _micros(now + query.within)
     cache = partition.at_risk_summaries
-    tickets = candidates(partition, query, now)
-    offset = cache.clock(now).offset
-    include_breached = query.include_breached
+    clock = cache.clock(now)
+    offset = clock.offset
     metrics, plans, priorities = query.metrics, query.plans, query.priorities
     customers = query.customers
-    if query.goals or query.groups:
-        tickets = set()  # no timer has a goal or group before #22
-    found: list[tuple[int, int, str, str, int, _Timer, _Summary]] = []
-    by_priority: dict[int, int] = {}
-    by_metric: dict[str, int] = {}
-    breached = 0
-    for ticket_id in tickets:
+    nothing = bool(query.goals or query.groups)  # no timer has a goal or group before #22
+    found: list[_Row] = []
+    by_priority: Counter[int] = Counter()
+    by_metric: Counter[str] = Counter()
+    due = {ticket_id for ticket_id, _ in partition.clock.due.until(now + query.within)}
+    for ticket_id in () if nothing else due:
         summary = cache.get(partition, ticket_id, now)
         if summary is None:
             continue
@@ -353,13 +392,9 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
         if customers and summary.customer_id not in customers:
             continue
         for timer in summary.timers:
+            if timer.breached or timer.deadline_us > horizon_us:
+                continue  # breached: with the breached rows below
             if metrics and timer.metric not in metrics:
-                continue
-            if timer.breached:
-                if not include_breached:
-                    continue
-                breached += 1
-            elif timer.deadline_us > horizon_us:
                 continue
             found.append(
                 (
@@ -372,10 +407,36 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
                     summary,
                 )
             )
-            by_priority[summary.priority] = by_priority.get(summary.priority, 0) + 1
-            by_metric[timer.metric] = by_metric.get(timer.metric, 0) + 1
+            by_priority[summary.priority] += 1
+            by_metric[timer.metric] += 1
+    total, breached = len(found), 0
+    first = heapq.nsmallest(query.limit, found)
+    if query.include_breached and not nothing:
+        filtered = plans or priorities or customers or metrics
+        for by_ticket in breached_rows(partition, now).values():
+            rows = [row for rows in by_ticket.values() for row in rows]
+            if filtered:
+                rows = [
+                    row
+                    for row in rows
+                    if (not plans or row[6].plan in plans)
+                    and (not priorities or row[6].priority in priorities)
+                    and (not customers or row[6].customer_id in customers)
+                    and (not metrics or row[3] in metrics)
+                ]
+            if not rows:
+                continue
+            total += len(rows)
+            breached += len(rows)
+            by_priority.update(row[6].priority for row in rows)
+            by_metric.update(row[3] for row in rows)
+            shift = offset(rows[0][5].calendar)
+            first += [
+                (row[0] - shift, row[1], row[2], row[3], row[4], row[5], row[6])
+                for row in heapq.nsmallest(query.limit, rows)
+            ]
+        first = heapq.nsmallest(query.limit, first)
     cache.prune(partition)
-    first = heapq.nsmallest(query.limit, found, key=_sort_key)
     return AtRiskAnswer(
         rows=[
             AtRiskRow(
@@ -395,17 +456,11 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
             )
             for remaining, _, ticket_id, _, _, timer, summary in first
         ],
-        total=len(found),
+        total=total,
         breached=breached,
-        by_priority=Counter(by_priority),
-        by_metric=Counter(by_metric),
+        by_priority=by_priority,
+        by_metric=by_metric,
     )
-
-
-def _sort_key(
-    item: tuple[int, int, str, str, int, _Timer, _Summary],
-) -> tuple[int, int, str, str, int]:
-    return item[:5]
 
 
 def _order(row: AtRiskRow) -> tuple[timedelta, datetime, str, str, int]:
