@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -174,6 +175,12 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc/<pid>/stat, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def quantiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -194,19 +201,23 @@ def in_process(tickets: int, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     local_answer(worker.at_risk_view, query, datetime.now(UTC))
     cold = time.perf_counter() - started
-    local, counting = [], []
+    local, counting, local_cpu, counting_cpu = [], [], [], []
     for _ in range(100):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         local_answer(worker.at_risk_view, query, datetime.now(UTC)).to_json(100)
         local.append(time.perf_counter() - started)
-        started = time.perf_counter()
+        local_cpu.append(time.thread_time() - cpu)
+        started, cpu = time.perf_counter(), time.thread_time()
         due_soon_counts(worker.at_risk_view, windows)
         counting.append(time.perf_counter() - started)
+        counting_cpu.append(time.thread_time() - cpu)
     return {
         "tickets": sum(len(p.tickets) for p in worker.held.values()),
         "cold_first_query_ms": round(cold * 1000, 1),
         "query_ms": quantiles(local),
+        "query_cpu_ms": quantiles(local_cpu),
         "due_soon_ms": quantiles(counting),
+        "due_soon_cpu_ms": quantiles(counting_cpu),
     }
 
 
@@ -234,6 +245,8 @@ async def measure(tickets: int, args: argparse.Namespace) -> dict[str, Any]:
                     break
             complete_after = time.perf_counter() - started
             for n in range(30 + args.requests):
+                if n == 30:
+                    cpu_before = sum(cpu_seconds(p.pid) for p in processes)
                 url = f"{urls[n % WORKERS]}/at-risk?within=PT1H&limit=100"
                 started = time.perf_counter()
                 async with session.get(url, headers=headers) as response:
@@ -242,6 +255,9 @@ async def measure(tickets: int, args: argparse.Namespace) -> dict[str, Any]:
                 assert response.status == 200 and not body["partial"], body
                 if n >= 30:
                     latencies.append(elapsed)
+            cpu_per_request = (
+                sum(cpu_seconds(p.pid) for p in processes) - cpu_before
+            ) / args.requests
             rows, counts = len(body["rows"]), body["counts"]
             started = time.perf_counter()
             async with session.get(
@@ -262,6 +278,7 @@ async def measure(tickets: int, args: argparse.Namespace) -> dict[str, Any]:
             "first_complete_answer_s": round(complete_after, 2),
             "rss_mib": [round(rss_mib(p.pid)) for p in processes],
             "at_risk_ms": quantiles(latencies),
+            "cpu_ms_per_request_all_workers": round(cpu_per_request * 1000, 2),
             "rows": rows,
             "total": counts["total"],
             "breached": counts["breached"],
