@@ -70,7 +70,8 @@ typecheck: $(INSTALLED)
 # a real Kafka broker that tests/integration/conftest.py starts with scripts/kafka-local.
 # scripts/ensure-prometheus first provides promtool and prometheus (alert rule tests and
 # the observability test run them), scripts/ensure-chromium the browser of the report test,
-# scripts/ensure-asyncapi-parser the AsyncAPI parser (npm) that validates schemas/asyncapi.yaml.
+# scripts/ensure-asyncapi-parser the AsyncAPI parser (npm) that validates schemas/asyncapi.yaml,
+# scripts/ensure-axe-core the accessibility checker (npm) of the at-risk board test.
 # The container tests (tests/integration/containers/) get podman and the stand-in base
 # images from scripts/container-bases (docs/development.md).
 # pytest exits 5 when it collects no test, and make fails on any non-zero exit.
@@ -78,6 +79,7 @@ test: lint typecheck
 	scripts/ensure-prometheus
 	scripts/ensure-chromium
 	scripts/ensure-asyncapi-parser
+	scripts/ensure-axe-core
 	$(BIN)/pytest
 
 unit: $(INSTALLED)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import enum
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -176,6 +176,45 @@ class _PartitionCollector(Collector):
         yield overdue
 
 
+DUE_SOON_WINDOWS: tuple[tuple[str, timedelta], ...] = (
+    ("15m", timedelta(minutes=15)),
+    ("1h", timedelta(hours=1)),
+    ("4h", timedelta(hours=4)),
+)
+"""`within` label values of `sla_timers_due_soon`, and their windows (they nest)."""
+
+DueSoon = Mapping[tuple[str, int, str, timedelta], int]
+"""(plan, priority, metric, window) -> running timers due within it (`at_risk.due_soon`)."""
+
+
+class _DueSoonCollector(Collector):
+    """Running timers due within 15 minutes, 1 hour and 4 hours, computed at scrape time
+    from the partitions' due indexes (issue #24): what breaches next, as a number."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "sla_timers_due_soon",
+            "Running timers (not paused, not yet breached) whose deadline is within "
+            "`within` (15m, 1h, 4h) of the scrape; windows nest (a timer due in 10 minutes "
+            "counts in all three)",
+            labels=["plan", "priority", "metric", "within"],
+        )
+        counts = self.metrics.due_soon([window for _, window in DUE_SOON_WINDOWS])
+        series: dict[tuple[str, str, str, str], int] = {
+            (*triple, label): 0 for triple in self.metrics.triples for label, _ in DUE_SOON_WINDOWS
+        }
+        labels = {window: label for label, window in DUE_SOON_WINDOWS}
+        for (plan, priority, metric, window), n in counts.items():
+            key = (plan, str(priority), metric, labels[window])
+            series[key] = series.get(key, 0) + n
+        for key, n in sorted(series.items()):
+            family.add_metric(list(key), n)
+        yield family
+
+
 class Metrics:
     """Every number the worker exports; one registry per instance."""
 
@@ -308,6 +347,8 @@ class Metrics:
         self.partitions: Callable[[], list[PartitionView]] = list
         self.overdue_after = 0.0
         r.register(_PartitionCollector(self))
+        self.due_soon: Callable[[list[timedelta]], DueSoon] = lambda windows: {}
+        r.register(_DueSoonCollector(self))
         # monotonic start of the recovery under way (the first one: process start).
         self._recovery_started: float | None = time.monotonic()
         self.recovery_started.set(time.time())
@@ -432,6 +473,10 @@ class Metrics:
         its due instant a timer may wait (allowed lateness plus one timer interval)."""
         self.partitions = partitions
         self.overdue_after = overdue_after
+
+    def follow_due_soon(self, due_soon: Callable[[list[timedelta]], DueSoon]) -> None:
+        """Where `sla_timers_due_soon` comes from: counts for the windows, at scrape time."""
+        self.due_soon = due_soon
 
     def follow_readiness(self, is_ready: Callable[[], bool]) -> None:
         """`sla_worker_ready` is computed at every scrape: a rebalance shows as 0 without

@@ -225,15 +225,16 @@ class WorkerSettings(StreamSettings):
     )
     api_token: SecretStr | None = Field(
         default=None,
-        description="When set, GET /tickets/{id} requires the header `Authorization: Bearer "
-        "<token>` (every worker of the group needs the same token); /metrics, /healthz and "
-        "/readyz stay open. From the environment only (or --api-token-file); never logged.",
+        description="When set, GET /tickets/{id} and GET /at-risk require the header "
+        "`Authorization: Bearer <token>` (every worker of the group needs the same token); "
+        "/metrics, /healthz, /readyz and the /board page (which asks for the token) stay "
+        "open. From the environment only (or --api-token-file); never logged.",
     )
     api_token_file: Path | None = Field(
         default=None,
         description="Read the API token from this file (e.g. a mounted Kubernetes Secret) "
         "instead of SLA_API_TOKEN; surrounding whitespace is ignored. When set, GET "
-        "/tickets/{id} requires `Authorization: Bearer <token>`.",
+        "/tickets/{id} and GET /at-risk require `Authorization: Bearer <token>`.",
     )
     allowed_lateness_seconds: float = Field(
         default=0.0,

@@ -66,7 +66,9 @@ def test_promtool_check_config(promtool: str) -> None:
 
 def test_promtool_check_rules(promtool: str) -> None:
     output = run_promtool(promtool, "check", "rules", ALERTS.name)
-    assert f"SUCCESS: {len(alert_rules())} rules found" in output
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert f"SUCCESS: {len(rules)} rules found" in output
 
 
 def test_promtool_test_rules(promtool: str) -> None:
@@ -205,9 +207,12 @@ def exported() -> tuple[set[str], set[str]]:
 def test_alerts_dashboard_and_docs_reference_only_exported_metrics(
     exported: tuple[set[str], set[str]],
 ) -> None:
-    names = exported[0] | SCRAPE_SERIES
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    recording = [rule for group in groups for rule in group["rules"] if "record" in rule]
+    names = exported[0] | SCRAPE_SERIES | {rule["record"] for rule in recording}
     sources = {
         **{f"alert {r['alert']}": r["expr"] for r in alert_rules()},
+        **{f"recording rule {r['record']}": r["expr"] for r in recording},
         **{f"dashboard query {n}": e for n, e in enumerate(dashboard_expressions())},
         **{f"docs/operations.md block {n}": e for n, e in enumerate(docs_expressions())},
     }

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 from worker.bootstrap import read_policy
 from worker.core.policy import Policy, PolicyError
 from worker.kafka.access import KafkaAccessError, check_access
+from worker.kafka.at_risk_web import due_soon_counts
 from worker.kafka.clients import Membership, kafka_clients
 from worker.kafka.service import CommitsFailing, LiveWorker
 from worker.kafka.snapshot import Snapshots
@@ -81,6 +82,7 @@ async def _serve(settings: WorkerSettings, policy: Policy) -> int:
     clients = kafka_clients(settings, membership)
     worker = LiveWorker(settings, policy, metrics, clients, membership, snapshots)
     metrics.follow_readiness(lambda: worker.ready)
+    metrics.follow_due_soon(lambda windows: due_soon_counts(worker.at_risk_view, windows))
     metrics.follow_partitions(
         worker.liveness, settings.allowed_lateness_seconds + settings.timer_interval_seconds
     )

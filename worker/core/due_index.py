@@ -69,3 +69,26 @@ class DueIndex:
         heap = self._heap
         while heap and self._due.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)
+
+    def until(self, horizon: datetime) -> Iterator[tuple[str, datetime]]:
+        """(ticket id, due) of everything due at or before `horizon`, in no set order,
+        without removing anything: the at-risk query's candidates.
+
+        A heap's children are never earlier than their parent, so a walk from the root
+        that stops at entries later than `horizon` visits only the entries due by it
+        (and stale ones among them): O(answer), not O(tickets).
+        """
+        heap, due_of = self._heap, self._due
+        stack = [0] if heap else []
+        while stack:
+            i = stack.pop()
+            due, ticket_id = heap[i]
+            if due > horizon:
+                continue
+            if due_of.get(ticket_id) == due:
+                yield ticket_id, due
+            child = 2 * i + 1
+            if child < len(heap):
+                stack.append(child)
+                if child + 1 < len(heap):
+                    stack.append(child + 1)

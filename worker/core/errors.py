@@ -17,6 +17,7 @@ in `worker` derives from this one and appears in the tree below.
     ├── KafkaAccessError                    worker.kafka.access
     ├── TopicMismatch (RuntimeError)        worker.kafka.topics
     ├── CommitsFailing (RuntimeError)       worker.kafka.committer
+    ├── BadParameter (ValueError)           worker.kafka.at_risk_web
     ├── BrokerError (RuntimeError)          devtools.harness.broker (a checkout only)
     └── WorkerExited (RuntimeError)         worker.harness.process
 

@@ -188,8 +188,16 @@ class LiveWorker:
     def owns(self, partition: int) -> bool:
         return self.view.owns(partition)
 
+    @property
+    def owners(self) -> dict[int, str]:
+        """The group's map partition -> HTTP address, from the latest assignment."""
+        return self.membership.owners
+
     def owner_of(self, partition: int) -> str | None:
         return self.membership.owners.get(partition)
+
+    def at_risk_view(self) -> tuple[dict[int, Partition], set[int]]:
+        return self.view.at_risk_view()
 
     # --- running --------------------------------------------------------------------------
 

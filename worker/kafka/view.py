@@ -12,6 +12,7 @@ from typing import Any
 
 from worker.kafka.inputs import InputWatch
 from worker.kafka.task_manager import TaskManager
+from worker.tasks.partition import Partition
 from worker.tasks.processor import iso
 
 
@@ -30,6 +31,14 @@ class WorkerView:
     def describe(self, partition: int, ticket_id: str) -> dict[str, Any] | None:
         owned = self.tasks.running().get(partition)
         return None if owned is None else owned.describe(ticket_id, datetime.now(UTC))
+
+    def at_risk_view(self) -> tuple[dict[int, Partition], set[int]]:
+        """For `GET /at-risk` (#24): the running partitions, read between steps (the
+        query runs on the event loop, never during one), and the assigned partitions
+        that cannot answer yet (restoring, or suspended while the brokers are away)."""
+        running = self.tasks.running()
+        waiting = {n for n in self.tasks.tasks if n not in running}
+        return running, waiting
 
     def liveness(self) -> list[tuple[int, bool, datetime | None]]:
         """(partition, caught up, earliest unfired due instant) per running partition."""

@@ -1,4 +1,5 @@
-"""The worker's HTTP API: `/tickets/{id}`, `/metrics`, `/healthz`, `/readyz`.
+"""The worker's HTTP API: `/tickets/{id}`, `/at-risk`, `/board`, `/metrics`, `/healthz`,
+`/readyz`.
 
 Any worker answers for any ticket: the ticket's partition is the one Kafka's default
 partitioner (murmur2 of the key, as for the input messages) gives its id; the worker
@@ -6,7 +7,11 @@ that owns it answers, and the others forward the request to it (the group's map 
 owners comes with each assignment, `worker.kafka.assignment`). A forwarded request is
 never forwarded again, so a stale map costs a 503, not a loop.
 
-With an API token (`SLA_API_TOKEN` or `--api-token-file`), `/tickets/{id}` answers only
+`/at-risk` (`worker.kafka.at_risk_web`) asks every member of the group and merges their
+answers; `/board` (`worker.kafka.board`) is the page that shows them to a team lead.
+
+With an API token (`SLA_API_TOKEN` or `--api-token-file`), `/tickets/{id}` and `/at-risk`
+answer only
 requests that carry `Authorization: Bearer <token>` (RFC 6750), compared in constant time;
 others get 401 with
 `WWW-Authenticate: Bearer`. A forwarded request carries the token on to the owner, which
@@ -22,11 +27,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from worker.kafka.at_risk_web import FORWARDED, AtRiskApi
+from worker.kafka.board import board_route
 from worker.kafka.service import LiveWorker
 from worker.kafka.topics import default_partition
 from worker.metrics import CONTENT_TYPE, Metrics
 
-FORWARDED = "X-SLA-Forwarded"
+__all__ = ["FORWARDED", "build_web", "partition_of", "serve"]
 
 
 def partition_of(ticket_id: str, partitions: int) -> int:
@@ -72,8 +79,24 @@ def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
         body["inputs"] = worker.diagnostics()
         return web.json_response(body, status=200 if ready else 503)
 
+    def refused(request: web.Request) -> web.Response | None:
+        return None if token is None else _refused(request, token)
+
     app = web.Application()
     app.router.add_get("/tickets/{ticket_id}", ticket)
+    at_risk = AtRiskApi(
+        lambda: worker.at_risk_view(),
+        lambda: worker.policy,
+        lambda: worker.owners,
+        partitions,
+        own_url,
+        token,
+        refused,
+    )
+    app.router.add_get("/at-risk", at_risk.handle)
+    app.on_startup.append(at_risk.start_warming)
+    app.on_cleanup.append(at_risk.close)
+    app.router.add_get("/board", board_route())
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -30,6 +30,7 @@ from worker.core.events import SlaEvent
 from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, from_us, to_us
 from worker.tasks import cloudevents
+from worker.tasks.at_risk import BreachedIndex, TimerSummaries
 from worker.tasks.clocks import PartitionClock
 from worker.tasks.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
 
@@ -137,6 +138,10 @@ class Partition:
         self.changelog_end = -1  # the changelog's committed end as of this state
         self.unreadable: list[str] = []  # tickets whose stored state this version cannot read
         self.retirements = DueIndex()  # finished tickets, at their last event + retention
+        # Tickets with a breached timer still running, which the due index no longer
+        # holds, and the at-risk query's cache (`worker.tasks.at_risk`, issue #24).
+        self.at_risk = BreachedIndex()
+        self.at_risk_summaries = TimerSummaries()
         # Tickets whose scheduled due instant had already passed when the input record that
         # set it was produced (a ticket created or reclassified late: a late upstream, a
         # backfill): ticket -> that record's timestamp. Breach publication lateness counts
@@ -165,6 +170,7 @@ class Partition:
         and the next message for that ticket is dead-lettered as `unreadable-state`.
         """
         self.unreadable = []
+        self.at_risk.clear()
         for ticket_id, value in self.tickets.items():
             try:
                 stored = json.loads(value)
@@ -177,6 +183,7 @@ class Partition:
             if hold_until is not None:
                 self.clock.holds.schedule(ticket_id, hold_until)
             self.retirements.schedule(ticket_id, self.processor.retire_at(stored))
+            self.at_risk.note(ticket_id, stored)
             yield ticket_id, stored
 
     # --- one step --------------------------------------------------------------------------
@@ -301,6 +308,7 @@ class Partition:
                 continue
             del self.tickets[ticket_id]
             self.clock.due.schedule(ticket_id, None)
+            self.at_risk.note(ticket_id, None)
             self.known_since.pop(ticket_id, None)
             key = ticket_id.encode()
             batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
@@ -341,6 +349,7 @@ class Partition:
             elif self.tickets.pop(ticket_id, None) is not None:
                 batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
             batch.state_changes.append((ticket_id, outcome.state or None, previous))
+            self.at_risk.note(ticket_id, outcome.state or None)
             if outcome.state:
                 self.retirements.schedule(ticket_id, self.processor.retire_at(outcome.state))
         if outcome.rescheduled:

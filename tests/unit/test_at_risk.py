@@ -1,0 +1,261 @@
+"""The at-risk query over one partition (issue #24): the rows a team lead sees, from the
+due index and the breached index, equal to what a scan of every ticket would give."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.partitions import Feed, new_partition
+from worker.core.due_index import DueIndex
+from worker.tasks.at_risk import AtRiskQuery, AtRiskRow, answer, due_soon, merge, warm
+from worker.tasks.partition import Partition
+
+T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)  # a Tuesday, 10:00 UTC (11:00 in Bratislava)
+MIN = timedelta(minutes=1)
+
+
+def rows(partition: Partition, now: datetime, **query: Any) -> list[tuple[str, str, int]]:
+    found = answer(partition, AtRiskQuery(**query), now)
+    return [(r.ticket_id, r.metric, r.cycle) for r in found.rows]
+
+
+def test_nearest_deadline_first_and_only_within_the_window() -> None:
+    partition = new_partition()
+    feed = Feed(partition)
+    # vip priority 1: first response within an hour, around the clock (warning at 75 %).
+    feed.send("ticket-created", "A", T0, plan="vip", priority=1, customer_id="acme")
+    feed.send("ticket-created", "B", T0 + 10 * MIN, plan="vip", priority=1)
+    feed.send("ticket-created", "C", T0 + 40 * MIN, plan="vip", priority=2)
+    now = T0 + 45 * MIN  # A: 15 minutes left, B: 25, C: 55
+    assert rows(partition, now, within=20 * MIN) == [("A", "first_response", 1)]
+    assert rows(partition, now) == [
+        ("A", "first_response", 1),
+        ("B", "first_response", 1),
+        ("C", "first_response", 1),
+    ]
+    first = answer(partition, AtRiskQuery(), now).rows[0]
+    assert first == AtRiskRow(
+        "A",
+        "acme",
+        "vip",
+        1,
+        "first_response",
+        1,
+        T0 + 60 * MIN,
+        15 * MIN,
+        60 * MIN,
+        "24x7",
+        False,
+        False,
+        0,
+    )
+
+
+def test_breached_timers_stay_until_answered() -> None:
+    partition = new_partition()
+    feed = Feed(partition)
+    feed.send("ticket-created", "A", T0, plan="vip", priority=1)
+    feed.send("ticket-created", "B", T0 + 30 * MIN, plan="vip", priority=1)
+    feed.tick(T0 + 70 * MIN)  # A breached ten minutes ago: no due point any more
+    assert partition.clock.due.get("A") is None and "A" in partition.at_risk
+    found = answer(partition, AtRiskQuery(), T0 + 70 * MIN)
+    assert [(r.ticket_id, r.breached, r.remaining) for r in found.rows] == [
+        ("A", True, -10 * MIN),
+        ("B", False, 20 * MIN),
+    ]
+    assert (found.total, found.breached) == (2, 1)
+    assert rows(partition, T0 + 70 * MIN, include_breached=False) == [("B", "first_response", 1)]
+    feed.send("reply-sent", "A", T0 + 71 * MIN, author="agent")
+    assert "A" not in partition.at_risk
+    assert rows(partition, T0 + 72 * MIN) == [("B", "first_response", 1)]
+
+
+def test_remaining_is_business_time_on_the_timers_calendar() -> None:
+    """Friday 16:30 in Bratislava: a 2-hour business-hours target created then has 30
+    minutes today and 90 on Monday; a 1-hour 24x7 target created an hour later is due
+    sooner on the wall clock but has more business time left at 17:15."""
+    friday = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)  # 16:30 CET
+    partition = new_partition()
+    feed = Feed(partition)
+    feed.send("ticket-created", "slow", friday, plan="vip", priority=3)
+    feed.send("ticket-created", "fast", friday + 15 * MIN, plan="vip", priority=1)
+    now = friday + 45 * MIN  # 17:15 CET: business hours are over
+    found = answer(partition, AtRiskQuery(within=timedelta(days=4)), now)
+    assert [(r.ticket_id, r.remaining, r.calendar) for r in found.rows] == [
+        ("fast", 30 * MIN, "24x7"),
+        ("slow", 90 * MIN, "cet-business"),
+    ]
+    assert found.rows[1].deadline == datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
+
+
+def test_paused_timers_are_not_at_risk_and_filters_apply() -> None:
+    partition = new_partition()
+    feed = Feed(partition)
+    feed.send("ticket-created", "A", T0, plan="vip", priority=1, customer_id="acme")
+    feed.send("ticket-created", "B", T0, plan="vip", priority=2, customer_id="globex")
+    feed.send("ticket-created", "C", T0, plan="advanced", priority=1, customer_id="acme")
+    feed.send("ticket-created", "D", T0, plan="vip", priority=1)
+    feed.send("status-changed", "D", T0 + MIN, status="pending")  # waiting on the customer
+    now = T0 + 30 * MIN
+    assert {t for t, _, _ in rows(partition, now)} == {"A", "B", "C"}
+    assert {t for t, _, _ in rows(partition, now, plans=frozenset({"vip"}))} == {"A", "B"}
+    assert {t for t, _, _ in rows(partition, now, priorities=frozenset({2}))} == {"B"}
+    assert {t for t, _, _ in rows(partition, now, customers=frozenset({"acme"}))} == {"A", "C"}
+    assert rows(partition, now, metrics=frozenset({"follow_up"})) == []
+    assert rows(partition, now, goals=frozenset({"any"})) == []  # no goals before #22
+    assert len(rows(partition, now, limit=2)) == 2
+    counts = answer(partition, AtRiskQuery(limit=1), now)
+    assert (counts.total, dict(counts.by_priority)) == (3, {1: 2, 2: 1})
+
+
+def test_a_new_state_value_is_summarised_again() -> None:
+    """The summary cache is keyed by the stored value: a priority change (a new deadline)
+    shows at once."""
+    partition = new_partition()
+    feed = Feed(partition)
+    feed.send("ticket-created", "A", T0, plan="vip", priority=3)  # 2 business hours
+    assert rows(partition, T0 + MIN) == []
+    feed.send("priority-changed", "A", T0 + 2 * MIN, priority=1)  # an hour on the clock
+    assert [r.deadline for r in answer(partition, AtRiskQuery(), T0 + 3 * MIN).rows] == [
+        T0 + 60 * MIN
+    ]
+
+
+def test_due_soon_counts_nest() -> None:
+    partition = new_partition()
+    feed = Feed(partition)
+    feed.send("ticket-created", "A", T0, plan="vip", priority=1)  # due at T0 + 60 min
+    feed.send("ticket-created", "B", T0 + 40 * MIN, plan="vip", priority=1)  # at +100
+    feed.send("ticket-created", "C", T0 + 50 * MIN, plan="vip", priority=2)  # at +110
+    windows = (15 * MIN, 60 * MIN, 240 * MIN)
+    counts = due_soon(partition, windows, T0 + 50 * MIN)
+    assert counts == {
+        ("vip", 1, "first_response", 15 * MIN): 1,
+        ("vip", 1, "first_response", 60 * MIN): 2,
+        ("vip", 1, "first_response", 240 * MIN): 2,
+        ("vip", 2, "first_response", 60 * MIN): 1,
+        ("vip", 2, "first_response", 240 * MIN): 1,
+    }
+
+
+def test_merge_keeps_the_order_and_sums_counts() -> None:
+    one, two = new_partition(), new_partition()
+    Feed(one).send("ticket-created", "A", T0, plan="vip", priority=1)
+    Feed(two).send("ticket-created", "B", T0 + MIN, plan="vip", priority=1)
+    Feed(two).send("ticket-created", "C", T0 - MIN, plan="vip", priority=1)
+    now = T0 + 10 * MIN
+    merged = merge([answer(p, AtRiskQuery(), now) for p in (one, two)], limit=2)
+    assert [r.ticket_id for r in merged.rows] == ["C", "A"] and merged.total == 3
+
+
+def test_due_index_until_walks_only_what_is_due() -> None:
+    index = DueIndex()
+    for n in range(1000):
+        index.schedule(f"t{n}", T0 + n * MIN)
+    index.schedule("t5", T0 + 2000 * MIN)  # rescheduled: its old entry is stale
+    found = sorted(index.until(T0 + 9 * MIN))
+    assert found == sorted((f"t{n}", T0 + n * MIN) for n in range(10) if n != 5)
+
+
+# --- against a scan of every ticket ------------------------------------------------------
+
+
+def oracle(partition: Partition, query: AtRiskQuery, now: datetime) -> list[AtRiskRow]:
+    """Every ticket decoded, every timer checked: what the indexes must give."""
+    engine = partition.processor.engine
+    found = []
+    for value in partition.tickets.values():
+        _, ticket, _ = partition.processor.restore(json.loads(value))
+        if ticket is None:
+            continue
+        for view in engine.timers(ticket, now):
+            if view.deadline is None:
+                continue
+            if view.breached and not query.include_breached:
+                continue
+            if not view.breached and view.deadline > now + query.within:
+                continue
+            found.append(
+                AtRiskRow(
+                    ticket.ticket_id,
+                    ticket.customer_id,
+                    ticket.plan,
+                    ticket.priority,
+                    view.metric,
+                    view.cycle,
+                    view.deadline,
+                    view.target.duration - view.elapsed,
+                    view.target.duration,
+                    view.target.calendar.name,
+                    view.paused,
+                    view.breached,
+                    partition.number,
+                )
+            )
+    return sorted(found, key=lambda row: row.order)[: query.limit]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_the_indexes_give_what_a_scan_gives(rng: random.Random) -> None:
+    partition = new_partition()
+    feed = Feed(partition)
+    at = T0 + timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
+    tickets = [f"T{n}" for n in range(rng.randrange(1, 25))]
+    alive: set[str] = set()
+    for _ in range(rng.randrange(1, 80)):
+        at += timedelta(minutes=rng.randrange(0, 90))
+        ticket = rng.choice(tickets)
+        if ticket not in alive:
+            plan = rng.choice(["vip", "professional", "advanced"])
+            fields: dict[str, Any] = {"plan": plan, "priority": rng.randrange(1, 4)}
+            if rng.random() < 0.5:
+                fields["customer_id"] = rng.choice(["acme", "globex"])
+            feed.send("ticket-created", ticket, at, **fields)
+            alive.add(ticket)
+            continue
+        action = rng.randrange(5)
+        if action == 0:
+            feed.send("reply-sent", ticket, at, author=rng.choice(["agent", "customer"]))
+        elif action == 1:
+            feed.send("status-changed", ticket, at, status=rng.choice(["pending", "open"]))
+        elif action == 2:
+            feed.send("priority-changed", ticket, at, priority=rng.randrange(1, 4))
+        elif action == 3:
+            feed.tick(at)
+        elif rng.random() < 0.2:
+            feed.send("status-changed", ticket, at, status="solved")
+        if rng.random() < 0.3:  # ask now and then, so the cache sees changes
+            answer(partition, AtRiskQuery(within=timedelta(days=3)), at)
+    for later in (0, 30, 240, 3000):
+        now = at + timedelta(minutes=later)
+        for query in (
+            AtRiskQuery(),
+            AtRiskQuery(within=timedelta(hours=8), limit=5),
+            AtRiskQuery(within=timedelta(days=5), include_breached=False),
+        ):
+            assert answer(partition, query, now).rows == oracle(partition, query, now)
+    list(partition.rebuild())  # as after a restore or a policy reload: the indexes anew
+    query = AtRiskQuery(within=timedelta(days=5))
+    assert answer(partition, query, now).rows == oracle(partition, query, now)
+
+
+def test_warming_summarises_what_a_query_would_visit_in_slices() -> None:
+    partition = new_partition()
+    feed = Feed(partition)
+    for n in range(40):
+        feed.send("ticket-created", f"T{n}", T0 + n * MIN, plan="vip", priority=1)
+    feed.tick(T0 + 80 * MIN)  # T0-T20 breached, the rest due within the hour
+    cache = partition.at_risk_summaries
+    assert warm(partition, T0 + 80 * MIN, timedelta(hours=4), lambda: True) == 16
+    assert warm(partition, T0 + 80 * MIN, timedelta(hours=4), lambda: False) == 24
+    assert all(cache.cached(partition, f"T{n}") for n in range(40))
+    assert warm(partition, T0 + 80 * MIN, timedelta(hours=4), lambda: False) == 0
+    feed.send("reply-sent", "T39", T0 + 81 * MIN, author="agent")
+    assert not cache.cached(partition, "T39")  # a new state: summarised again when asked
