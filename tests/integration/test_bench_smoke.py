@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 OFFLINE = {
+    "at_risk_bench.py": ["--tickets", "3000", "--requests", "20"],
+    "board_bench.py": ["--rows", "200", "--polls", "3"],
     "calendar_bench.py": ["--n", "500"],
     "replay_bench.py": ["--events", "3000", "--tickets", "300"],
     # Four of the stores (the others differ only in sync flags), crash probes included.

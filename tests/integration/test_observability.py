@@ -28,7 +28,6 @@ import yaml
 from devtools.harness import WorkerProcess, free_port, log_tail
 from tests.promql import (
     ALERTS,
-    alert_rules,
     dashboard_expressions,
     docs_expressions,
     find_tool,
@@ -319,7 +318,8 @@ async def test_prometheus_sees_warnings_breaches_met_timers_and_dead_letters(
         data = await asyncio.to_thread(prometheus.api, "rules")
         return {r["name"]: r["health"] for g in data["groups"] for r in g["rules"]}
 
-    names = {rule["alert"] for rule in alert_rules()}
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    names = {rule.get("alert") or rule["record"] for group in groups for rule in group["rules"]}
     health = await rule_health()
     while set(health.values()) != {"ok"} and loop.time() < deadline + 10:
         await asyncio.sleep(1)
