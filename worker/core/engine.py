@@ -32,10 +32,13 @@ from worker.core.events import (
     Status,
     StatusChanged,
     TicketCreated,
+    TicketUpdated,
     emission_id,
 )
+from worker.core.goals import GoalTarget, match
 from worker.core.policy import Plan, Policy, Target
 from worker.core.reasons import Reason
+from worker.core.timers import Timer
 
 _STOP_STATUSES: frozenset[Status] = frozenset({"solved", "closed"})
 
@@ -132,6 +135,19 @@ class Ticket:
     # The policy version in force when the ticket was created: it judges the ticket for
     # its whole life. "" when not known (state stored before versions were recorded).
     policy_version: str
+    # Attributes that goals and calendar maps read (docs/semantics.md, "Goals"). Empty
+    # containers are None: most tickets have none, and a ticket's size is replay's memory.
+    stage: str
+    group: str | None
+    channel: str | None
+    tags: tuple[str, ...]
+    fields: dict[str, str] | None
+    # A goal policy's state: the index of the goal the ticket matches (-1: none), its
+    # running timers, the last cycle of each metric started, the metrics met once.
+    goal: int
+    timers: list[Timer] | None
+    cycles: dict[str, int] | None
+    met: dict[str, None] | None
 
     def __init__(
         self,
@@ -151,6 +167,15 @@ class Ticket:
         due: datetime | None = None,
         customer_id: str | None = None,
         policy_version: str = "",
+        stage: str = "ga",
+        group: str | None = None,
+        channel: str | None = None,
+        tags: tuple[str, ...] = (),
+        fields: dict[str, str] | None = None,
+        goal: int = -1,
+        timers: list[Timer] | None = None,
+        cycles: dict[str, int] | None = None,
+        met: dict[str, None] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.plan = plan
@@ -168,6 +193,15 @@ class Ticket:
         self.due = due
         self.customer_id = customer_id
         self.policy_version = policy_version
+        self.stage = stage
+        self.group = group
+        self.channel = channel
+        self.tags = tags
+        self.fields = fields
+        self.goal = goal
+        self.timers = timers
+        self.cycles = cycles
+        self.met = met
 
     @property
     def paused(self) -> bool:
@@ -212,6 +246,7 @@ class TimerFinished:
     calendar: Final[str]
     deadline: Final[datetime | None]
     policy_version: Final[str]
+    goal: Final[str | None]  # the goal's name where the policy names goals
 
     def __init__(
         self,
@@ -230,6 +265,7 @@ class TimerFinished:
         calendar: str,
         deadline: datetime | None,
         policy_version: str,
+        goal: str | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.customer_id = customer_id
@@ -246,6 +282,7 @@ class TimerFinished:
         self.calendar = calendar
         self.deadline = deadline
         self.policy_version = policy_version
+        self.goal = goal
 
 
 def finished_record(finished: TimerFinished) -> SlaTimerFinished:
@@ -273,6 +310,8 @@ def finished_record(finished: TimerFinished) -> SlaTimerFinished:
     }
     if finished.customer_id is not None:
         fields["customer_id"] = finished.customer_id
+    if finished.goal is not None:
+        fields["goal"] = finished.goal
     return SlaTimerFinished(**fields)
 
 
@@ -295,10 +334,10 @@ class Applied:
 class TimerView:
     """A running timer as the HTTP API and the replay summary report it."""
 
-    metric: Metric
+    metric: str
     cycle: int
     started_at: datetime
-    target: Target
+    target: Target | GoalTarget
     deadline: datetime | None
     elapsed: timedelta
     paused: bool
@@ -322,6 +361,13 @@ class Engine:
         self._versions: dict[str, Policy] = {v.version: v for v in policy.history()}
         # A single policy judges every ticket: no lookup on the hot path.
         self._single: Policy | None = None if policy.versions else policy
+        self._single_goals = bool(policy.goals) and not policy.versions
+
+    def _on_goals(self, ticket: Ticket) -> bool:
+        """Is `ticket` judged by a goal policy (the goal path) rather than plans?"""
+        if self._single is not None:
+            return self._single_goals
+        return bool(self.policy_of(ticket).goals)
 
     def policy_of(self, ticket: Ticket) -> Policy:
         """The policy version that judges `ticket`: the one it was created under."""
@@ -338,7 +384,12 @@ class Engine:
         state once event time passes its last event plus the retention: no timer of it
         can run again, and events for it are judged as for a ticket never seen."""
         retention = self.retention
-        return retention is not None and ticket.finished and at > ticket.last_event_at + retention
+        return (
+            retention is not None
+            and ticket.finished
+            and at > ticket.last_event_at + retention
+            and not ticket.timers  # a reopened ticket of a goal policy may run timers again
+        )
 
     # --- the three entry points ---------------------------------------------------------
 
@@ -372,7 +423,8 @@ class Engine:
                 raise Rejected(
                     Reason.UNKNOWN_TICKET, f"ticket {event.ticket_id!r} has no ticket-created event"
                 )
-            self._plan_and_priority(event)
+            if not self.policy.at(event.occurred_at).goals:
+                self._plan_and_priority(event)  # goals accept every plan and priority
             return False
         if event.event_id in ticket.seen:
             return True
@@ -385,6 +437,8 @@ class Engine:
                 f"occurred_at {at.isoformat()} precedes this ticket's last event at "
                 f"{ticket.last_event_at.isoformat()}",
             )
+        if self.policy_of(ticket).goals:
+            return False  # goals accept every plan and priority (none may match)
         plan = self.policy_of(ticket).plans.get(ticket.plan)
         if plan is None:
             raise Rejected(
@@ -422,11 +476,16 @@ class Engine:
             ticket = None
         if ticket is None:
             assert type(event) is TicketCreated
+            if self.policy.at(at).goals:
+                ticket, created = self._create_on_goals(event, at)
+                return Applied(ticket, created)
             ticket = self._create(event, at)
             ticket.due = self._next_due(ticket)
             return Applied(ticket, [])
         if duplicate:
             return Applied(ticket, [], duplicate=True)
+        if self._on_goals(ticket):
+            return Applied(ticket, self._apply_on_goals(ticket, event, at))
 
         emissions = self._fire(ticket, at, inclusive=False) if _before(ticket.due, at) else []
         seen = ticket.seen
@@ -456,6 +515,8 @@ class Engine:
                 changed = False
         elif type(event) is PriorityChanged:
             ticket.priority = event.priority
+        if type(event) is TicketUpdated:
+            _update_attributes(ticket, event)  # no plan x priority target depends on them
         if changed:
             ticket.due = self._next_due(ticket)
         return Applied(ticket, emissions)
@@ -478,6 +539,11 @@ class Engine:
         removed) is judged from now on by the version in force at its last event."""
         if ticket.policy_version not in self._versions:
             ticket.policy_version = self.policy.at(ticket.last_event_at).version
+        if self._on_goals(ticket):
+            # The policy may have changed since: the goal is matched again, and a running
+            # timer whose calendar changed with it runs on the new one from its last event.
+            ticket.goal = match(self.policy_of(ticket).goals, ticket)
+            self._resegment(ticket, ticket.last_event_at)
         ticket.due = self._next_due(ticket)
         return ticket
 
@@ -487,6 +553,8 @@ class Engine:
         The same as the first element of `_pending` per clock, without building the
         list: this runs after most changes to a ticket.
         """
+        if ticket.timers is not None:
+            return self._goal_due(ticket)
         due: datetime | None = None
         for clock in (ticket.first_response, ticket.follow_up):
             if clock is None or clock.breached:
@@ -506,6 +574,8 @@ class Engine:
 
     def timers(self, ticket: Ticket, now: datetime) -> list[TimerView]:
         """The ticket's measured timers as of `now` (for the API and summaries)."""
+        if ticket.timers is not None:
+            return self._goal_views(ticket, now.astimezone(UTC))
         views = []
         for clock in ticket.clocks():
             target = self._target(ticket, clock.metric)
@@ -665,6 +735,8 @@ class Engine:
         """Emit each clock's points due by `now` (at `now` too if `inclusive`), and
         refresh `ticket.due`: the first point of each clock that is not due is what
         `_next_due` would compute, so the cache comes without a second calculation."""
+        if ticket.timers is not None:
+            return self._goal_fire(ticket, now, inclusive)
         emissions: list[Emission] = []
         due: datetime | None = None
         for clock in ticket.clocks():
@@ -761,3 +833,350 @@ class Engine:
         if start < now:
             total += calendar.elapsed(start, now)
         return total
+
+    # --- the goal path (a policy with `goals:`) ------------------------------------------
+    #
+    # Metrics are data (`worker.core.metrics`): each event becomes one or more *signals*,
+    # and each metric's start / stop / reset sets say what they do to its timer. Targets
+    # come from the first goal the ticket's attributes match; timers bank business time
+    # per stretch (`worker.core.timers`), so a goal or calendar change keeps what ran.
+
+    def _create_on_goals(self, event: TicketCreated, at: datetime) -> tuple[Ticket, list[Emission]]:
+        policy = self.policy.at(at)
+        ticket = Ticket(
+            ticket_id=event.ticket_id,
+            plan=event.plan,
+            priority=policy.default_priority if event.priority is None else event.priority,
+            exempt=False,
+            last_event_at=at,
+            seen={event.event_id: None},
+            customer_id=event.customer_id,
+            policy_version=policy.version,
+            stage=event.product_stage,
+            group=event.group,
+            channel=event.channel,
+            tags=tuple(event.tags),
+            fields=dict(event.fields) if event.fields else None,
+            timers=[],
+        )
+        ticket.goal = match(policy.goals, ticket)
+        emissions: list[Emission] = []
+        self._signal(policy, ticket, "created", "ticket-created", at, emissions)
+        ticket.due = self._goal_due(ticket)
+        return ticket, emissions
+
+    def _apply_on_goals(self, ticket: Ticket, event: InboundEvent, at: datetime) -> list[Emission]:
+        """Apply an event to a goal policy's ticket (checked, not a duplicate)."""
+        emissions = self._goal_fire(ticket, at, False) if _before(ticket.due, at) else []
+        seen = ticket.seen
+        seen[event.event_id] = None
+        if len(seen) > SEEN_LIMIT:
+            del seen[next(iter(seen))]
+        ticket.last_event_at = at
+        policy = self.policy_of(ticket)
+        closed = ticket.status == "closed"  # final: attributes still change, timers don't
+        signals: list[str] = []
+        by: str = event.type
+        if type(event) is ReplySent:
+            by = "reply"
+            signals.append(f"reply:{event.author}:{'public' if event.public else 'internal'}")
+        elif type(event) is StatusChanged:
+            before, status = ticket.status, event.status
+            ticket.status = by = status
+            signals.append(f"status:{before}>{status}")
+            if status == "solved" or status == "closed":
+                ticket.finished = True
+            if not closed:
+                self._pause_or_resume(policy, ticket, at)
+        elif type(event) is PriorityChanged:
+            ticket.priority = event.priority
+            signals.append("priority")
+        elif type(event) is TicketUpdated:
+            signals += [f"updated:{name}" for name in _update_attributes(ticket, event)]
+        if type(event) is PriorityChanged or type(event) is TicketUpdated:
+            goal = match(policy.goals, ticket)
+            if goal != ticket.goal:
+                ticket.goal = goal
+            if not closed:
+                self._resegment(ticket, at)
+        if not closed:
+            for signal in signals:
+                self._signal(policy, ticket, signal, by, at, emissions)
+            if ticket.status == "closed":
+                for timer in list(ticket.timers or ()):
+                    self._stop_timer(policy, ticket, timer, at, "closed", emissions)
+        ticket.due = self._goal_due(ticket)
+        if _before(ticket.due, at):  # a new goal's target already elapsed: fire at once
+            emissions += self._goal_fire(ticket, at, False)
+        return emissions
+
+    def _signal(
+        self,
+        policy: Policy,
+        ticket: Ticket,
+        signal: str,
+        by: str,
+        at: datetime,
+        emissions: list[Emission],
+    ) -> None:
+        """What one signal does to each metric: stop, reset or start its timer."""
+        timers = ticket.timers
+        assert timers is not None
+        for metric in policy.metrics:
+            running = None
+            for timer in timers:
+                if timer.metric == metric.name:
+                    running = timer
+                    break
+            if running is not None:
+                if signal in metric.stop:
+                    self._stop_timer(policy, ticket, running, at, by, emissions)
+                elif signal in metric.reset:
+                    self._stop_timer(policy, ticket, running, at, by, emissions)
+                    self._start_timer(policy, ticket, metric.name, at)
+            elif (
+                signal in metric.start
+                and ticket.status != "closed"
+                and (metric.reopens or not ticket.finished)
+                and (metric.after is None or metric.after in (ticket.met or ()))
+            ):
+                self._start_timer(policy, ticket, metric.name, at)
+
+    def _start_timer(self, policy: Policy, ticket: Ticket, metric: str, at: datetime) -> None:
+        cycles = ticket.cycles
+        if cycles is None:
+            cycles = ticket.cycles = {}
+        cycle = cycles.get(metric, 0) + 1
+        cycles[metric] = cycle
+        timer = Timer(metric, cycle, at)
+        if ticket.status not in _pause_of(policy, metric):
+            timer.run(at, self._calendar_name(ticket, metric))
+        assert ticket.timers is not None
+        ticket.timers.append(timer)
+
+    def _stop_timer(
+        self,
+        policy: Policy,
+        ticket: Ticket,
+        timer: Timer,
+        at: datetime,
+        by: str,
+        emissions: list[Emission],
+    ) -> None:
+        assert ticket.timers is not None
+        ticket.timers.remove(timer)
+        met = ticket.met
+        if met is None:
+            met = ticket.met = {}
+        met[timer.metric] = None
+        target = self._goal_target(ticket, timer.metric)
+        if target is None:
+            return  # not measured: no goal's target applies now
+        calendars = policy.calendars
+        measure = self.measure
+        emissions.append(
+            TimerFinished(
+                ticket.ticket_id,
+                ticket.customer_id,
+                ticket.plan,
+                ticket.priority,
+                timer.metric,  # type: ignore[arg-type]  # goal metrics are any name
+                timer.cycle,
+                timer.started_at,
+                at,
+                by,
+                not timer.breached,
+                timer.elapsed(at, calendars) if measure else None,
+                target.duration,
+                target.calendar_for(ticket).name,
+                timer.instant_at(target.duration, calendars) if measure else None,
+                policy.version,
+                self._goal_name(ticket),
+            )
+        )
+
+    def _pause_or_resume(self, policy: Policy, ticket: Ticket, at: datetime) -> None:
+        """After a status change: pause the timers whose metric pauses in it, resume the
+        others (one pausing status to another stays one pause)."""
+        for timer in ticket.timers or ():
+            paused = ticket.status in _pause_of(policy, timer.metric)
+            if timer.running and paused:
+                timer.halt(at, policy.calendars)
+            elif not timer.running and not paused:
+                timer.run(at, self._calendar_name(ticket, timer.metric))
+
+    def _resegment(self, ticket: Ticket, at: datetime) -> None:
+        """A running timer whose calendar changed (a new goal, a group in another time
+        zone) banks what ran on the old one and runs on the new one from `at`."""
+        calendars = self.policy_of(ticket).calendars
+        for timer in ticket.timers or ():
+            if not timer.running:
+                continue
+            name = self._calendar_name(ticket, timer.metric)
+            last = timer.segments[-1]
+            if last.calendar != name:
+                if last.start == at:
+                    last.calendar = name  # nothing ran yet: no empty stretch to keep
+                else:
+                    timer.halt(at, calendars)
+                    timer.run(at, name)
+
+    def _goal_target(self, ticket: Ticket, metric: str) -> GoalTarget | None:
+        goal = ticket.goal
+        if goal < 0:
+            return None
+        goals = self.policy_of(ticket).goals
+        if goal >= len(goals):
+            return None  # stored state matched against an older policy: see refresh
+        return goals[goal].targets.get(metric)
+
+    def _goal_name(self, ticket: Ticket) -> str | None:
+        goal = ticket.goal
+        goals = self.policy_of(ticket).goals
+        return goals[goal].name if 0 <= goal < len(goals) else None
+
+    def _calendar_name(self, ticket: Ticket, metric: str) -> str:
+        target = self._goal_target(ticket, metric)
+        return "" if target is None else target.calendar_for(ticket).name
+
+    def _goal_points(
+        self, ticket: Ticket, timer: Timer
+    ) -> list[tuple[float | None, timedelta, GoalTarget]]:
+        target = self._goal_target(ticket, timer.metric)
+        if target is None or timer.breached:
+            return []
+        points: list[tuple[float | None, timedelta, GoalTarget]] = [
+            (fraction, amount, target)
+            for fraction, amount in zip(target.warnings, target.warning_amounts, strict=True)
+            if fraction not in timer.warned
+        ]
+        points.append((None, target.duration, target))
+        return points
+
+    def _goal_due(self, ticket: Ticket) -> datetime | None:
+        calendars = self.policy_of(ticket).calendars
+        due: datetime | None = None
+        for timer in ticket.timers or ():
+            points = self._goal_points(ticket, timer)
+            if points:
+                instant = timer.instant_at(points[0][1], calendars)
+                if instant is not None and (due is None or instant < due):
+                    due = instant
+        return due
+
+    def _goal_fire(self, ticket: Ticket, now: datetime, inclusive: bool) -> list[Emission]:
+        policy = self.policy_of(ticket)
+        emissions: list[Emission] = []
+        due: datetime | None = None
+        for timer in ticket.timers or ():
+            for threshold, amount, target in self._goal_points(ticket, timer):
+                instant = timer.instant_at(amount, policy.calendars)
+                if instant is None or instant > now or (instant == now and not inclusive):
+                    if instant is not None and (due is None or instant < due):
+                        due = instant
+                    break
+                emissions.append(self._goal_emit(policy, ticket, timer, target, threshold, instant))
+        ticket.due = due
+        return emissions
+
+    def _goal_emit(
+        self,
+        policy: Policy,
+        ticket: Ticket,
+        timer: Timer,
+        target: GoalTarget,
+        threshold: float | None,
+        due_at: datetime,
+    ) -> SlaEvent:
+        common: dict[str, Any] = {
+            "ticket_id": ticket.ticket_id,
+            "plan": ticket.plan,
+            "priority": ticket.priority,
+            "metric": timer.metric,
+            "cycle": timer.cycle,
+            "started_at": timer.started_at,
+            "due_at": due_at,
+            "deadline": due_at
+            if threshold is None
+            else timer.instant_at(target.duration, policy.calendars),
+            "target": target.duration,
+            "calendar": target.calendar_for(ticket).name,
+            "policy_version": policy.version,
+        }
+        if ticket.customer_id is not None:
+            common["customer_id"] = ticket.customer_id
+        goal = self._goal_name(ticket)
+        if goal is not None:
+            common["goal"] = goal
+        if threshold is None:
+            timer.breached = True
+            return SlaBreach(
+                event_id=emission_id(ticket.ticket_id, timer.metric, timer.cycle, "breach"),
+                type="sla-breach",
+                **common,
+            )
+        timer.warned.append(threshold)
+        return SlaWarning(
+            event_id=emission_id(
+                ticket.ticket_id, timer.metric, timer.cycle, f"warning@{threshold}"
+            ),
+            type="sla-warning",
+            threshold=threshold,
+            **common,
+        )
+
+    def _goal_views(self, ticket: Ticket, now: datetime) -> list[TimerView]:
+        calendars = self.policy_of(ticket).calendars
+        views = []
+        for timer in ticket.timers or ():
+            target = self._goal_target(ticket, timer.metric)
+            if target is None:
+                continue
+            views.append(
+                TimerView(
+                    timer.metric,
+                    timer.cycle,
+                    timer.started_at,
+                    target,
+                    timer.instant_at(target.duration, calendars),
+                    timer.elapsed(now, calendars),
+                    not timer.running,
+                    timer.breached,
+                )
+            )
+        return views
+
+
+def _pause_of(policy: Policy, metric: str) -> frozenset[str]:
+    for definition in policy.metrics:
+        if definition.name == metric:
+            return definition.pause
+    return policy.pause_statuses
+
+
+def _update_attributes(ticket: Ticket, event: TicketUpdated) -> list[str]:
+    """Apply a `ticket-updated`; the names of the attributes that really changed."""
+    changed: list[str] = []
+    if event.group is not None and event.group != ticket.group:
+        ticket.group = event.group
+        changed.append("group")
+    if event.tags is not None and tuple(event.tags) != ticket.tags:
+        ticket.tags = tuple(event.tags)
+        changed.append("tags")
+    if event.channel is not None and event.channel != ticket.channel:
+        ticket.channel = event.channel
+        changed.append("channel")
+    if event.customer_id is not None and event.customer_id != ticket.customer_id:
+        ticket.customer_id = event.customer_id
+        changed.append("customer")
+    if event.fields:
+        values = dict(ticket.fields or {})
+        for name, value in event.fields.items():
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = value
+        if values != (ticket.fields or {}):
+            ticket.fields = values or None
+            changed.append("fields")
+    return changed

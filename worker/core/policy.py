@@ -33,6 +33,9 @@ from worker.core.calendar import Calendar, CalendarError, CalendarSpec
 from worker.core.durations import parse_duration
 from worker.core.errors import SlaWorkerError
 from worker.core.events import METRICS, Metric, ProductStage, Status
+from worker.core.goal_policy import build_goals
+from worker.core.goals import Goal, GoalSpec
+from worker.core.metrics import MetricDef, MetricSpec
 
 Duration = Annotated[
     timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)
@@ -76,11 +79,27 @@ class PolicySpec(_Spec):
     warnings: list[float] = Field(default_factory=lambda: list(DEFAULT_WARNINGS))
     pause_statuses: list[PauseStatus] = Field(default_factory=lambda: list(_DEFAULT_PAUSE))
     plans: dict[str, PlanSpec] = Field(min_length=1)
+    metrics: dict[str, MetricSpec] = Field(
+        default_factory=dict, description="Metrics defined by this policy, beside the built-in."
+    )
+    goals: list[GoalSpec] = Field(
+        default_factory=list, description="Ordered; the first that matches a ticket applies."
+    )
+    default_priority: int = Field(
+        default=3, ge=1, description="Goal policies: the priority of a ticket created without."
+    )
 
     @field_validator("warnings")
     @classmethod
     def _valid_warnings(cls, value: list[float]) -> list[float]:
         return _thresholds(value)
+
+
+class GoalPolicySpec(PolicySpec):
+    """A policy with `goals:`; its `plans:` (optional) expand to goals after them."""
+
+    plans: dict[str, PlanSpec] = Field(default_factory=dict)
+    goals: list[GoalSpec] = Field(min_length=1)
 
 
 class VersionSpec(PolicySpec):
@@ -150,6 +169,12 @@ class Policy:
     # Every version of the file, oldest first (this one last); empty for a file that is a
     # single policy. Read-only.
     versions: tuple[Policy, ...] = ()
+    # A goal policy (non-empty `goals`) runs every metric on the engine's goal path; a
+    # plan x priority policy has none and runs on the plan path, exactly as before goals.
+    goals: tuple[Goal, ...] = ()
+    metrics: tuple[MetricDef, ...] = ()  # the metrics the goals use, in definition order
+    calendars: dict[str, Calendar] = field(default_factory=dict)  # read-only
+    default_priority: int = 3
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:
@@ -158,7 +183,8 @@ class Policy:
         if isinstance(data, dict) and "versions" in data:
             return _build_history(data, source)
         try:
-            spec = PolicySpec.model_validate(data)
+            kind = GoalPolicySpec if isinstance(data, dict) and "goals" in data else PolicySpec
+            spec = kind.model_validate(data)
         except ValidationError as exc:
             raise PolicyError(source, _pydantic_issues(exc)) from None
         return _build(spec, source)
@@ -246,14 +272,23 @@ def _build(spec: PolicySpec, source: str) -> Policy:
         plans[plan_name] = Plan(
             plan_name, plan.default_priority, targets, frozenset(plan.exempt_stages)
         )
+    goals: tuple[Goal, ...] = ()
+    metrics: tuple[MetricDef, ...] = ()
+    pause_statuses = frozenset(spec.pause_statuses)
+    if spec.goals:
+        goals, metrics = build_goals(spec, calendars, plans, pause_statuses, issues)
     if issues:
         raise PolicyError(source, issues)
     effective_from = getattr(spec, "effective_from", None)
     return Policy(
         spec.version,
         plans,
-        frozenset(spec.pause_statuses),
+        pause_statuses,
         None if effective_from is None else effective_from.astimezone(UTC),
+        goals=goals,
+        metrics=metrics,
+        calendars=calendars,
+        default_priority=spec.default_priority,
     )
 
 
@@ -293,4 +328,8 @@ def _build_history(data: dict[str, Any], source: str) -> Policy:
         latest.pause_statuses,
         latest.effective_from,
         tuple(built),
+        goals=latest.goals,
+        metrics=latest.metrics,
+        calendars=latest.calendars,
+        default_priority=latest.default_priority,
     )
