@@ -213,7 +213,14 @@ def test_a_goal_change_by_attribute_keeps_the_start_and_what_was_emitted() -> No
         ("sla-warning", 1, 0.75, "2026-03-02T11:00:00Z", "enterprise"),
         ("sla-breach", 1, None, "2026-03-02T12:00:00Z", "enterprise"),
     ]
-    assert [e["customer_id"] for e in result.events] == ["acme", "acme"]
+    # Agent work had no target under "enterprise"; under "standard" (PT16H, clock) it is
+    # measured from the ticket's creation, as a plan-path timer whose priority regains a
+    # target: 75 % at 20:00, breach at midnight. Later outputs carry the new customer.
+    assert points(result, "agent_work") == [
+        ("sla-warning", 1, 0.75, "2026-03-02T20:00:00Z", "standard"),
+        ("sla-breach", 1, None, "2026-03-03T00:00:00Z", "standard"),
+    ]
+    assert [e["customer_id"] for e in result.events] == ["acme", "acme", "other", "other"]
 
 
 def test_follow_the_sun_hands_the_remaining_target_to_the_american_team() -> None:

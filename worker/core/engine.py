@@ -880,14 +880,12 @@ class Engine:
         if type(event) is ReplySent:
             by = "reply"
             signals.append(f"reply:{event.author}:{'public' if event.public else 'internal'}")
-        elif type(event) is StatusChanged:
+        elif type(event) is StatusChanged and not closed:  # a closed ticket stays closed
             before, status = ticket.status, event.status
             ticket.status = by = status
             signals.append(f"status:{before}>{status}")
             if status == "solved" or status == "closed":
                 ticket.finished = True
-            if not closed:
-                self._pause_or_resume(policy, ticket, at)
         elif type(event) is PriorityChanged:
             ticket.priority = event.priority
             signals.append("priority")
@@ -902,6 +900,9 @@ class Engine:
         if not closed:
             for signal in signals:
                 self._signal(policy, ticket, signal, by, at, emissions)
+            if type(event) is StatusChanged:
+                # After the stops: a timer stopped by this status is not resumed first.
+                self._pause_or_resume(policy, ticket, at)
             if ticket.status == "closed":
                 for timer in list(ticket.timers or ()):
                     self._stop_timer(policy, ticket, timer, at, "closed", emissions)
@@ -937,6 +938,7 @@ class Engine:
             elif (
                 signal in metric.start
                 and ticket.status != "closed"
+                and ticket.status != "solved"  # a comment on a solved ticket starts nothing
                 and (metric.reopens or not ticket.finished)
                 and (metric.after is None or metric.after in (ticket.met or ()))
             ):
@@ -1010,9 +1012,11 @@ class Engine:
         zone) banks what ran on the old one and runs on the new one from `at`."""
         calendars = self.policy_of(ticket).calendars
         for timer in ticket.timers or ():
+            name = self._calendar_name(ticket, timer.metric)
+            if name:
+                timer.measure_on(name, calendars)  # stretches run while no target applied
             if not timer.running:
                 continue
-            name = self._calendar_name(ticket, timer.metric)
             last = timer.segments[-1]
             if last.calendar != name:
                 if last.start == at:

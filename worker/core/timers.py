@@ -7,7 +7,9 @@ then. A stretch ends when the timer pauses, stops, or its calendar changes (the 
 moved to a group in another time zone, or to a goal with another calendar); business
 time already run is banked and kept, and the rest of the target runs on the new calendar
 from that instant (follow the sun). A stretch during which no target applied to the
-metric has no calendar ("") and counts no time.
+metric has no calendar ("") and counts nothing while that lasts; when a target applies
+again, those stretches are measured on its calendar (`measure_on`), as the plan path
+measures a timer whose priority regains a target from its original start.
 """
 
 from __future__ import annotations
@@ -81,6 +83,21 @@ class Timer:
         found = calendars.get(last.calendar)
         if found is not None:
             self.banked += found.elapsed(last.start, at)
+
+    def measure_on(self, calendar: str, calendars: dict[str, Calendar]) -> None:
+        """Give the stretches run without a target `calendar`, and bank them on it."""
+        unmeasured = False
+        for segment in self.segments:
+            if segment.calendar == "":
+                segment.calendar = calendar
+                unmeasured = True
+        if unmeasured:
+            banked = _ZERO
+            for segment in self.segments:
+                found = calendars.get(segment.calendar)
+                if segment.end is not None and found is not None:
+                    banked += found.elapsed(segment.start, segment.end)
+            self.banked = banked
 
     def elapsed(self, now: datetime, calendars: dict[str, Calendar]) -> timedelta:
         """Business time run up to `now` (at or after the last segment's start)."""
