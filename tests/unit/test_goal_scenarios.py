@@ -272,7 +272,7 @@ def test_outputs_name_the_goal_only_where_the_policy_names_goals(presets: Policy
         ),
         (
             [{"name": "a", "calendar": "nowhere", "targets": {"resolution": "PT1H"}}],
-            "goals.0.targets.resolution.calendar: unknown calendar 'nowhere'",
+            "goals.0.calendar: unknown calendar 'nowhere'",
         ),
         (
             [{"name": "a", "when": {"group": []}, "calendar": "clock", "targets": {}}],
@@ -300,3 +300,41 @@ def test_goal_problems_are_named(goals: list[dict[str, Any]], issue: str) -> Non
             {"version": "v", "calendars": {"clock": {"always_open": True}}, "goals": goals}
         )
     assert any(found.startswith(issue) for found in caught.value.issues), caught.value.issues
+
+
+def test_policies_validate_names_the_line_of_each_goal_problem(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from worker.cli import main
+
+    bad = tmp_path / "goals.yaml"
+    bad.write_text(
+        "version: v\n"
+        "calendars:\n"
+        "  clock: {always_open: true}\n"
+        "goals:\n"
+        "  - name: a\n"
+        "    calendar: clock\n"
+        "    targets:\n"
+        "      resolutoin: PT1H\n"
+        "  - name: b\n"
+        "    when:\n"
+        "      group: []\n"
+        "    calendar: nowhere\n"
+    )
+    result = CliRunner().invoke(main, ["policies", "validate", str(bad)])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"{bad}: goals.0.targets.resolutoin: unknown metric")
+    assert lines[0].endswith("(line 8)")
+    assert lines[1] == f"{bad}: goals.1.when.group: an empty list can never match (line 11)"
+    assert lines[2].startswith(f"{bad}: goals.1.calendar: unknown calendar 'nowhere'")
+    assert lines[2].endswith("(line 12)")
+
+    good = CliRunner().invoke(
+        main, ["policies", "validate", str(Path(__file__).parent.parent / "data/goals-policy.yaml")]
+    )
+    assert (
+        good.exit_code == 0
+        and "goals: 3 named, 0 from plans; metrics: first_response" in good.stdout
+    )

@@ -214,12 +214,25 @@ _BEGINNING = datetime.min.replace(tzinfo=UTC)
 
 
 class PolicyError(SlaWorkerError, ValueError):
-    """A policy file that cannot be used; lists every problem as `path: message`."""
+    """A policy file that cannot be used; lists every problem as `path: message`.
 
-    def __init__(self, source: str, issues: list[str]) -> None:
+    `lines`: the file's line of each issue where the reader knows it (None: unknown);
+    `with_lines()` shows them, as `policies validate` does."""
+
+    def __init__(
+        self, source: str, issues: list[str], lines: list[int | None] | None = None
+    ) -> None:
         self.source = source
         self.issues = issues
+        self.lines = lines or [None] * len(issues)
         super().__init__("\n".join(f"{source}: {issue}" for issue in issues))
+
+    def with_lines(self) -> str:
+        """Every problem as `source: path: message (line N)`."""
+        return "\n".join(
+            f"{self.source}: {issue}" + ("" if line is None else f" (line {line})")
+            for issue, line in zip(self.issues, self.lines, strict=True)
+        )
 
 
 def _pydantic_issues(exc: ValidationError) -> list[str]:
