@@ -36,6 +36,7 @@ from worker.core.events import (
     emission_id,
 )
 from worker.core.goals import GoalTarget, match
+from worker.core.metrics import MetricDef
 from worker.core.policy import Plan, Policy, Target
 from worker.core.reasons import Reason
 from worker.core.timers import Timer
@@ -554,7 +555,7 @@ class Engine:
         list: this runs after most changes to a ticket.
         """
         if ticket.timers is not None:
-            return self._goal_due(ticket)
+            return self._refresh_dues(ticket)
         due: datetime | None = None
         for clock in (ticket.first_response, ticket.follow_up):
             if clock is None or clock.breached:
@@ -891,10 +892,9 @@ class Engine:
             signals.append("priority")
         elif type(event) is TicketUpdated:
             signals += [f"updated:{name}" for name in _update_attributes(ticket, event)]
-        if type(event) is PriorityChanged or type(event) is TicketUpdated:
-            goal = match(policy.goals, ticket)
-            if goal != ticket.goal:
-                ticket.goal = goal
+        attributes = type(event) is PriorityChanged or type(event) is TicketUpdated
+        if attributes:
+            ticket.goal = match(policy.goals, ticket)
             if not closed:
                 self._resegment(ticket, at)
         if not closed:
@@ -906,7 +906,9 @@ class Engine:
             if ticket.status == "closed":
                 for timer in list(ticket.timers or ()):
                     self._stop_timer(policy, ticket, timer, at, "closed", emissions)
-        ticket.due = self._goal_due(ticket)
+        # A new goal may change every timer's points; otherwise each change above
+        # refreshed the due instant of the timer it changed.
+        ticket.due = self._refresh_dues(ticket) if attributes else self._goal_due(ticket)
         if _before(ticket.due, at):  # a new goal's target already elapsed: fire at once
             emissions += self._goal_fire(ticket, at, False)
         return emissions
@@ -920,10 +922,10 @@ class Engine:
         at: datetime,
         emissions: list[Emission],
     ) -> None:
-        """What one signal does to each metric: stop, reset or start its timer."""
+        """What one signal does to each metric it concerns: stop, reset or start its timer."""
         timers = ticket.timers
         assert timers is not None
-        for metric in policy.metrics:
+        for metric in policy.by_signal.get(signal, ()):
             running = None
             for timer in timers:
                 if timer.metric == metric.name:
@@ -934,7 +936,7 @@ class Engine:
                     self._stop_timer(policy, ticket, running, at, by, emissions)
                 elif signal in metric.reset:
                     self._stop_timer(policy, ticket, running, at, by, emissions)
-                    self._start_timer(policy, ticket, metric.name, at)
+                    self._start_timer(policy, ticket, metric, at)
             elif (
                 signal in metric.start
                 and ticket.status != "closed"
@@ -942,17 +944,19 @@ class Engine:
                 and (metric.reopens or not ticket.finished)
                 and (metric.after is None or metric.after in (ticket.met or ()))
             ):
-                self._start_timer(policy, ticket, metric.name, at)
+                self._start_timer(policy, ticket, metric, at)
 
-    def _start_timer(self, policy: Policy, ticket: Ticket, metric: str, at: datetime) -> None:
+    def _start_timer(self, policy: Policy, ticket: Ticket, metric: MetricDef, at: datetime) -> None:
         cycles = ticket.cycles
         if cycles is None:
             cycles = ticket.cycles = {}
-        cycle = cycles.get(metric, 0) + 1
-        cycles[metric] = cycle
-        timer = Timer(metric, cycle, at)
-        if ticket.status not in _pause_of(policy, metric):
-            timer.run(at, self._calendar_name(ticket, metric))
+        name = metric.name
+        cycle = cycles.get(name, 0) + 1
+        cycles[name] = cycle
+        timer = Timer(name, cycle, at)
+        if ticket.status not in metric.pause:
+            timer.run(at, self._calendar_name(ticket, name))
+        self._timer_due(ticket, timer, policy)
         assert ticket.timers is not None
         ticket.timers.append(timer)
 
@@ -1001,11 +1005,13 @@ class Engine:
         """After a status change: pause the timers whose metric pauses in it, resume the
         others (one pausing status to another stays one pause)."""
         for timer in ticket.timers or ():
-            paused = ticket.status in _pause_of(policy, timer.metric)
+            paused = ticket.status in policy.pauses.get(timer.metric, policy.pause_statuses)
             if timer.running and paused:
                 timer.halt(at, policy.calendars)
+                self._timer_due(ticket, timer, policy)
             elif not timer.running and not paused:
                 timer.run(at, self._calendar_name(ticket, timer.metric))
+                self._timer_due(ticket, timer, policy)
 
     def _resegment(self, ticket: Ticket, at: datetime) -> None:
         """A running timer whose calendar changed (a new goal, a group in another time
@@ -1057,15 +1063,33 @@ class Engine:
         points.append((None, target.duration, target))
         return points
 
+    def _timer_due(self, ticket: Ticket, timer: Timer, policy: Policy) -> None:
+        """Refresh the timer's cached due instant: its first point not yet emitted."""
+        due: datetime | None = None
+        target = self._goal_target(ticket, timer.metric)
+        if target is not None and not timer.breached:
+            amount = target.duration
+            for i, fraction in enumerate(target.warnings):
+                if fraction not in timer.warned:
+                    amount = target.warning_amounts[i]
+                    break
+            due = timer.instant_at(amount, policy.calendars)
+        timer.due = due
+
+    def _refresh_dues(self, ticket: Ticket) -> datetime | None:
+        """Refresh every timer's due instant; the earliest."""
+        policy = self.policy_of(ticket)
+        for timer in ticket.timers or ():
+            self._timer_due(ticket, timer, policy)
+        return self._goal_due(ticket)
+
     def _goal_due(self, ticket: Ticket) -> datetime | None:
-        calendars = self.policy_of(ticket).calendars
+        """The earliest of the timers' cached due instants."""
         due: datetime | None = None
         for timer in ticket.timers or ():
-            points = self._goal_points(ticket, timer)
-            if points:
-                instant = timer.instant_at(points[0][1], calendars)
-                if instant is not None and (due is None or instant < due):
-                    due = instant
+            instant = timer.due
+            if instant is not None and (due is None or instant < due):
+                due = instant
         return due
 
     def _goal_fire(self, ticket: Ticket, now: datetime, inclusive: bool) -> list[Emission]:
@@ -1073,9 +1097,16 @@ class Engine:
         emissions: list[Emission] = []
         due: datetime | None = None
         for timer in ticket.timers or ():
+            pending = timer.due
+            if pending is None or pending > now or (pending == now and not inclusive):
+                if pending is not None and (due is None or pending < due):
+                    due = pending
+                continue  # its first point is not due: nothing later is either
+            timer.due = None
             for threshold, amount, target in self._goal_points(ticket, timer):
                 instant = timer.instant_at(amount, policy.calendars)
                 if instant is None or instant > now or (instant == now and not inclusive):
+                    timer.due = instant
                     if instant is not None and (due is None or instant < due):
                         due = instant
                     break
@@ -1149,13 +1180,6 @@ class Engine:
                 )
             )
         return views
-
-
-def _pause_of(policy: Policy, metric: str) -> frozenset[str]:
-    for definition in policy.metrics:
-        if definition.name == metric:
-            return definition.pause
-    return policy.pause_statuses
 
 
 def _update_attributes(ticket: Ticket, event: TicketUpdated) -> list[str]:

@@ -129,14 +129,16 @@ class Goal:
     fields: tuple[tuple[str, frozenset[str]], ...]
     targets: dict[str, GoalTarget]  # read-only
 
-    def matches(self, ticket: Ticket) -> bool:
+    def matches(self, attributes: dict[str, str | None], ticket: Ticket) -> bool:
+        """`attributes`: the ticket's, as `attributes_of` gives them (made once per match
+        over all goals, not once per goal)."""
         for name, accepted in self.conditions:
             if name == "tags":
                 if accepted.isdisjoint(ticket.tags):
                     return False
             else:
-                value = attribute(ticket, name)
-                if value is None or str(value) not in accepted:
+                value = attributes[name]
+                if value is None or value not in accepted:
                     return False
         if not self.fields:
             return True
@@ -180,10 +182,23 @@ def attribute(ticket: Ticket, name: str) -> str | int | None:
     return None
 
 
+def attributes_of(ticket: Ticket) -> dict[str, str | None]:
+    """The ticket's attributes that conditions compare, as strings."""
+    return {
+        "plan": ticket.plan,
+        "priority": str(ticket.priority),
+        "customer": ticket.customer_id,
+        "group": ticket.group,
+        "channel": ticket.channel,
+        "product_stage": ticket.stage,
+    }
+
+
 def match(goals: tuple[Goal, ...], ticket: Ticket) -> int:
     """The index of the first goal `ticket` matches; -1 for none."""
+    attributes = attributes_of(ticket)
     for i, goal in enumerate(goals):
-        if goal.matches(ticket):
+        if goal.matches(attributes, ticket):
             return i
     return -1
 

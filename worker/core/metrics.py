@@ -126,6 +126,15 @@ def compile_metric(name: str, spec: MetricSpec, default_pause: frozenset[Status]
     )
 
 
+def index_signals(metrics: tuple[MetricDef, ...]) -> dict[str, tuple[MetricDef, ...]]:
+    """Each signal, and the metrics (in order) whose start, stop or reset names it."""
+    index: dict[str, list[MetricDef]] = {}
+    for metric in metrics:
+        for signal in metric.start | metric.stop | metric.reset:
+            index.setdefault(signal, []).append(metric)
+    return {signal: tuple(found) for signal, found in index.items()}
+
+
 def _c(**fields: object) -> ConditionSpec:
     return ConditionSpec.model_validate(fields)
 

@@ -35,7 +35,7 @@ from worker.core.errors import SlaWorkerError
 from worker.core.events import METRICS, Metric, ProductStage, Status
 from worker.core.goal_policy import build_goals
 from worker.core.goals import Goal, GoalSpec
-from worker.core.metrics import MetricDef, MetricSpec
+from worker.core.metrics import MetricDef, MetricSpec, index_signals
 
 Duration = Annotated[
     timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)
@@ -173,6 +173,10 @@ class Policy:
     # plan x priority policy has none and runs on the plan path, exactly as before goals.
     goals: tuple[Goal, ...] = ()
     metrics: tuple[MetricDef, ...] = ()  # the metrics the goals use, in definition order
+    # The metrics each signal concerns (start, stop or reset), in definition order: the
+    # engine looks an event's signal up once instead of asking every metric. Read-only.
+    by_signal: dict[str, tuple[MetricDef, ...]] = field(default_factory=dict)
+    pauses: dict[str, frozenset[Status]] = field(default_factory=dict)  # metric -> statuses
     calendars: dict[str, Calendar] = field(default_factory=dict)  # read-only
     default_priority: int = 3
 
@@ -300,6 +304,8 @@ def _build(spec: PolicySpec, source: str) -> Policy:
         None if effective_from is None else effective_from.astimezone(UTC),
         goals=goals,
         metrics=metrics,
+        by_signal=index_signals(metrics),
+        pauses={metric.name: metric.pause for metric in metrics},
         calendars=calendars,
         default_priority=spec.default_priority,
     )
@@ -343,6 +349,8 @@ def _build_history(data: dict[str, Any], source: str) -> Policy:
         tuple(built),
         goals=latest.goals,
         metrics=latest.metrics,
+        by_signal=latest.by_signal,
+        pauses=latest.pauses,
         calendars=latest.calendars,
         default_priority=latest.default_priority,
     )

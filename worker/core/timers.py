@@ -47,6 +47,10 @@ class Timer:
     breached: bool
     segments: list[Segment]
     banked: timedelta  # business time of the closed segments
+    # The instant of its next point not yet emitted, None if none is due while nothing
+    # changes: a cache the engine refreshes whenever it changes the timer or its target
+    # (not stored; recomputed on restore).
+    due: datetime | None
 
     def __init__(
         self,
@@ -65,6 +69,7 @@ class Timer:
         self.breached = breached
         self.segments = [] if segments is None else segments
         self.banked = banked
+        self.due = None
 
     @property
     def running(self) -> bool:
