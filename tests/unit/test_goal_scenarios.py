@@ -338,3 +338,42 @@ def test_policies_validate_names_the_line_of_each_goal_problem(tmp_path: Path) -
         good.exit_code == 0
         and "goals: 3 named, 0 from plans; metrics: first_response" in good.stdout
     )
+
+
+def test_the_report_groups_a_goal_policys_timers_by_metric_and_goal() -> None:
+    import io
+    import json
+
+    from worker.report import build_report, read_records, write_csv
+
+    result = replay(
+        [
+            ev(1, "ticket-created", "T", "2026-03-02T10:00:00Z", **VIP),
+            ev(2, "reply-sent", "T", "2026-03-02T10:10:00Z", author="agent"),
+            ev(3, "ticket-created", "U", "2026-03-02T10:00:00Z", plan="pro"),
+            ev(4, "status-changed", "U", "2026-03-02T11:00:00Z", status="solved"),
+        ],
+        until="2026-03-03T00:00:00Z",
+    )
+    lines = [json.dumps(e) for e in result.events + result.finished]
+    report = build_report(read_records(lines))
+    rows = {(r["metric"], r["goal"]): (r["met"], r["breached"]) for r in report["by_metric_goal"]}
+    assert rows == {
+        ("first_response", "standard"): (1, 0),
+        ("first_response", "vip-urgent"): (1, 0),
+        ("periodic_update", "vip-urgent"): (0, 1),
+        ("resolution", "vip-urgent"): (0, 1),
+        ("requester_wait", "standard"): (1, 0),
+        ("agent_work", "standard"): (1, 0),
+    }
+    out = io.StringIO()
+    write_csv(report, out)
+    assert out.getvalue().splitlines()[0].split(",")[1:7] == [
+        "period",
+        "plan",
+        "priority",
+        "metric",
+        "customer_id",
+        "goal",
+    ]
+    assert "metric+goal," in out.getvalue()

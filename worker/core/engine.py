@@ -343,6 +343,8 @@ class TimerView:
     elapsed: timedelta
     paused: bool
     breached: bool
+    calendar: str  # the calendar it runs on now (a goal's may follow the ticket's group)
+    goal: str | None = None  # the goal judging it, where the policy names goals
 
 
 class Engine:
@@ -592,6 +594,7 @@ class Engine:
                     self._elapsed(ticket, clock, target, now.astimezone(UTC)),
                     ticket.paused,
                     clock.breached,
+                    target.calendar.name,
                 )
             )
         return views
@@ -1040,6 +1043,11 @@ class Engine:
             return None  # stored state matched against an older policy: see refresh
         return goals[goal].targets.get(metric)
 
+    def goal_of(self, ticket: Ticket) -> str | None:
+        """The name of the goal that judges `ticket` now (None: a plan x priority policy,
+        an unnamed goal, or no goal matches)."""
+        return None if ticket.timers is None else self._goal_name(ticket)
+
     def _goal_name(self, ticket: Ticket) -> str | None:
         goal = ticket.goal
         goals = self.policy_of(ticket).goals
@@ -1177,6 +1185,8 @@ class Engine:
                     timer.elapsed(now, calendars),
                     not timer.running,
                     timer.breached,
+                    target.calendar_for(ticket).name,
+                    self._goal_name(ticket),
                 )
             )
         return views
