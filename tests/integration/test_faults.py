@@ -31,16 +31,21 @@ from tests.integration.fault_log import (
     produce,
     wait_for_any,
 )
+from tests.integration.workers import FAST_GOALS_POLICY, FAST_POLICY
 
 RUNS = int(os.environ.get("SLA_FAULT_RUNS", "1"))
 runs = pytest.mark.parametrize("run", range(RUNS))
 
 
-@pytest.fixture
-def setup_topics(create_topic: Any, kafka_bootstrap: str) -> Any:
+@pytest.fixture(params=[FAST_POLICY, FAST_GOALS_POLICY], ids=["plans", "goals"])
+def setup_topics(create_topic: Any, kafka_bootstrap: str, request: pytest.FixtureRequest) -> Any:
+    """Every fault test runs twice: on the plan x priority policy, and on the same
+    timings as a goal policy measuring every built-in metric (resolution, periodic
+    update, requester wait and agent work beside first response and follow-up)."""
+
     async def make(partitions: int) -> Setup:
         names = [await create_topic(partitions=partitions) for _ in range(4)]
-        return Setup(kafka_bootstrap, *names, partitions=partitions)
+        return Setup(kafka_bootstrap, *names, partitions=partitions, policy=request.param)
 
     return make
 
