@@ -377,3 +377,39 @@ def test_the_report_groups_a_goal_policys_timers_by_metric_and_goal() -> None:
         "goal",
     ]
     assert "metric+goal," in out.getvalue()
+
+
+def test_a_history_moves_from_plans_to_goals_for_tickets_created_after() -> None:
+    # Version 1: the plan x priority form; version 2 (from 12:00Z) the goal policy. A
+    # ticket is judged for life by the version it was created under.
+    plans = {
+        "version": "plans-1",
+        "calendars": {"clock": {"always_open": True}},
+        "plans": {
+            "vip": {
+                "default_priority": 1,
+                "priorities": {1: {"first_response": {"target": "PT1H", "calendar": "clock"}}},
+            }
+        },
+    }
+    document = yaml.safe_load(
+        (Path(__file__).parent.parent / "data" / "goals-policy.yaml").read_text()
+    )
+    history = Policy.from_mapping(
+        {"versions": [plans, {**document, "effective_from": "2026-03-02T12:00:00Z"}]}
+    )
+    result = run_replay(
+        [
+            ev(1, "ticket-created", "OLD", "2026-03-02T10:00:00Z", plan="vip", priority=1),
+            ev(2, "ticket-created", "NEW", "2026-03-02T13:00:00Z", plan="vip", priority=1),
+        ],
+        history,
+        "2026-03-02T15:00:00Z",
+    )
+    old = [e for e in result.events if e["ticket_id"] == "OLD"]
+    new = [e for e in result.events if e["ticket_id"] == "NEW"]
+    assert {(e["metric"], e["policy_version"]) for e in old} == {("first_response", "plans-1")}
+    assert all("goal" not in e for e in old)
+    assert {(e["metric"], e["goal"], e["policy_version"]) for e in new} >= {
+        ("first_response", "vip-urgent", "goals-1")
+    }

@@ -24,7 +24,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
 )
@@ -111,8 +113,29 @@ class VersionSpec(PolicySpec):
     )
 
 
+class GoalVersionSpec(VersionSpec):
+    """A version with `goals:` (its `plans:` optional, as in `GoalPolicySpec`)."""
+
+    plans: dict[str, PlanSpec] = Field(default_factory=dict)
+    goals: list[GoalSpec] = Field(min_length=1)
+
+
+def _version_kind(value: Any) -> str:
+    return _GOALS_TAG if isinstance(value, dict) and "goals" in value else _PLANS_TAG
+
+
+# Tags of the two kinds of version; not part of any path an error names (see
+# `_pydantic_issues`).
+_PLANS_TAG, _GOALS_TAG = "<plans>", "<goals>"
+
+
 class HistorySpec(_Spec):
-    versions: list[VersionSpec] = Field(min_length=1)
+    versions: list[
+        Annotated[
+            Annotated[VersionSpec, Tag(_PLANS_TAG)] | Annotated[GoalVersionSpec, Tag(_GOALS_TAG)],
+            Discriminator(_version_kind),
+        ]
+    ] = Field(min_length=1)
 
 
 def _thresholds(values: list[float]) -> list[float]:
@@ -242,7 +265,8 @@ class PolicyError(SlaWorkerError, ValueError):
 def _pydantic_issues(exc: ValidationError) -> list[str]:
     issues = []
     for error in exc.errors(include_url=False):
-        path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        parts = [str(part) for part in error["loc"] if part not in (_PLANS_TAG, _GOALS_TAG)]
+        path = ".".join(parts) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "required"
