@@ -366,11 +366,12 @@ class Engine:
         self._single: Policy | None = None if policy.versions else policy
         self._single_goals = bool(policy.goals) and not policy.versions
 
-    def _on_goals(self, ticket: Ticket) -> bool:
-        """Is `ticket` judged by a goal policy (the goal path) rather than plans?"""
+    def _goals_at(self, at: datetime) -> bool:
+        """Does the policy in force at `at` have goals (a ticket created then runs on the
+        goal path, and carries `timers` for its life)?"""
         if self._single is not None:
             return self._single_goals
-        return bool(self.policy_of(ticket).goals)
+        return bool(self.policy.at(at).goals)
 
     def policy_of(self, ticket: Ticket) -> Policy:
         """The policy version that judges `ticket`: the one it was created under."""
@@ -426,7 +427,7 @@ class Engine:
                 raise Rejected(
                     Reason.UNKNOWN_TICKET, f"ticket {event.ticket_id!r} has no ticket-created event"
                 )
-            if not self.policy.at(event.occurred_at).goals:
+            if not self._goals_at(event.occurred_at):
                 self._plan_and_priority(event)  # goals accept every plan and priority
             return False
         if event.event_id in ticket.seen:
@@ -440,7 +441,7 @@ class Engine:
                 f"occurred_at {at.isoformat()} precedes this ticket's last event at "
                 f"{ticket.last_event_at.isoformat()}",
             )
-        if self.policy_of(ticket).goals:
+        if ticket.timers is not None:
             return False  # goals accept every plan and priority (none may match)
         plan = self.policy_of(ticket).plans.get(ticket.plan)
         if plan is None:
@@ -479,7 +480,7 @@ class Engine:
             ticket = None
         if ticket is None:
             assert type(event) is TicketCreated
-            if self.policy.at(at).goals:
+            if self._goals_at(at):
                 ticket, created = self._create_on_goals(event, at)
                 return Applied(ticket, created)
             ticket = self._create(event, at)
@@ -487,7 +488,7 @@ class Engine:
             return Applied(ticket, [])
         if duplicate:
             return Applied(ticket, [], duplicate=True)
-        if self._on_goals(ticket):
+        if ticket.timers is not None:  # created under a goal policy
             return Applied(ticket, self._apply_on_goals(ticket, event, at))
 
         emissions = self._fire(ticket, at, inclusive=False) if _before(ticket.due, at) else []
@@ -542,7 +543,7 @@ class Engine:
         removed) is judged from now on by the version in force at its last event."""
         if ticket.policy_version not in self._versions:
             ticket.policy_version = self.policy.at(ticket.last_event_at).version
-        if self._on_goals(ticket):
+        if ticket.timers is not None:
             # The policy may have changed since: the goal is matched again, and a running
             # timer whose calendar changed with it runs on the new one from its last event.
             ticket.goal = match(self.policy_of(ticket).goals, ticket)
