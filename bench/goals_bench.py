@@ -104,7 +104,10 @@ def goal_stream(events: int, tickets: int, seed: int) -> tuple[list[bytes], list
 def replay_rate(policy: Policy, lines: list[bytes]) -> float:
     gc.collect()
     with relaxed_garbage_collection():
-        replay = Replay(Engine(policy), lambda e: e.model_dump_json(), lambda r: None)
+        # As `sla-worker replay` without --finished-timers (as bench/replay_bench.py).
+        replay = Replay(
+            Engine(policy, measure=False), lambda e: e.model_dump_json(), lambda r: None
+        )
         started = time.perf_counter()
         replay.feed(lines)
         replay.finish()

@@ -348,7 +348,7 @@ def policies_validate(file: Path) -> None:
 def policies_show(metrics: bool) -> None:
     """Print the built-in presets (a starting point for your own file)."""
     if metrics:
-        from worker.core.metrics import builtin_metrics_yaml
+        from worker.policy_file import builtin_metrics_yaml
 
         click.echo(builtin_metrics_yaml(), nl=False)
         return

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from worker.core.metrics import BUILTIN_METRICS
 from worker.core.policy import Policy, PolicyError
 
 # libyaml's parser where PyYAML was built with it (the wheels are): the same documents,
@@ -57,3 +58,14 @@ def _line_of(root: yaml.Node | None, issue: str) -> int | None:
             break
         node = child
     return node.start_mark.line + 1
+
+
+def builtin_metrics_yaml() -> str:
+    """The built-in metric definitions in a policy file's `metrics:` form (`policies
+    show --metrics`): a starting point for metrics of your own."""
+    data = {
+        name: spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        for name, spec in BUILTIN_METRICS.items()
+    }
+    header = "# Built-in metrics, written as a policy's `metrics:` would define them.\n"
+    return header + yaml.safe_dump({"metrics": data}, sort_keys=False, width=96)

@@ -413,3 +413,74 @@ def test_a_history_moves_from_plans_to_goals_for_tickets_created_after() -> None
     assert {(e["metric"], e["goal"], e["policy_version"]) for e in new} >= {
         ("first_response", "vip-urgent", "goals-1")
     }
+
+
+def test_a_metric_of_your_own_written_as_conditions() -> None:
+    # The docs' example: triage runs from creation until the ticket is assigned a group.
+    policy = Policy.from_mapping(
+        {
+            "version": "own-1",
+            "calendars": {"clock": {"always_open": True}},
+            "metrics": {
+                "triage": {
+                    "start": [{"event": "ticket-created"}],
+                    "stop": [
+                        {"event": "ticket-updated", "field": "group"},
+                        {"event": "status-changed", "status": ["solved", "closed"]},
+                    ],
+                    "pause": ["pending"],
+                }
+            },
+            "goals": [{"name": "all", "calendar": "clock", "targets": {"triage": "PT30M"}}],
+        }
+    )
+    result = run_replay(
+        [
+            ev(1, "ticket-created", "A", "2026-03-02T10:00:00Z", plan="any"),
+            ev(2, "ticket-updated", "A", "2026-03-02T10:20:00Z", group="emea"),
+            ev(3, "ticket-created", "B", "2026-03-02T10:00:00Z", plan="any"),
+            ev(4, "status-changed", "B", "2026-03-02T10:10:00Z", status="pending"),
+            ev(5, "status-changed", "B", "2026-03-02T10:40:00Z", status="open"),
+        ],
+        policy,
+        "2026-03-02T12:00:00Z",
+    )
+    assert [(e["ticket_id"], e["type"], e["due_at"]) for e in result.events] == [
+        ("B", "sla-warning", "2026-03-02T10:52:30Z"),
+        ("B", "sla-breach", "2026-03-02T11:00:00Z"),
+    ]
+    assert [(f["ticket_id"], f["result"], f["finished_by"]) for f in result.finished] == [
+        ("A", "met", "ticket-updated")
+    ]
+
+
+def test_policies_show_metrics_prints_definitions_a_policy_accepts() -> None:
+    from worker.core.metrics import MetricSpec
+    from worker.policy_file import builtin_metrics_yaml
+
+    shown = yaml.safe_load(builtin_metrics_yaml())["metrics"]
+    assert list(shown) == [
+        "first_response",
+        "follow_up",
+        "resolution",
+        "periodic_update",
+        "requester_wait",
+        "agent_work",
+    ]
+    # Each reads back as the definition it was printed from (renamed: built-in names are
+    # reserved).
+    for name, definition in shown.items():
+        Policy.from_mapping(
+            {
+                "version": "v",
+                "calendars": {"clock": {"always_open": True}},
+                "metrics": {
+                    f"my_{name}": {
+                        **definition,
+                        **({"after": f"my_{definition['after']}"} if "after" in definition else {}),
+                    }
+                },
+                "goals": [{"name": "g", "calendar": "clock", "targets": {f"my_{name}": "PT1H"}}],
+            }
+        )
+        assert MetricSpec.model_validate(definition)

@@ -166,15 +166,3 @@ BUILTIN_METRICS: dict[str, MetricSpec] = {
     ),
 }
 
-
-def builtin_metrics_yaml() -> str:
-    """The built-in definitions in the policy file's `metrics:` form (for `policies show
-    --metrics`): a starting point for metrics of your own."""
-    import yaml  # only this command needs it
-
-    data = {
-        name: spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        for name, spec in BUILTIN_METRICS.items()
-    }
-    header = "# Built-in metrics, written as a policy's `metrics:` would define them.\n"
-    return header + yaml.safe_dump({"metrics": data}, sort_keys=False, width=96)
