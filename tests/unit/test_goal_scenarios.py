@@ -474,12 +474,7 @@ def test_policies_show_metrics_prints_definitions_a_policy_accepts() -> None:
             {
                 "version": "v",
                 "calendars": {"clock": {"always_open": True}},
-                "metrics": {
-                    f"my_{name}": {
-                        **definition,
-                        **({"after": f"my_{definition['after']}"} if "after" in definition else {}),
-                    }
-                },
+                "metrics": {f"my_{name}": definition},
                 "goals": [{"name": "g", "calendar": "clock", "targets": {f"my_{name}": "PT1H"}}],
             }
         )
