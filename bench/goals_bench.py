@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import tempfile
 import time
@@ -26,6 +27,7 @@ import yaml
 
 from worker.compiled import describe
 from worker.core.engine import Engine
+from worker.core.events import SlaEvent
 from worker.core.policy import Policy
 from worker.policy_file import load_policy
 from worker.presets import load_presets, presets_text
@@ -105,9 +107,15 @@ def replay_rate(policy: Policy, lines: list[bytes]) -> float:
     gc.collect()
     with relaxed_garbage_collection():
         # As `sla-worker replay` without --finished-timers (as bench/replay_bench.py).
-        replay = Replay(
-            Engine(policy, measure=False), lambda e: e.model_dump_json(), lambda r: None
-        )
+        out = io.StringIO()
+
+        def on_event(event: SlaEvent) -> None:
+            out.write(event.model_dump_json())
+            if out.tell() > 1 << 20:
+                out.seek(0)
+                out.truncate()
+
+        replay = Replay(Engine(policy, measure=False), on_event, lambda r: None)
         started = time.perf_counter()
         replay.feed(lines)
         replay.finish()

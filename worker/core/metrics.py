@@ -165,4 +165,3 @@ BUILTIN_METRICS: dict[str, MetricSpec] = {
         start=[_CREATED, _REOPENED], stop=[_SOLVED], pause=["pending", "on-hold"]
     ),
 }
-
