@@ -324,15 +324,34 @@ def policies_validate(file: Path) -> None:
     try:
         policy = load_policy(file)
     except PolicyError as exc:
-        click.echo(str(exc), err=True)
+        click.echo(exc.with_lines(), err=True)
         sys.exit(1)
     plans = ", ".join(sorted(policy.plans))
-    click.echo(f"{file}: ok (version {policy.describe()}; plans: {plans})")
+    if not policy.goals:
+        click.echo(f"{file}: ok (version {policy.describe()}; plans: {plans})")
+        return
+    named = sum(1 for goal in policy.goals if goal.name is not None)
+    metrics = ", ".join(metric.name for metric in policy.metrics)
+    click.echo(
+        f"{file}: ok (version {policy.describe()}; goals: {named} named, "
+        f"{len(policy.goals) - named} from plans; metrics: {metrics})"
+    )
 
 
 @policies.command("show")
-def policies_show() -> None:
+@click.option(
+    "--metrics",
+    "metrics",
+    is_flag=True,
+    help="Print the built-in metric definitions instead (the `metrics:` vocabulary).",
+)
+def policies_show(metrics: bool) -> None:
     """Print the built-in presets (a starting point for your own file)."""
+    if metrics:
+        from worker.policy_file import builtin_metrics_yaml
+
+        click.echo(builtin_metrics_yaml(), nl=False)
+        return
     click.echo(presets_text(), nl=False)
 
 

@@ -15,8 +15,9 @@ judged timer: met + breached), met, breached, achievement (met / started, in %),
 business time to first response of the first-response timers that finished: median and
 p90 (nearest rank: values that occurred), in seconds and in % of the target in force
 when each stopped. Groups: in total, per period (ISO week or calendar month), plan,
-priority, metric, customer, plan and priority, and all five together. And the list of
-breached timers.
+priority, metric, customer, plan and priority, and all five together; where the records
+name goals (a goal policy's output), also per metric and goal (`by_metric_goal`, and a
+`goal` column in the CSV). And the list of breached timers.
 
 No I/O of its own and no clock: `read_records` takes lines, `build_report` returns a dict
 (the JSON report); `write_csv` and `write_breaches_csv` format it. The HTML page is
@@ -100,6 +101,7 @@ class Timer:
     deadline: str | None = None
     finished_at: str | None = None
     business_s: float | None = None
+    goal: str | None = None  # the goal that judged it (the latest record's)
 
 
 @dataclass(slots=True)
@@ -156,6 +158,9 @@ def read_records(lines: Iterable[bytes | str]) -> Source:
                 record["started_at"],
                 seconds(record["target"]),
             )
+        goal = record.get("goal")
+        if goal is not None:
+            timer.goal = goal
         if kind == "sla-breach":
             source.breaches += 1
             timer.breached = True
@@ -251,6 +256,15 @@ def build_report(source: Source, period: Period = "month") -> dict[str, Any]:
             {**dict(zip(by, key, strict=True)), **_stats(grouped[key])}
             for key in sorted(grouped, key=_sort_key)
         ]
+    if any(t.goal is not None for t in judged):
+        # Only for a goal policy's output: other reports stay what they were.
+        by_goal: dict[tuple[str, str | None], list[Timer]] = {}
+        for timer in judged:
+            by_goal.setdefault((timer.metric, timer.goal), []).append(timer)
+        report["by_metric_goal"] = [
+            {"metric": metric, "goal": goal, **_stats(by_goal[(metric, goal)])}
+            for metric, goal in sorted(by_goal, key=_sort_key)
+        ]
     report["breached"] = [
         {
             "ticket_id": t.ticket_id,
@@ -264,6 +278,7 @@ def build_report(source: Source, period: Period = "month") -> dict[str, Any]:
             "finished_at": t.finished_at,
             "business_time_s": t.business_s,
             "target_s": t.target_s,
+            **({} if t.goal is None else {"goal": t.goal}),
         }
         for t in sorted(
             (t for t in judged if t.breached),
@@ -277,22 +292,28 @@ def write_csv(report: dict[str, Any], out: IO[str]) -> None:
     """Every group of the report as one table: `breakdown` names the grouping (`total`,
     `period`, `plan`, ..., `plan+priority`, `all`); columns it does not group by are empty."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["breakdown", *DIMENSIONS, *STATS])
+    goals = "by_metric_goal" in report
+    columns = (*DIMENSIONS, "goal") if goals else DIMENSIONS
+    writer.writerow(["breakdown", *columns, *STATS])
     rows: list[tuple[str, dict[str, Any]]] = [("total", report["totals"])]
     for name, by in BREAKDOWNS:
         kind = "all" if by == DIMENSIONS else "+".join(by).replace("customer_id", "customer")
         rows += [(kind, row) for row in report[name]]
+    if goals:
+        rows += [("metric+goal", row) for row in report["by_metric_goal"]]
     for kind, row in rows:
         writer.writerow(
-            [kind, *(_cell(row.get(d)) for d in DIMENSIONS), *(_cell(row[s]) for s in STATS)]
+            [kind, *(_cell(row.get(d)) for d in columns), *(_cell(row[s]) for s in STATS)]
         )
 
 
 def write_breaches_csv(report: dict[str, Any], out: IO[str]) -> None:
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(BREACH_FIELDS)
+    goals = "by_metric_goal" in report
+    fields = (*BREACH_FIELDS, "goal") if goals else BREACH_FIELDS
+    writer.writerow(fields)
     for row in report["breached"]:
-        writer.writerow([_cell(row[f]) for f in BREACH_FIELDS])
+        writer.writerow([_cell(row.get(f)) for f in fields])
 
 
 def _cell(value: Any) -> Any:

@@ -124,6 +124,9 @@ def render_html(report: dict[str, Any], title: str = "SLA report") -> str:
     parts.append(f"<h2>Totals</h2>{_table('totals', [totals], ())}")
     for heading, name, keys in sections:
         parts.append(f"<h2>{escape(heading)}</h2>{_table(name, report[name], keys)}")
+    if "by_metric_goal" in report:  # a goal policy's output
+        table = _table("by_metric_goal", report["by_metric_goal"], ("metric", "goal"))
+        parts.append(f"<h2>By metric and goal</h2>{table}")
     parts.append(_breaches(report["breached"]))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -20,6 +20,7 @@ from worker.core.events import (
     SlaWarning,
     StatusChanged,
     TicketCreated,
+    TicketUpdated,
 )
 
 SCHEMA_BASE_URI = "urn:sla-worker:schemas:"
@@ -29,6 +30,7 @@ _INBOUND: dict[str, type[Any]] = {
     "reply-sent": ReplySent,
     "priority-changed": PriorityChanged,
     "status-changed": StatusChanged,
+    "ticket-updated": TicketUpdated,
 }
 _OUTBOUND: dict[str, type[BaseModel]] = {
     "sla-warning": SlaWarning,

@@ -156,7 +156,12 @@ def live_log(seed: int) -> list[Line]:
 
 
 def replay_expected(
-    lines: list[Line], until: datetime, workdir: Path, *, finished_timers: bool = False
+    lines: list[Line],
+    until: datetime,
+    workdir: Path,
+    *,
+    finished_timers: bool = False,
+    policy: Path = FAST_POLICY,
 ) -> dict[str, Any]:
     """`sla-worker replay` of the log, run as a user would: {event_id: event}
     (`finished_timers`: with its sla-timer-finished records)."""
@@ -171,7 +176,7 @@ def replay_expected(
             "replay",
             str(events),
             "--policies",
-            str(FAST_POLICY),
+            str(policy),
             "--until",
             until.isoformat(),
             *(["--finished-timers"] if finished_timers else []),
@@ -348,11 +353,13 @@ class Setup:
     breaches: str
     dead: str
     partitions: int
+    policy: Path = FAST_POLICY  # or FAST_GOALS_POLICY: the same log, every metric
 
     def options(self) -> dict[str, Any]:
         return {
             "input_topics": (self.tickets,),
             "partitions": self.partitions,
+            "policy": self.policy,
             "extra": (
                 *("--warnings-topic", self.warnings, "--breaches-topic", self.breaches),
                 *("--dead-letter-topic", self.dead),
@@ -379,7 +386,7 @@ async def check(
     timer is left to fire later (the log's points all lie before `end`), so nothing else
     can follow."""
     end = lines[-1].at + TIMERS_OVER
-    want = replay_expected(lines, end, tmp_path)
+    want = replay_expected(lines, end, tmp_path, policy=setup.policy)
     assert len(want) > 20, "the log must make the worker publish"
     got = await settled_outputs(workers, setup.outputs, end)
     for worker in workers:

@@ -32,6 +32,7 @@ from tests.integration.fault_log import (
     produce,
     wait_for_any,
 )
+from tests.integration.workers import FAST_GOALS_POLICY, FAST_POLICY
 
 RUNS = int(os.environ.get("SLA_FAULT_RUNS", "1"))
 runs = pytest.mark.parametrize("run", range(RUNS))
@@ -39,7 +40,7 @@ runs = pytest.mark.parametrize("run", range(RUNS))
 
 @pytest.fixture(params=["changelog-only", "snapshots"])
 def worker_factory(request: pytest.FixtureRequest, worker_factory: Any) -> Any:
-    """Every fault test runs twice: without local snapshots (every restore reads the
+    """Every fault test runs without local snapshots (every restore reads the
     whole changelog) and with them (`--state-dir`, one per worker, kept across its
     restarts: a kill may fall between a commit and its snapshot write)."""
     if request.param == "changelog-only":
@@ -56,11 +57,16 @@ def worker_factory(request: pytest.FixtureRequest, worker_factory: Any) -> Any:
     return make
 
 
-@pytest.fixture
-def setup_topics(create_topic: Any, kafka_bootstrap: str) -> Any:
+@pytest.fixture(params=[FAST_POLICY, FAST_GOALS_POLICY], ids=["plans", "goals"])
+def setup_topics(create_topic: Any, kafka_bootstrap: str, request: pytest.FixtureRequest) -> Any:
+    """Every fault test also runs on two policies (so four times in all, with the store
+    variants above): on the plan x priority policy, and on the same
+    timings as a goal policy measuring every built-in metric (resolution, periodic
+    update, requester wait and agent work beside first response and follow-up)."""
+
     async def make(partitions: int) -> Setup:
         names = [await create_topic(partitions=partitions) for _ in range(4)]
-        return Setup(kafka_bootstrap, *names, partitions=partitions)
+        return Setup(kafka_bootstrap, *names, partitions=partitions, policy=request.param)
 
     return make
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
 from worker.core.engine import Engine
 from worker.core.policy import Policy
 from worker.core.state_codec import StateFormatError, dump_ticket, load_ticket, running_timers
+from worker.presets import presets_text
 from worker.replay import Replay
 from worker.traffic import synthetic_stream
 
@@ -112,3 +116,93 @@ def test_the_policy_version_is_stored_and_state_without_it_gets_the_one_in_force
     assert engine.refresh(load_ticket(stored)).policy_version == "v1"
     del stored["pv"]  # stored before versions were recorded: the one at its last event
     assert engine.refresh(load_ticket(stored)).policy_version == "v2"
+
+
+STATE_V1 = Path(__file__).parent.parent / "data" / "state-v1"
+
+
+def test_state_written_by_the_previous_release_is_timed_on_exactly(presets: Policy) -> None:
+    """An upgrade in place: this version restores the changelog of the release before
+    goal policies (format 1) and publishes, byte for byte, what that release did."""
+    published: list[str] = []
+    replay = Replay(
+        Engine(presets),
+        lambda e: published.append(e.model_dump_json()),
+        print,
+        on_finished=lambda f: published.append(f.model_dump_json()),
+    )
+    for line in (STATE_V1 / "tickets.jsonl").read_text().splitlines():
+        stored = json.loads(line)
+        assert stored["v"] == 1
+        ticket = replay.engine.refresh(load_ticket(stored))
+        assert dump_ticket(ticket) == stored  # and it is written back as format 1
+        replay.restore(ticket)
+    lines, _ = synthetic_stream(4_000, 400, seed=5, customers=30)
+    for number, line in enumerate(lines[1_800:], start=1_801):
+        replay.feed_line(number, line)
+    replay.finish(datetime.fromisoformat("2026-12-31T00:00:00+00:00"))
+    assert published == (STATE_V1 / "expected-outputs.jsonl").read_text().splitlines()
+
+
+GOAL_POLICY = Policy.from_mapping(
+    {
+        **yaml.safe_load(presets_text()),
+        "goals": [
+            {
+                "name": "vip",
+                "when": {"plan": "vip", "priority": [1, 2, 3]},
+                "calendar": {
+                    "by": "group",
+                    "map": {"a": "cet-business", "b": "24x7"},
+                    "default": "sk-business",
+                },
+                "targets": {
+                    "first_response": "PT2H",
+                    "follow_up": "PT8H",
+                    "resolution": "PT24H",
+                    "periodic_update": "PT8H",
+                    "requester_wait": "PT16H",
+                    "agent_work": "PT8H",
+                },
+            }
+        ],
+    }
+)
+
+
+def goal_stream(events: int, tickets: int, seed: int) -> list[bytes]:
+    """The synthetic stream, with a group move beside every other priority change."""
+    lines, _ = synthetic_stream(events, tickets, seed=seed)
+    out: list[bytes] = []
+    for number, line in enumerate(lines):
+        out.append(line)
+        event = json.loads(line)
+        if event["type"] == "priority-changed" and number % 2:
+            moved = {**event, "event_id": f"{event['event_id']}-g", "type": "ticket-updated"}
+            del moved["priority"]
+            moved["group"] = "ab"[number % 4 // 2]
+            out.append(json.dumps(moved).encode())
+    return out
+
+
+def test_goal_tickets_round_trip_as_format_2_and_resume_identically() -> None:
+    lines = goal_stream(20_000, 2_000, seed=5)
+    whole: list[str] = []
+    Replay(Engine(GOAL_POLICY), lambda e: whole.append(e.model_dump_json()), print).feed(lines)
+    assert any('"goal":"vip"' in line for line in whole)
+
+    resumed: list[str] = []
+    first = Replay(Engine(GOAL_POLICY), lambda e: resumed.append(e.model_dump_json()), print)
+    first.feed(lines[:9_000])
+    stored = {k: json.dumps(dump_ticket(t)) for k, t in first.tickets.items()}
+    assert all(json.loads(data)["v"] == 2 for data in stored.values())
+    for ticket in first.tickets.values():
+        restored = load_ticket(json.loads(json.dumps(dump_ticket(ticket))))
+        assert Engine(GOAL_POLICY).refresh(restored) == ticket
+
+    second = Replay(Engine(GOAL_POLICY), lambda e: resumed.append(e.model_dump_json()), print)
+    for data in stored.values():
+        second.restore(second.engine.refresh(load_ticket(json.loads(data))))
+    for number, line in enumerate(lines[9_000:], start=9_001):
+        second.feed_line(number, line)
+    assert resumed == whole and len(whole) > 100

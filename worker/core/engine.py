@@ -32,10 +32,14 @@ from worker.core.events import (
     Status,
     StatusChanged,
     TicketCreated,
+    TicketUpdated,
     emission_id,
 )
+from worker.core.goals import GoalTarget, match
+from worker.core.metrics import MetricDef
 from worker.core.policy import Plan, Policy, Target
 from worker.core.reasons import Reason
+from worker.core.timers import Timer
 
 _STOP_STATUSES: frozenset[Status] = frozenset({"solved", "closed"})
 
@@ -132,6 +136,19 @@ class Ticket:
     # The policy version in force when the ticket was created: it judges the ticket for
     # its whole life. "" when not known (state stored before versions were recorded).
     policy_version: str
+    # Attributes that goals and calendar maps read (docs/semantics.md, "Goals"). Empty
+    # containers are None: most tickets have none, and a ticket's size is replay's memory.
+    stage: str
+    group: str | None
+    channel: str | None
+    tags: tuple[str, ...]
+    fields: dict[str, str] | None
+    # A goal policy's state: the index of the goal the ticket matches (-1: none), its
+    # running timers, the last cycle of each metric started, the metrics met once.
+    goal: int
+    timers: list[Timer] | None
+    cycles: dict[str, int] | None
+    met: dict[str, None] | None
 
     def __init__(
         self,
@@ -151,6 +168,15 @@ class Ticket:
         due: datetime | None = None,
         customer_id: str | None = None,
         policy_version: str = "",
+        stage: str = "ga",
+        group: str | None = None,
+        channel: str | None = None,
+        tags: tuple[str, ...] = (),
+        fields: dict[str, str] | None = None,
+        goal: int = -1,
+        timers: list[Timer] | None = None,
+        cycles: dict[str, int] | None = None,
+        met: dict[str, None] | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.plan = plan
@@ -168,6 +194,15 @@ class Ticket:
         self.due = due
         self.customer_id = customer_id
         self.policy_version = policy_version
+        self.stage = stage
+        self.group = group
+        self.channel = channel
+        self.tags = tags
+        self.fields = fields
+        self.goal = goal
+        self.timers = timers
+        self.cycles = cycles
+        self.met = met
 
     @property
     def paused(self) -> bool:
@@ -212,6 +247,7 @@ class TimerFinished:
     calendar: Final[str]
     deadline: Final[datetime | None]
     policy_version: Final[str]
+    goal: Final[str | None]  # the goal's name where the policy names goals
 
     def __init__(
         self,
@@ -230,6 +266,7 @@ class TimerFinished:
         calendar: str,
         deadline: datetime | None,
         policy_version: str,
+        goal: str | None = None,
     ) -> None:
         self.ticket_id = ticket_id
         self.customer_id = customer_id
@@ -246,6 +283,7 @@ class TimerFinished:
         self.calendar = calendar
         self.deadline = deadline
         self.policy_version = policy_version
+        self.goal = goal
 
 
 def finished_record(finished: TimerFinished) -> SlaTimerFinished:
@@ -273,6 +311,8 @@ def finished_record(finished: TimerFinished) -> SlaTimerFinished:
     }
     if finished.customer_id is not None:
         fields["customer_id"] = finished.customer_id
+    if finished.goal is not None:
+        fields["goal"] = finished.goal
     return SlaTimerFinished(**fields)
 
 
@@ -295,14 +335,16 @@ class Applied:
 class TimerView:
     """A running timer as the HTTP API and the replay summary report it."""
 
-    metric: Metric
+    metric: str
     cycle: int
     started_at: datetime
-    target: Target
+    target: Target | GoalTarget
     deadline: datetime | None
     elapsed: timedelta
     paused: bool
     breached: bool
+    calendar: str  # the calendar it runs on now (a goal's may follow the ticket's group)
+    goal: str | None = None  # the goal judging it, where the policy names goals
 
 
 class Engine:
@@ -322,6 +364,14 @@ class Engine:
         self._versions: dict[str, Policy] = {v.version: v for v in policy.history()}
         # A single policy judges every ticket: no lookup on the hot path.
         self._single: Policy | None = None if policy.versions else policy
+        self._single_goals = bool(policy.goals) and not policy.versions
+
+    def _goals_at(self, at: datetime) -> bool:
+        """Does the policy in force at `at` have goals (a ticket created then runs on the
+        goal path, and carries `timers` for its life)?"""
+        if self._single is not None:
+            return self._single_goals
+        return bool(self.policy.at(at).goals)
 
     def policy_of(self, ticket: Ticket) -> Policy:
         """The policy version that judges `ticket`: the one it was created under."""
@@ -338,7 +388,12 @@ class Engine:
         state once event time passes its last event plus the retention: no timer of it
         can run again, and events for it are judged as for a ticket never seen."""
         retention = self.retention
-        return retention is not None and ticket.finished and at > ticket.last_event_at + retention
+        return (
+            retention is not None
+            and ticket.finished
+            and at > ticket.last_event_at + retention
+            and not ticket.timers  # a reopened ticket of a goal policy may run timers again
+        )
 
     # --- the three entry points ---------------------------------------------------------
 
@@ -372,7 +427,8 @@ class Engine:
                 raise Rejected(
                     Reason.UNKNOWN_TICKET, f"ticket {event.ticket_id!r} has no ticket-created event"
                 )
-            self._plan_and_priority(event)
+            if not self._goals_at(event.occurred_at):
+                self._plan_and_priority(event)  # goals accept every plan and priority
             return False
         if event.event_id in ticket.seen:
             return True
@@ -385,6 +441,8 @@ class Engine:
                 f"occurred_at {at.isoformat()} precedes this ticket's last event at "
                 f"{ticket.last_event_at.isoformat()}",
             )
+        if ticket.timers is not None:
+            return False  # goals accept every plan and priority (none may match)
         plan = self.policy_of(ticket).plans.get(ticket.plan)
         if plan is None:
             raise Rejected(
@@ -422,11 +480,16 @@ class Engine:
             ticket = None
         if ticket is None:
             assert type(event) is TicketCreated
+            if self._goals_at(at):
+                ticket, created = self._create_on_goals(event, at)
+                return Applied(ticket, created)
             ticket = self._create(event, at)
             ticket.due = self._next_due(ticket)
             return Applied(ticket, [])
         if duplicate:
             return Applied(ticket, [], duplicate=True)
+        if ticket.timers is not None:  # created under a goal policy
+            return Applied(ticket, self._apply_on_goals(ticket, event, at))
 
         emissions = self._fire(ticket, at, inclusive=False) if _before(ticket.due, at) else []
         seen = ticket.seen
@@ -456,6 +519,8 @@ class Engine:
                 changed = False
         elif type(event) is PriorityChanged:
             ticket.priority = event.priority
+        if type(event) is TicketUpdated:
+            _update_attributes(ticket, event)  # no plan x priority target depends on them
         if changed:
             ticket.due = self._next_due(ticket)
         return Applied(ticket, emissions)
@@ -478,6 +543,11 @@ class Engine:
         removed) is judged from now on by the version in force at its last event."""
         if ticket.policy_version not in self._versions:
             ticket.policy_version = self.policy.at(ticket.last_event_at).version
+        if ticket.timers is not None:
+            # The policy may have changed since: the goal is matched again, and a running
+            # timer whose calendar changed with it runs on the new one from its last event.
+            ticket.goal = match(self.policy_of(ticket).goals, ticket)
+            self._resegment(ticket, ticket.last_event_at)
         ticket.due = self._next_due(ticket)
         return ticket
 
@@ -487,6 +557,8 @@ class Engine:
         The same as the first element of `_pending` per clock, without building the
         list: this runs after most changes to a ticket.
         """
+        if ticket.timers is not None:
+            return self._refresh_dues(ticket)
         due: datetime | None = None
         for clock in (ticket.first_response, ticket.follow_up):
             if clock is None or clock.breached:
@@ -506,6 +578,8 @@ class Engine:
 
     def timers(self, ticket: Ticket, now: datetime) -> list[TimerView]:
         """The ticket's measured timers as of `now` (for the API and summaries)."""
+        if ticket.timers is not None:
+            return self._goal_views(ticket, now.astimezone(UTC))
         views = []
         for clock in ticket.clocks():
             target = self._target(ticket, clock.metric)
@@ -521,6 +595,7 @@ class Engine:
                     self._elapsed(ticket, clock, target, now.astimezone(UTC)),
                     ticket.paused,
                     clock.breached,
+                    target.calendar.name,
                 )
             )
         return views
@@ -665,6 +740,8 @@ class Engine:
         """Emit each clock's points due by `now` (at `now` too if `inclusive`), and
         refresh `ticket.due`: the first point of each clock that is not due is what
         `_next_due` would compute, so the cache comes without a second calculation."""
+        if ticket.timers is not None:
+            return self._goal_fire(ticket, now, inclusive)
         emissions: list[Emission] = []
         due: datetime | None = None
         for clock in ticket.clocks():
@@ -761,3 +838,384 @@ class Engine:
         if start < now:
             total += calendar.elapsed(start, now)
         return total
+
+    # --- the goal path (a policy with `goals:`) ------------------------------------------
+    #
+    # Metrics are data (`worker.core.metrics`): each event becomes one or more *signals*,
+    # and each metric's start / stop / reset sets say what they do to its timer. Targets
+    # come from the first goal the ticket's attributes match; timers bank business time
+    # per stretch (`worker.core.timers`), so a goal or calendar change keeps what ran.
+
+    def _create_on_goals(self, event: TicketCreated, at: datetime) -> tuple[Ticket, list[Emission]]:
+        policy = self.policy.at(at)
+        ticket = Ticket(
+            ticket_id=event.ticket_id,
+            plan=event.plan,
+            priority=policy.default_priority if event.priority is None else event.priority,
+            exempt=False,
+            last_event_at=at,
+            seen={event.event_id: None},
+            customer_id=event.customer_id,
+            policy_version=policy.version,
+            stage=event.product_stage,
+            group=event.group,
+            channel=event.channel,
+            tags=tuple(event.tags),
+            fields=dict(event.fields) if event.fields else None,
+            timers=[],
+        )
+        ticket.goal = match(policy.goals, ticket)
+        emissions: list[Emission] = []
+        self._signal(policy, ticket, "created", "ticket-created", at, emissions)
+        ticket.due = self._goal_due(ticket)
+        return ticket, emissions
+
+    def _apply_on_goals(self, ticket: Ticket, event: InboundEvent, at: datetime) -> list[Emission]:
+        """Apply an event to a goal policy's ticket (checked, not a duplicate)."""
+        emissions = self._goal_fire(ticket, at, False) if _before(ticket.due, at) else []
+        seen = ticket.seen
+        seen[event.event_id] = None
+        if len(seen) > SEEN_LIMIT:
+            del seen[next(iter(seen))]
+        ticket.last_event_at = at
+        policy = self.policy_of(ticket)
+        closed = ticket.status == "closed"  # final: attributes still change, timers don't
+        signals: list[str] = []
+        by: str = event.type
+        if type(event) is ReplySent:
+            by = "reply"
+            signals.append(f"reply:{event.author}:{'public' if event.public else 'internal'}")
+        elif type(event) is StatusChanged and not closed:  # a closed ticket stays closed
+            before, status = ticket.status, event.status
+            ticket.status = by = status
+            signals.append(f"status:{before}>{status}")
+            if status == "solved" or status == "closed":
+                ticket.finished = True
+        elif type(event) is PriorityChanged:
+            ticket.priority = event.priority
+            signals.append("priority")
+        elif type(event) is TicketUpdated:
+            signals += [f"updated:{name}" for name in _update_attributes(ticket, event)]
+        attributes = type(event) is PriorityChanged or type(event) is TicketUpdated
+        if attributes:
+            ticket.goal = match(policy.goals, ticket)
+            if not closed:
+                self._resegment(ticket, at)
+        if not closed:
+            for signal in signals:
+                self._signal(policy, ticket, signal, by, at, emissions)
+            if type(event) is StatusChanged:
+                # After the stops: a timer stopped by this status is not resumed first.
+                self._pause_or_resume(policy, ticket, at)
+            if ticket.status == "closed":
+                for timer in list(ticket.timers or ()):
+                    self._stop_timer(policy, ticket, timer, at, "closed", emissions)
+        # A new goal may change every timer's points; otherwise each change above
+        # refreshed the due instant of the timer it changed.
+        ticket.due = self._refresh_dues(ticket) if attributes else self._goal_due(ticket)
+        if _before(ticket.due, at):  # a new goal's target already elapsed: fire at once
+            emissions += self._goal_fire(ticket, at, False)
+        return emissions
+
+    def _signal(
+        self,
+        policy: Policy,
+        ticket: Ticket,
+        signal: str,
+        by: str,
+        at: datetime,
+        emissions: list[Emission],
+    ) -> None:
+        """What one signal does to each metric it concerns: stop, reset or start its timer."""
+        timers = ticket.timers
+        assert timers is not None
+        for metric in policy.by_signal.get(signal, ()):
+            running = None
+            for timer in timers:
+                if timer.metric == metric.name:
+                    running = timer
+                    break
+            if running is not None:
+                if signal in metric.stop:
+                    self._stop_timer(policy, ticket, running, at, by, emissions)
+                elif signal in metric.reset:
+                    self._stop_timer(policy, ticket, running, at, by, emissions)
+                    self._start_timer(policy, ticket, metric, at)
+            elif (
+                signal in metric.start
+                and ticket.status != "closed"
+                and ticket.status != "solved"  # a comment on a solved ticket starts nothing
+                and (metric.reopens or not ticket.finished)
+                and (metric.after is None or metric.after in (ticket.met or ()))
+            ):
+                self._start_timer(policy, ticket, metric, at)
+
+    def _start_timer(self, policy: Policy, ticket: Ticket, metric: MetricDef, at: datetime) -> None:
+        cycles = ticket.cycles
+        if cycles is None:
+            cycles = ticket.cycles = {}
+        name = metric.name
+        cycle = cycles.get(name, 0) + 1
+        cycles[name] = cycle
+        timer = Timer(name, cycle, at)
+        if ticket.status not in metric.pause:
+            timer.run(at, self._calendar_name(ticket, name))
+        self._timer_due(ticket, timer, policy)
+        assert ticket.timers is not None
+        ticket.timers.append(timer)
+
+    def _stop_timer(
+        self,
+        policy: Policy,
+        ticket: Ticket,
+        timer: Timer,
+        at: datetime,
+        by: str,
+        emissions: list[Emission],
+    ) -> None:
+        assert ticket.timers is not None
+        ticket.timers.remove(timer)
+        met = ticket.met
+        if met is None:
+            met = ticket.met = {}
+        met[timer.metric] = None
+        target = self._goal_target(ticket, timer.metric)
+        if target is None:
+            return  # not measured: no goal's target applies now
+        calendars = policy.calendars
+        measure = self.measure
+        emissions.append(
+            TimerFinished(
+                ticket.ticket_id,
+                ticket.customer_id,
+                ticket.plan,
+                ticket.priority,
+                timer.metric,  # type: ignore[arg-type]  # goal metrics are any name
+                timer.cycle,
+                timer.started_at,
+                at,
+                by,
+                not timer.breached,
+                timer.elapsed(at, calendars) if measure else None,
+                target.duration,
+                target.calendar_for(ticket).name,
+                timer.instant_at(target.duration, calendars) if measure else None,
+                policy.version,
+                self._goal_name(ticket),
+            )
+        )
+
+    def _pause_or_resume(self, policy: Policy, ticket: Ticket, at: datetime) -> None:
+        """After a status change: pause the timers whose metric pauses in it, resume the
+        others (one pausing status to another stays one pause)."""
+        for timer in ticket.timers or ():
+            paused = ticket.status in policy.pauses.get(timer.metric, policy.pause_statuses)
+            if timer.running and paused:
+                timer.halt(at, policy.calendars)
+                self._timer_due(ticket, timer, policy)
+            elif not timer.running and not paused:
+                timer.run(at, self._calendar_name(ticket, timer.metric))
+                self._timer_due(ticket, timer, policy)
+
+    def _resegment(self, ticket: Ticket, at: datetime) -> None:
+        """A running timer whose calendar changed (a new goal, a group in another time
+        zone) banks what ran on the old one and runs on the new one from `at`."""
+        calendars = self.policy_of(ticket).calendars
+        for timer in ticket.timers or ():
+            name = self._calendar_name(ticket, timer.metric)
+            if name:
+                timer.measure_on(name, calendars)  # stretches run while no target applied
+            if not timer.running:
+                continue
+            last = timer.segments[-1]
+            if last.calendar != name:
+                if last.start == at:
+                    last.calendar = name  # nothing ran yet: no empty stretch to keep
+                else:
+                    timer.halt(at, calendars)
+                    timer.run(at, name)
+
+    def _goal_target(self, ticket: Ticket, metric: str) -> GoalTarget | None:
+        goal = ticket.goal
+        if goal < 0:
+            return None
+        goals = self.policy_of(ticket).goals
+        if goal >= len(goals):
+            return None  # stored state matched against an older policy: see refresh
+        return goals[goal].targets.get(metric)
+
+    def goal_of(self, ticket: Ticket) -> str | None:
+        """The name of the goal that judges `ticket` now (None: a plan x priority policy,
+        an unnamed goal, or no goal matches)."""
+        return None if ticket.timers is None else self._goal_name(ticket)
+
+    def _goal_name(self, ticket: Ticket) -> str | None:
+        goal = ticket.goal
+        goals = self.policy_of(ticket).goals
+        return goals[goal].name if 0 <= goal < len(goals) else None
+
+    def _calendar_name(self, ticket: Ticket, metric: str) -> str:
+        target = self._goal_target(ticket, metric)
+        return "" if target is None else target.calendar_for(ticket).name
+
+    def _goal_points(
+        self, ticket: Ticket, timer: Timer
+    ) -> list[tuple[float | None, timedelta, GoalTarget]]:
+        target = self._goal_target(ticket, timer.metric)
+        if target is None or timer.breached:
+            return []
+        points: list[tuple[float | None, timedelta, GoalTarget]] = [
+            (fraction, amount, target)
+            for fraction, amount in zip(target.warnings, target.warning_amounts, strict=True)
+            if fraction not in timer.warned
+        ]
+        points.append((None, target.duration, target))
+        return points
+
+    def _timer_due(self, ticket: Ticket, timer: Timer, policy: Policy) -> None:
+        """Refresh the timer's cached due instant: its first point not yet emitted."""
+        due: datetime | None = None
+        target = self._goal_target(ticket, timer.metric)
+        if target is not None and not timer.breached:
+            amount = target.duration
+            for i, fraction in enumerate(target.warnings):
+                if fraction not in timer.warned:
+                    amount = target.warning_amounts[i]
+                    break
+            due = timer.instant_at(amount, policy.calendars)
+        timer.due = due
+
+    def _refresh_dues(self, ticket: Ticket) -> datetime | None:
+        """Refresh every timer's due instant; the earliest."""
+        policy = self.policy_of(ticket)
+        for timer in ticket.timers or ():
+            self._timer_due(ticket, timer, policy)
+        return self._goal_due(ticket)
+
+    def _goal_due(self, ticket: Ticket) -> datetime | None:
+        """The earliest of the timers' cached due instants."""
+        due: datetime | None = None
+        for timer in ticket.timers or ():
+            instant = timer.due
+            if instant is not None and (due is None or instant < due):
+                due = instant
+        return due
+
+    def _goal_fire(self, ticket: Ticket, now: datetime, inclusive: bool) -> list[Emission]:
+        policy = self.policy_of(ticket)
+        emissions: list[Emission] = []
+        due: datetime | None = None
+        for timer in ticket.timers or ():
+            pending = timer.due
+            if pending is None or pending > now or (pending == now and not inclusive):
+                if pending is not None and (due is None or pending < due):
+                    due = pending
+                continue  # its first point is not due: nothing later is either
+            timer.due = None
+            for threshold, amount, target in self._goal_points(ticket, timer):
+                instant = timer.instant_at(amount, policy.calendars)
+                if instant is None or instant > now or (instant == now and not inclusive):
+                    timer.due = instant
+                    if instant is not None and (due is None or instant < due):
+                        due = instant
+                    break
+                emissions.append(self._goal_emit(policy, ticket, timer, target, threshold, instant))
+        ticket.due = due
+        return emissions
+
+    def _goal_emit(
+        self,
+        policy: Policy,
+        ticket: Ticket,
+        timer: Timer,
+        target: GoalTarget,
+        threshold: float | None,
+        due_at: datetime,
+    ) -> SlaEvent:
+        common: dict[str, Any] = {
+            "ticket_id": ticket.ticket_id,
+            "plan": ticket.plan,
+            "priority": ticket.priority,
+            "metric": timer.metric,
+            "cycle": timer.cycle,
+            "started_at": timer.started_at,
+            "due_at": due_at,
+            "deadline": due_at
+            if threshold is None
+            else timer.instant_at(target.duration, policy.calendars),
+            "target": target.duration,
+            "calendar": target.calendar_for(ticket).name,
+            "policy_version": policy.version,
+        }
+        if ticket.customer_id is not None:
+            common["customer_id"] = ticket.customer_id
+        goal = self._goal_name(ticket)
+        if goal is not None:
+            common["goal"] = goal
+        if threshold is None:
+            timer.breached = True
+            return SlaBreach(
+                event_id=emission_id(ticket.ticket_id, timer.metric, timer.cycle, "breach"),
+                type="sla-breach",
+                **common,
+            )
+        timer.warned.append(threshold)
+        return SlaWarning(
+            event_id=emission_id(
+                ticket.ticket_id, timer.metric, timer.cycle, f"warning@{threshold}"
+            ),
+            type="sla-warning",
+            threshold=threshold,
+            **common,
+        )
+
+    def _goal_views(self, ticket: Ticket, now: datetime) -> list[TimerView]:
+        calendars = self.policy_of(ticket).calendars
+        views = []
+        for timer in ticket.timers or ():
+            target = self._goal_target(ticket, timer.metric)
+            if target is None:
+                continue
+            views.append(
+                TimerView(
+                    timer.metric,
+                    timer.cycle,
+                    timer.started_at,
+                    target,
+                    timer.instant_at(target.duration, calendars),
+                    timer.elapsed(now, calendars),
+                    not timer.running,
+                    timer.breached,
+                    target.calendar_for(ticket).name,
+                    self._goal_name(ticket),
+                )
+            )
+        return views
+
+
+def _update_attributes(ticket: Ticket, event: TicketUpdated) -> list[str]:
+    """Apply a `ticket-updated`; the names of the attributes that really changed."""
+    changed: list[str] = []
+    if event.group is not None and event.group != ticket.group:
+        ticket.group = event.group
+        changed.append("group")
+    if event.tags is not None and tuple(event.tags) != ticket.tags:
+        ticket.tags = tuple(event.tags)
+        changed.append("tags")
+    if event.channel is not None and event.channel != ticket.channel:
+        ticket.channel = event.channel
+        changed.append("channel")
+    if event.customer_id is not None and event.customer_id != ticket.customer_id:
+        ticket.customer_id = event.customer_id
+        changed.append("customer")
+    if event.fields:
+        values = dict(ticket.fields or {})
+        for name, value in event.fields.items():
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = value
+        if values != (ticket.fields or {}):
+            ticket.fields = values or None
+            changed.append("fields")
+    return changed

@@ -98,6 +98,16 @@ class TicketCreated(_Inbound):
         description="The customer (account or organisation) the ticket belongs to; carried "
         "into every warning, breach and finished-timer record of the ticket.",
     )
+    group: _Identifier | None = Field(
+        default=None, description="The team the ticket is assigned to (goal conditions)."
+    )
+    channel: _Identifier | None = Field(
+        default=None, description="Where the ticket came from, e.g. 'email' (goal conditions)."
+    )
+    tags: list[_Identifier] = Field(default_factory=list, description="The ticket's tags.")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Custom fields, name to value (goal conditions)."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=_INBOUND_CONFIG)
@@ -125,8 +135,28 @@ class StatusChanged(_Inbound):
     status: Status
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, config=_INBOUND_CONFIG)
+class TicketUpdated(_Inbound):
+    """Attributes that choose the ticket's goal or calendar changed (absent: unchanged).
+
+    Running timers keep their start and elapsed business time and are judged by the goal
+    the new attributes match from then on (docs/semantics.md, "Goals").
+    """
+
+    type: Literal["ticket-updated"]
+    group: _Identifier | None = Field(default=None, description="The new group.")
+    channel: _Identifier | None = Field(default=None, description="The new channel.")
+    customer_id: _Identifier | None = Field(default=None, description="The new customer.")
+    tags: list[_Identifier] | None = Field(
+        default=None, description="The ticket's tags, all of them (replaces the old set)."
+    )
+    fields: dict[str, str | None] | None = Field(
+        default=None, description="Custom fields that changed; null removes one."
+    )
+
+
 InboundEvent = Annotated[
-    TicketCreated | ReplySent | PriorityChanged | StatusChanged,
+    TicketCreated | ReplySent | PriorityChanged | StatusChanged | TicketUpdated,
     Field(discriminator="type"),
 ]
 INBOUND_TYPES: tuple[str, ...] = (
@@ -134,6 +164,7 @@ INBOUND_TYPES: tuple[str, ...] = (
     "reply-sent",
     "priority-changed",
     "status-changed",
+    "ticket-updated",
 )
 
 # String values (event and ticket ids, mostly unique) are not interned while parsing:
@@ -238,6 +269,27 @@ _CustomerId = Annotated[
 ]
 
 
+# Written only when the policy names goals (like `customer_id`): outputs under a plan x
+# priority policy stay byte for byte what they were before goals existed.
+_GoalName = Annotated[
+    str | None,
+    Field(
+        default=None,
+        exclude_if=_absent,
+        description="The goal that judged the timer; absent under a plan x priority policy.",
+        json_schema_extra=_no_default,
+    ),
+    WithJsonSchema({"type": "string"}),
+]
+_MetricName = Annotated[
+    str,
+    Field(
+        description="first_response, follow_up, resolution, periodic_update, "
+        "requester_wait, agent_work, or a metric the policy defines."
+    ),
+]
+
+
 class _Outbound(BaseModel):
     # Every field is always present in the JSON we write, defaults included.
     model_config = ConfigDict(
@@ -250,8 +302,9 @@ class _Outbound(BaseModel):
     customer_id: _CustomerId = None
     plan: str
     priority: int
-    metric: Metric
-    cycle: int = Field(ge=1, description="1 for first_response; follow-up cycles count from 1.")
+    goal: _GoalName = None
+    metric: _MetricName
+    cycle: int = Field(ge=1, description="Counts the metric's timers of the ticket from 1.")
     started_at: datetime = Field(description="When the timer started (UTC).")
     due_at: datetime = Field(
         description="The instant the warning point or deadline was reached (UTC), even when "
@@ -301,16 +354,18 @@ class SlaTimerFinished(BaseModel):
     customer_id: _CustomerId = None
     plan: str
     priority: int = Field(description="The ticket's priority when the timer finished.")
-    metric: Metric
-    cycle: int = Field(ge=1, description="1 for first_response; follow-up cycles count from 1.")
+    goal: _GoalName = None
+    metric: _MetricName
+    cycle: int = Field(ge=1, description="Counts the metric's timers of the ticket from 1.")
     result: Literal["met", "breached"] = Field(
         description="met: stopped before its deadline (a reply exactly at it meets it); "
         "breached: a breach was emitted for this timer before it stopped."
     )
     started_at: datetime = Field(description="When the timer started (UTC).")
     finished_at: datetime = Field(description="When it stopped (UTC).")
-    finished_by: Literal["reply", "solved", "closed"] = Field(
-        description="What stopped it: a public agent reply, or the ticket's status."
+    finished_by: str = Field(
+        description="What stopped it: 'reply' (a reply), a status ('solved', 'closed', ...), "
+        "'ticket-created', 'priority-changed' or 'ticket-updated'."
     )
     business_time: timedelta = Field(
         description="Time the timer ran, on its calendar and without paused time, ISO 8601."

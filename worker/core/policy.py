@@ -24,7 +24,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
 )
@@ -33,6 +35,9 @@ from worker.core.calendar import Calendar, CalendarError, CalendarSpec
 from worker.core.durations import parse_duration
 from worker.core.errors import SlaWorkerError
 from worker.core.events import METRICS, Metric, ProductStage, Status
+from worker.core.goal_policy import build_goals
+from worker.core.goals import Goal, GoalSpec
+from worker.core.metrics import MetricDef, MetricSpec, index_signals
 
 Duration = Annotated[
     timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)
@@ -76,11 +81,27 @@ class PolicySpec(_Spec):
     warnings: list[float] = Field(default_factory=lambda: list(DEFAULT_WARNINGS))
     pause_statuses: list[PauseStatus] = Field(default_factory=lambda: list(_DEFAULT_PAUSE))
     plans: dict[str, PlanSpec] = Field(min_length=1)
+    metrics: dict[str, MetricSpec] = Field(
+        default_factory=dict, description="Metrics defined by this policy, beside the built-in."
+    )
+    goals: list[GoalSpec] = Field(
+        default_factory=list, description="Ordered; the first that matches a ticket applies."
+    )
+    default_priority: int = Field(
+        default=3, ge=1, description="Goal policies: the priority of a ticket created without."
+    )
 
     @field_validator("warnings")
     @classmethod
     def _valid_warnings(cls, value: list[float]) -> list[float]:
         return _thresholds(value)
+
+
+class GoalPolicySpec(PolicySpec):
+    """A policy with `goals:`; its `plans:` (optional) expand to goals after them."""
+
+    plans: dict[str, PlanSpec] = Field(default_factory=dict)
+    goals: list[GoalSpec] = Field(min_length=1)
 
 
 class VersionSpec(PolicySpec):
@@ -92,8 +113,29 @@ class VersionSpec(PolicySpec):
     )
 
 
+class GoalVersionSpec(VersionSpec):
+    """A version with `goals:` (its `plans:` optional, as in `GoalPolicySpec`)."""
+
+    plans: dict[str, PlanSpec] = Field(default_factory=dict)
+    goals: list[GoalSpec] = Field(min_length=1)
+
+
+def _version_kind(value: Any) -> str:
+    return _GOALS_TAG if isinstance(value, dict) and "goals" in value else _PLANS_TAG
+
+
+# Tags of the two kinds of version; not part of any path an error names (see
+# `_pydantic_issues`).
+_PLANS_TAG, _GOALS_TAG = "<plans>", "<goals>"
+
+
 class HistorySpec(_Spec):
-    versions: list[VersionSpec] = Field(min_length=1)
+    versions: list[
+        Annotated[
+            Annotated[VersionSpec, Tag(_PLANS_TAG)] | Annotated[GoalVersionSpec, Tag(_GOALS_TAG)],
+            Discriminator(_version_kind),
+        ]
+    ] = Field(min_length=1)
 
 
 def _thresholds(values: list[float]) -> list[float]:
@@ -150,6 +192,16 @@ class Policy:
     # Every version of the file, oldest first (this one last); empty for a file that is a
     # single policy. Read-only.
     versions: tuple[Policy, ...] = ()
+    # A goal policy (non-empty `goals`) runs every metric on the engine's goal path; a
+    # plan x priority policy has none and runs on the plan path, exactly as before goals.
+    goals: tuple[Goal, ...] = ()
+    metrics: tuple[MetricDef, ...] = ()  # the metrics the goals use, in definition order
+    # The metrics each signal concerns (start, stop or reset), in definition order: the
+    # engine looks an event's signal up once instead of asking every metric. Read-only.
+    by_signal: dict[str, tuple[MetricDef, ...]] = field(default_factory=dict)
+    pauses: dict[str, frozenset[Status]] = field(default_factory=dict)  # metric -> statuses
+    calendars: dict[str, Calendar] = field(default_factory=dict)  # read-only
+    default_priority: int = 3
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:
@@ -158,7 +210,8 @@ class Policy:
         if isinstance(data, dict) and "versions" in data:
             return _build_history(data, source)
         try:
-            spec = PolicySpec.model_validate(data)
+            kind = GoalPolicySpec if isinstance(data, dict) and "goals" in data else PolicySpec
+            spec = kind.model_validate(data)
         except ValidationError as exc:
             raise PolicyError(source, _pydantic_issues(exc)) from None
         return _build(spec, source)
@@ -188,18 +241,32 @@ _BEGINNING = datetime.min.replace(tzinfo=UTC)
 
 
 class PolicyError(SlaWorkerError, ValueError):
-    """A policy file that cannot be used; lists every problem as `path: message`."""
+    """A policy file that cannot be used; lists every problem as `path: message`.
 
-    def __init__(self, source: str, issues: list[str]) -> None:
+    `lines`: the file's line of each issue where the reader knows it (None: unknown);
+    `with_lines()` shows them, as `policies validate` does."""
+
+    def __init__(
+        self, source: str, issues: list[str], lines: list[int | None] | None = None
+    ) -> None:
         self.source = source
         self.issues = issues
+        self.lines = lines or [None] * len(issues)
         super().__init__("\n".join(f"{source}: {issue}" for issue in issues))
+
+    def with_lines(self) -> str:
+        """Every problem as `source: path: message (line N)`."""
+        return "\n".join(
+            f"{self.source}: {issue}" + ("" if line is None else f" (line {line})")
+            for issue, line in zip(self.issues, self.lines, strict=True)
+        )
 
 
 def _pydantic_issues(exc: ValidationError) -> list[str]:
     issues = []
     for error in exc.errors(include_url=False):
-        path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        parts = [str(part) for part in error["loc"] if part not in (_PLANS_TAG, _GOALS_TAG)]
+        path = ".".join(parts) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "required"
@@ -246,14 +313,25 @@ def _build(spec: PolicySpec, source: str) -> Policy:
         plans[plan_name] = Plan(
             plan_name, plan.default_priority, targets, frozenset(plan.exempt_stages)
         )
+    goals: tuple[Goal, ...] = ()
+    metrics: tuple[MetricDef, ...] = ()
+    pause_statuses = frozenset(spec.pause_statuses)
+    if spec.goals:
+        goals, metrics = build_goals(spec, calendars, plans, pause_statuses, issues)
     if issues:
         raise PolicyError(source, issues)
     effective_from = getattr(spec, "effective_from", None)
     return Policy(
         spec.version,
         plans,
-        frozenset(spec.pause_statuses),
+        pause_statuses,
         None if effective_from is None else effective_from.astimezone(UTC),
+        goals=goals,
+        metrics=metrics,
+        by_signal=index_signals(metrics),
+        pauses={metric.name: metric.pause for metric in metrics},
+        calendars=calendars,
+        default_priority=spec.default_priority,
     )
 
 
@@ -293,4 +371,10 @@ def _build_history(data: dict[str, Any], source: str) -> Policy:
         latest.pause_statuses,
         latest.effective_from,
         tuple(built),
+        goals=latest.goals,
+        metrics=latest.metrics,
+        by_signal=latest.by_signal,
+        pauses=latest.pauses,
+        calendars=latest.calendars,
+        default_priority=latest.default_priority,
     )

@@ -40,7 +40,7 @@ KAFKA_ONLY = frozenset({Reason.MISSING_KEY, Reason.KEY_MISMATCH})
 
 MEANINGS: dict[Reason, str] = {
     Reason.INVALID_JSON: "the line is not JSON (or not UTF-8)",
-    Reason.UNKNOWN_TYPE: "not an object, or `type` is missing or not one of the four inbound types",
+    Reason.UNKNOWN_TYPE: "not an object, or `type` is missing or not one of the five inbound types",
     Reason.NAIVE_TIMESTAMP: "`occurred_at` has no UTC offset",
     Reason.INVALID_FIELD: "a field is missing or invalid (the detail names it)",
     Reason.UNKNOWN_PLAN: "`ticket-created` names a plan the policy does not have",

@@ -1,21 +1,28 @@
 """Ticket state <-> compact JSON-ready dicts, for tables, changelogs and snapshots.
 
-The format is versioned (`"v": 1`) because it outlives releases: a worker reads state
-that an older worker wrote to its changelog. Instants are stored as integer microseconds
-since the epoch (UTC): exact, compact, and free of time zone parsing on recovery. The
-cached `due` instant is not stored; it is recomputed on load (`Engine.refresh`).
+The format is versioned because it outlives releases: a worker reads state that an older
+worker wrote to its changelog. Format 1 is the plan x priority ticket; format 2 adds a
+goal policy's ticket (attributes, timers with their segments, cycles, metrics met) and is
+written only for such a ticket, so a plan x priority ticket's state stays byte for byte
+format 1 and a worker of the previous release can still read it after a rollback.
+Instants are stored as integer microseconds since the epoch (UTC): exact, compact, and
+free of time zone parsing on recovery. The cached `due` instant is not stored; it is
+recomputed on load (`Engine.refresh`).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from worker.core.engine import Clock, Pause, Ticket
 from worker.core.errors import SlaWorkerError
 from worker.core.events import Metric
+from worker.core.timers import Segment, Timer
 
 FORMAT_VERSION = 1
+GOALS_FORMAT_VERSION = 2
+_READABLE = (FORMAT_VERSION, GOALS_FORMAT_VERSION)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
@@ -71,14 +78,53 @@ def dump_ticket(ticket: Ticket) -> dict[str, Any]:
     # a ticket without a customer) has no "cust", and reads as None.
     if ticket.customer_id is not None:
         data["cust"] = ticket.customer_id
+    if ticket.timers is not None:
+        data["v"] = GOALS_FORMAT_VERSION
+        data["stage"] = ticket.stage
+        data["group"] = ticket.group
+        data["chan"] = ticket.channel
+        data["tags"] = list(ticket.tags)
+        data["fields"] = ticket.fields
+        data["timers"] = [_timer(t) for t in ticket.timers]
+        data["tcycles"] = ticket.cycles
+        data["met"] = None if ticket.met is None else list(ticket.met)
     return data
+
+
+def _timer(timer: Timer) -> list[Any]:
+    return [
+        timer.metric,
+        timer.cycle,
+        to_us(timer.started_at),
+        timer.warned,
+        timer.breached,
+        [
+            [to_us(s.start), None if s.end is None else to_us(s.end), s.calendar]
+            for s in timer.segments
+        ],
+        timer.banked // _US,
+    ]
+
+
+def _load_timer(data: list[Any]) -> Timer:
+    metric, cycle, started, warned, breached, segments, banked = data
+    return Timer(
+        metric,
+        cycle,
+        from_us(started),
+        list(warned),
+        breached,
+        [Segment(from_us(s), None if e is None else from_us(e), c) for s, e, c in segments],
+        timedelta(microseconds=banked),
+    )
 
 
 def load_ticket(data: dict[str, Any]) -> Ticket:
     """Rebuild a ticket; its `due` cache is left empty for the engine to refresh."""
-    if data.get("v") != FORMAT_VERSION:
-        raise StateFormatError(f"unsupported ticket state format {data.get('v')!r}")
-    return Ticket(
+    version = data.get("v")
+    if version not in _READABLE:
+        raise StateFormatError(f"unsupported ticket state format {version!r}")
+    ticket = Ticket(
         ticket_id=data["id"],
         plan=data["plan"],
         priority=data["priority"],
@@ -97,12 +143,23 @@ def load_ticket(data: dict[str, Any]) -> Ticket:
         # `refresh` then gives it the version in force at its last event.
         policy_version=data.get("pv", ""),
     )
+    if version == GOALS_FORMAT_VERSION:
+        ticket.stage = data["stage"]
+        ticket.group = data["group"]
+        ticket.channel = data["chan"]
+        ticket.tags = tuple(data["tags"])
+        ticket.fields = data["fields"]
+        ticket.timers = [_load_timer(t) for t in data["timers"]]
+        ticket.cycles = data["tcycles"]
+        ticket.met = None if data["met"] is None else dict.fromkeys(data["met"])
+        # `goal` is matched again by `Engine.refresh`, against the policy now loaded.
+    return ticket
 
 
 def finished_since(data: dict[str, Any]) -> datetime | None:
     """A stored ticket's last event if it is finished (solved or closed), else None; for
     the retention of finished tickets without decoding the whole state."""
-    if data.get("v") != FORMAT_VERSION or not data.get("finished"):
+    if data.get("v") not in _READABLE or not data.get("finished") or data.get("timers"):
         return None
     return from_us(int(data["last"]))
 
@@ -114,8 +171,16 @@ def running_timers(
     priority, paused, [(metric, breached) per running clock]); None for an exempt ticket
     or a value that is not ticket state (held events). Metrics read stored state only
     through here, so the format stays this module's alone."""
-    if data.get("v") != FORMAT_VERSION or data.get("exempt"):
+    if data.get("v") not in _READABLE or data.get("exempt"):
         return None
+    if data.get("v") == GOALS_FORMAT_VERSION:
+        timers = data.get("timers") or []
+        # A goal ticket's timers pause one by one: "paused" when none of them runs.
+        paused = bool(timers) and all(not t[5] or t[5][-1][1] is not None for t in timers)
+        # Any metric name: callers look each up among their targets (Metric is the
+        # plan x priority policy's two).
+        named = [(cast(Metric, t[0]), bool(t[4])) for t in timers]
+        return data["plan"], data["priority"], paused, named
     pauses = data.get("pauses") or []
     paused = bool(pauses) and pauses[-1][1] is None
     clocks: list[tuple[Metric, bool]] = [

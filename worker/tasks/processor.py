@@ -298,7 +298,7 @@ class TicketProcessor:
                     "cycle": view.cycle,
                     "started_at": iso(view.started_at),
                     "target": format_duration(view.target.duration),
-                    "calendar": view.target.calendar.name,
+                    "calendar": view.calendar,
                     "deadline": None if view.deadline is None else iso(view.deadline),
                     "elapsed": format_duration(view.elapsed),
                     "remaining": format_duration(remaining),
@@ -306,7 +306,7 @@ class TicketProcessor:
                     "breached": view.breached,
                 }
             )
-        return {
+        body: dict[str, Any] = {
             "ticket_id": ticket.ticket_id,
             "plan": ticket.plan,
             "priority": ticket.priority,
@@ -315,6 +315,10 @@ class TicketProcessor:
             "as_of": iso(now),
             "timers": timers,
         }
+        goal = self.engine.goal_of(ticket)
+        if goal is not None:  # a goal policy's ticket: which goal judges it now
+            body["goal"] = goal
+        return body
 
     # --- state ----------------------------------------------------------------------------
 
