@@ -6,16 +6,21 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.partitions import Feed, new_partition
 from worker.core.due_index import DueIndex
+from worker.core.policy import Policy
+from worker.policy_file import load_policy
 from worker.tasks.at_risk import AtRiskQuery, AtRiskRow, answer, due_soon, merge, warm
 from worker.tasks.partition import Partition
 
+GOALS = load_policy(Path(__file__).parent.parent / "data" / "goals-policy.yaml")
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)  # a Tuesday, 10:00 UTC (11:00 in Bratislava)
 MIN = timedelta(minutes=1)
 
@@ -108,7 +113,7 @@ def test_paused_timers_are_not_at_risk_and_filters_apply() -> None:
     assert {t for t, _, _ in rows(partition, now, priorities=frozenset({2}))} == {"B"}
     assert {t for t, _, _ in rows(partition, now, customers=frozenset({"acme"}))} == {"A", "C"}
     assert rows(partition, now, metrics=frozenset({"follow_up"})) == []
-    assert rows(partition, now, goals=frozenset({"any"})) == []  # no goals before #22
+    assert rows(partition, now, goals=frozenset({"any"})) == []  # a plan policy: no goals
     assert len(rows(partition, now, limit=2)) == 2
     counts = answer(partition, AtRiskQuery(limit=1), now)
     assert (counts.total, dict(counts.by_priority)) == (3, {1: 2, 2: 1})
@@ -174,8 +179,12 @@ def oracle(partition: Partition, query: AtRiskQuery, now: datetime) -> list[AtRi
         _, ticket, _ = partition.processor.restore(json.loads(value))
         if ticket is None:
             continue
+        if query.groups and ticket.group not in query.groups:
+            continue
         for view in engine.timers(ticket, now):
             if view.deadline is None:
+                continue
+            if query.goals and view.goal not in query.goals:
                 continue
             if view.breached and not query.include_breached:
                 continue
@@ -192,19 +201,24 @@ def oracle(partition: Partition, query: AtRiskQuery, now: datetime) -> list[AtRi
                     view.deadline,
                     view.target.duration - view.elapsed,
                     view.target.duration,
-                    view.target.calendar.name,
+                    view.calendar,
                     view.paused,
                     view.breached,
                     partition.number,
+                    view.goal,
+                    ticket.group,
                 )
             )
     return sorted(found, key=lambda row: row.order)[: query.limit]
 
 
+@pytest.mark.parametrize("policy", [None, GOALS], ids=["plans", "goals"])
 @settings(max_examples=40, deadline=None)
 @given(st.randoms(use_true_random=False))
-def test_the_indexes_give_what_a_scan_gives(rng: random.Random) -> None:
-    partition = new_partition()
+def test_the_indexes_give_what_a_scan_gives(policy: Policy | None, rng: random.Random) -> None:
+    """On the presets, and on a goal policy (#22) whose timers pause per metric and
+    follow the ticket's group from Berlin to New York hours."""
+    partition = new_partition() if policy is None else new_partition(policy)
     feed = Feed(partition)
     at = T0 + timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
     tickets = [f"T{n}" for n in range(rng.randrange(1, 25))]
@@ -217,10 +231,12 @@ def test_the_indexes_give_what_a_scan_gives(rng: random.Random) -> None:
             fields: dict[str, Any] = {"plan": plan, "priority": rng.randrange(1, 4)}
             if rng.random() < 0.5:
                 fields["customer_id"] = rng.choice(["acme", "globex"])
+            if policy is not None and rng.random() < 0.5:
+                fields["group"] = rng.choice(["emea", "amer"])
             feed.send("ticket-created", ticket, at, **fields)
             alive.add(ticket)
             continue
-        action = rng.randrange(5)
+        action = rng.randrange(6 if policy is not None else 5)
         if action == 0:
             feed.send("reply-sent", ticket, at, author=rng.choice(["agent", "customer"]))
         elif action == 1:
@@ -229,6 +245,11 @@ def test_the_indexes_give_what_a_scan_gives(rng: random.Random) -> None:
             feed.send("priority-changed", ticket, at, priority=rng.randrange(1, 4))
         elif action == 3:
             feed.tick(at)
+        elif action == 5:  # a goal policy: the ticket moves team (or customer)
+            if rng.random() < 0.7:
+                feed.send("ticket-updated", ticket, at, group=rng.choice(["emea", "amer"]))
+            else:
+                feed.send("ticket-updated", ticket, at, customer_id=rng.choice(["acme", "x"]))
         elif rng.random() < 0.2:
             feed.send("status-changed", ticket, at, status="solved")
         if rng.random() < 0.3:  # ask now and then, so the cache sees changes
@@ -239,6 +260,8 @@ def test_the_indexes_give_what_a_scan_gives(rng: random.Random) -> None:
             AtRiskQuery(),
             AtRiskQuery(within=timedelta(hours=8), limit=5),
             AtRiskQuery(within=timedelta(days=5), include_breached=False),
+            AtRiskQuery(within=timedelta(days=5), groups=frozenset({"amer"})),
+            AtRiskQuery(within=timedelta(days=5), goals=frozenset({"enterprise"})),
         ):
             assert answer(partition, query, now).rows == oracle(partition, query, now)
     list(partition.rebuild())  # as after a restore or a policy reload: the indexes anew

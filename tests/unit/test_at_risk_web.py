@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +16,13 @@ from tests.partitions import Feed, new_partition
 from worker.kafka.at_risk_web import due_soon_counts, parse_within
 from worker.kafka.web import build_web
 from worker.metrics import Metrics
+from worker.policy_file import load_policy
 from worker.presets import load_presets
 from worker.settings import WorkerSettings
 from worker.tasks.partition import Partition
 
 PRESETS = load_presets()
+GOALS = load_policy(Path(__file__).parent.parent / "data" / "goals-policy.yaml")
 MIN = timedelta(minutes=1)
 
 
@@ -121,7 +124,7 @@ async def test_one_worker_answers_for_its_partitions_and_names_the_others() -> N
         ("priority=high", "priority"),
         ("plan=", "plan"),
         ("goal=fast", "goal"),
-        ("group=tier-1", "group"),
+        ("group=", "group"),
         ("sort=deadline", "sort"),
     ],
 )
@@ -206,3 +209,29 @@ def test_the_due_soon_gauge_counts_at_scrape_time() -> None:
     assert [sample("1", w) for w in ("15m", "1h", "4h")] == [1, 2, 2]
     assert [sample("2", w) for w in ("15m", "1h", "4h")] == [0, 0, 0]
     assert sample("3", "4h") == 0  # every series with a target is exported, at 0 too
+
+
+async def test_a_goal_policy_filters_by_goal_and_group() -> None:
+    """Under a goal policy (#22) rows name their goal and the ticket's group; its metrics
+    and goal names are the known filter values, any plan or priority is accepted."""
+    partition = new_partition(GOALS)
+    feed = Feed(partition)
+    now = datetime.now(UTC)
+    feed.send("ticket-created", "A", now - 50 * MIN, plan="vip", priority=1, group="emea")
+    feed.send("ticket-created", "B", now - 20 * MIN, plan="vip", priority=2, group="amer")
+    worker = FakeWorker({0: partition})
+    worker.policy = GOALS
+    async with api(worker) as client:
+        rows = (await (await client.get("/at-risk?metric=first_response")).json())["rows"]
+        assert [(r["ticket_id"], r["goal"], r["group"]) for r in rows] == [
+            ("A", "vip-urgent", "emea"),
+            ("B", "vip-urgent", "amer"),
+        ]
+        body = await (await client.get("/at-risk?group=amer&within=PT8H")).json()
+        assert {r["ticket_id"] for r in body["rows"]} == {"B"}
+        body = await (await client.get("/at-risk?goal=standard&plan=anything")).json()
+        assert body["rows"] == []
+        assert (await client.get("/at-risk?metric=resolution&within=PT9H")).status == 200
+        response = await client.get("/at-risk?goal=gold")
+        assert response.status == 400
+        assert (await response.json())["parameter"] == "goal"

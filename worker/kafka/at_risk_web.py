@@ -136,29 +136,38 @@ def parse_query(request: web.Request, policy: Policy) -> AtRiskQuery:
         if not 1 <= limit <= MAX_LIMIT:
             raise BadParameter("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
     versions = policy.history()
+    # A goal policy (#22) accepts any plan and priority on its tickets, so only the
+    # metrics and goal names it defines are checked; groups are free-form attributes.
+    goal_policy = any(version.goals for version in versions)
     plans = {name for version in versions for name in version.plans}
     priorities = {
         p for version in versions for plan in version.plans.values() for p in plan.targets
     }
+    known_metrics = set(METRICS) | {m.name for v in versions for m in v.metrics}
     metric = _values(request, "metric")
     for value in metric:
-        if value not in METRICS:
-            raise BadParameter("metric", f"unknown metric {value!r} (known: {list(METRICS)})")
+        if value not in known_metrics:
+            raise BadParameter(
+                "metric", f"unknown metric {value!r} (known: {sorted(known_metrics)})"
+            )
     plan = _values(request, "plan")
     for value in plan:
-        if value not in plans:
+        if value not in plans and not goal_policy:
             raise BadParameter("plan", f"unknown plan {value!r} (known: {sorted(plans)})")
     priority: set[int] = set()
     for value in _values(request, "priority"):
-        if not value.isdigit() or int(value) not in priorities:
+        if not value.isdigit() or (int(value) not in priorities and not goal_policy):
             raise BadParameter(
                 "priority", f"unknown priority {value!r} (known: {sorted(priorities)})"
             )
         priority.add(int(value))
-    for name in ("goal", "group"):
-        if _values(request, name):
-            # Goals and groups arrive with #22; until then no value can match.
-            raise BadParameter(name, f"unknown {name}: the policy defines no {name}s")
+    goal_names = {g.name for v in versions for g in v.goals if g.name is not None}
+    goal = _values(request, "goal")
+    for value in goal:
+        if value not in goal_names:
+            known = f"known: {sorted(goal_names)}" if goal_names else "the policy names no goals"
+            raise BadParameter("goal", f"unknown goal {value!r} ({known})")
+    group = _values(request, "group")
     return AtRiskQuery(
         within=within,
         include_breached=include_breached,
@@ -167,6 +176,8 @@ def parse_query(request: web.Request, policy: Policy) -> AtRiskQuery:
         plans=frozenset(plan),
         priorities=frozenset(priority),
         customers=frozenset(_values(request, "customer")),
+        goals=frozenset(goal),
+        groups=frozenset(group),
     )
 
 

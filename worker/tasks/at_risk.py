@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from worker.core.calendar import Calendar
-from worker.core.engine import Engine
+from worker.core.engine import Engine, Ticket
 from worker.core.state_codec import StateFormatError, running_timers
 
 if TYPE_CHECKING:
@@ -61,8 +61,9 @@ class AtRiskQuery:
     plans: frozenset[str] = frozenset()
     priorities: frozenset[int] = frozenset()
     customers: frozenset[str] = frozenset()
-    # Goals and groups (#22) slot in here: a row's `goal` and `group` are None until the
-    # policy defines them, and a filter on them then matches rows whose value is listed.
+    # A row's `goal` is None under a plan x priority policy (and for the goals its short
+    # form expands to); `group` is None for a ticket that names none. A filter on either
+    # matches the rows whose value is listed.
     goals: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
 
@@ -179,6 +180,8 @@ class _Summary:
     priority: int
     customer_id: str | None
     timers: tuple[_Timer, ...]
+    goal: str | None = None
+    group: str | None = None
 
 
 class TimerSummaries:
@@ -283,6 +286,8 @@ def _summarise(
     # grows with its calendar alone. (A pause after the deadline, too, stops a breached
     # timer's overdue time: the remaining time is the target minus the business time
     # elapsed, not the time since the deadline.)
+    if ticket.timers is not None:
+        return _summarise_goal_ticket(partition, value, ticket, now, reference)
     resumed = ticket.pauses[-1].end if ticket.pauses else None
     before = (
         {} if resumed is None else {(v.metric, v.cycle): v for v in engine.timers(ticket, resumed)}
@@ -316,6 +321,55 @@ def _summarise(
             )
         )
     return _Summary(value, engine, ticket.plan, ticket.priority, ticket.customer_id, tuple(timers))
+
+
+def _summarise_goal_ticket(
+    partition: Partition, value: bytes, ticket: Ticket, now: datetime, reference: datetime
+) -> _Summary:
+    """A goal policy's ticket (#22): each timer pauses on its own metric's statuses and
+    banks business time per stretch, on the calendar in force then (follow the sun). From
+    `now` until the ticket's state changes (which replaces `value` and so this summary)
+    a running timer's business time grows on its current calendar alone, so `now` is
+    its anchor and what remained at `now` its `left`."""
+    engine = partition.processor.engine
+    calendars = engine.policy_of(ticket).calendars
+    timers = []
+    goal: str | None = None
+    for view in engine.timers(ticket, now):
+        goal = view.goal
+        if view.deadline is None:
+            continue  # paused before its deadline: nothing is at risk while it waits
+        target = view.target.duration
+        left = target - view.elapsed
+        current = calendars[view.calendar]
+        calendar: Calendar | None = None  # paused: its remaining time is constant
+        key = left // _US
+        if not view.paused:
+            calendar, key = current, (left + current.elapsed(reference, now)) // _US
+        timers.append(
+            _Timer(
+                view.metric,
+                view.cycle,
+                view.deadline,
+                _micros(view.deadline),
+                target,
+                calendar,
+                view.calendar,
+                view.paused,
+                view.breached,
+                key,
+            )
+        )
+    return _Summary(
+        value,
+        engine,
+        ticket.plan,
+        ticket.priority,
+        ticket.customer_id,
+        tuple(timers),
+        goal,
+        ticket.group,
+    )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -375,13 +429,12 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
     clock = cache.clock(now)
     offset = clock.offset
     metrics, plans, priorities = query.metrics, query.plans, query.priorities
-    customers = query.customers
-    nothing = bool(query.goals or query.groups)  # no timer has a goal or group before #22
+    customers, goals, groups = query.customers, query.goals, query.groups
     found: list[_Row] = []
     by_priority: Counter[int] = Counter()
     by_metric: Counter[str] = Counter()
     due = {ticket_id for ticket_id, _ in partition.clock.due.until(now + query.within)}
-    for ticket_id in () if nothing else due:
+    for ticket_id in due:
         summary = cache.get(partition, ticket_id, now)
         if summary is None:
             continue
@@ -390,6 +443,10 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
         if priorities and summary.priority not in priorities:
             continue
         if customers and summary.customer_id not in customers:
+            continue
+        if goals and summary.goal not in goals:
+            continue
+        if groups and summary.group not in groups:
             continue
         for timer in summary.timers:
             if timer.breached or timer.deadline_us > horizon_us:
@@ -411,8 +468,8 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
             by_metric[timer.metric] += 1
     total, breached = len(found), 0
     first = heapq.nsmallest(query.limit, found)
-    if query.include_breached and not nothing:
-        filtered = plans or priorities or customers or metrics
+    if query.include_breached:
+        filtered = plans or priorities or customers or metrics or goals or groups
         for by_ticket in breached_rows(partition, now).values():
             rows = [row for rows in by_ticket.values() for row in rows]
             if filtered:
@@ -423,6 +480,8 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
                     and (not priorities or row[6].priority in priorities)
                     and (not customers or row[6].customer_id in customers)
                     and (not metrics or row[3] in metrics)
+                    and (not goals or row[6].goal in goals)
+                    and (not groups or row[6].group in groups)
                 ]
             if not rows:
                 continue
@@ -453,6 +512,8 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
                 timer.paused,
                 timer.breached,
                 partition.number,
+                summary.goal,
+                summary.group,
             )
             for remaining, _, ticket_id, _, _, timer, summary in first
         ],
