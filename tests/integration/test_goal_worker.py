@@ -1,11 +1,13 @@
 """The live worker equals replay for a goal policy: every built-in metric, goals chosen by
 attributes, `ticket-updated` group moves between calendars, read through a real broker
-as a backlog (the kill and takeover fault tests run the goal policy too:
-tests/integration/test_faults.py)."""
+as a backlog; and `audit --verify` with the goal policy finds its output clean (the kill
+and takeover fault tests run the goal policy too: tests/integration/test_faults.py)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,3 +91,19 @@ async def test_a_goal_policy_backlog_equals_replay(
     got = await published(kafka_bootstrap, [warnings, breaches])
     assert got.events == want
     assert not got.repeats
+
+    # The audit judges what the worker published with the same goal policy: clean.
+    audited = subprocess.run(
+        [
+            *(sys.executable, "-m", "worker", "audit", "--verify"),
+            *("--bootstrap-servers", kafka_bootstrap, "--input-topics", tickets),
+            *("--warnings-topic", warnings, "--breaches-topic", breaches),
+            *("--policies", str(policy_file), "--now", datetime.now(UTC).isoformat()),
+        ],
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    report = audited.stderr.decode()
+    assert audited.returncode == 0, report
+    assert "missing 0, unexpected 0, different 0" in report, report
