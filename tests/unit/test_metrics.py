@@ -451,3 +451,39 @@ def test_partition_liveness_is_computed_at_scrape(metrics: Metrics) -> None:
     assert value(metrics, "sla_oldest_overdue_timer_seconds", partition="0") == 0
     labels = {"partition": "3"}
     assert metrics.registry.get_sample_value("sla_partition_caught_up", labels) is None
+
+
+def test_a_goal_policy_counts_each_measured_timer_with_its_own_pause() -> None:
+    """Under a goal policy (#22) a ticket's timers pause one by one (requester wait runs
+    on hold, agent work does not), and only the metrics the matching goal names count."""
+    from worker.core.events import parse_event
+    from worker.core.state_codec import dump_ticket
+    from worker.policy_file import load_policy
+
+    policy = load_policy(ROOT / "tests" / "data" / "goals-policy.yaml")
+    engine, metrics = Engine(policy), Metrics(policy)
+    at = "2026-03-02T10:00:00Z"
+
+    def apply(ticket: Any, body: dict[str, Any]) -> Any:
+        event = parse_event(json.dumps({"event_id": f"e{body}", "occurred_at": at, **body}))
+        return engine.apply(ticket, event).ticket
+
+    vip = apply(None, {"type": "ticket-created", "ticket_id": "V", "plan": "vip", "priority": 1})
+    pro = apply(None, {"type": "ticket-created", "ticket_id": "P", "plan": "pro", "priority": 3})
+    pro = apply(pro, {"type": "status-changed", "ticket_id": "P", "status": "on-hold"})
+    metrics.state("V", dump_ticket(vip), None)
+    metrics.state("P", dump_ticket(pro), None)
+
+    def count(name: str, plan: str, metric: str) -> float:
+        return value(metrics, name, plan=plan, metric=metric)
+
+    # vip-urgent: first response and resolution run; requester wait and agent work run
+    # unmeasured (the goal names no target for them) and are not counted.
+    assert count("sla_running_timers", "vip", "first_response") == 1
+    assert count("sla_running_timers", "vip", "resolution") == 1
+    labels = {"plan": "vip", "metric": "agent_work"}
+    assert metrics.registry.get_sample_value("sla_running_timers", labels) in (None, 0)
+    # standard, on hold: requester wait runs, agent work and first response wait.
+    assert count("sla_running_timers", "pro", "requester_wait") == 1
+    assert count("sla_paused_timers", "pro", "agent_work") == 1
+    assert count("sla_paused_timers", "pro", "first_response") == 1

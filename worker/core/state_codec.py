@@ -187,3 +187,12 @@ def running_timers(
         (clock[0], bool(clock[4])) for clock in (data.get("fr"), data.get("fu")) if clock
     ]
     return data["plan"], data["priority"], paused, clocks
+
+
+def goal_ticket(data: dict[str, Any]) -> Ticket | None:
+    """A goal policy's stored ticket (format 2), decoded; None for any other value. For the
+    timer gauges, which must know the goal a ticket matches (not stored: matched again on
+    reading) to count only measured timers."""
+    if data.get("v") != GOALS_FORMAT_VERSION:
+        return None
+    return load_ticket(data)
