@@ -479,3 +479,62 @@ def test_policies_show_metrics_prints_definitions_a_policy_accepts() -> None:
             }
         )
         assert MetricSpec.model_validate(definition)
+
+
+TRIAGE = Policy.from_mapping(
+    yaml.safe_load(
+        """
+version: triage-1
+calendars: {clock: {always_open: true}}
+warnings: []
+metrics:
+  triage:   # met when the ticket is assigned to a team
+    start: [{event: ticket-created}]
+    stop: [{event: ticket-updated, field: group}]
+  touch:    # restarted by every agent reply; only closing ends it
+    start: [{event: reply-sent, author: agent, public: true}]
+    reset: [{event: reply-sent, author: agent}]
+    stop: [{event: status-changed, status: closed}]
+goals:
+  - {name: fast, when: {group: l2}, calendar: clock, targets: {triage: PT1H}}
+  - {name: slow, calendar: clock, targets: {triage: PT8H, touch: PT2H}}
+"""
+    )
+)
+
+
+def test_an_event_that_changes_the_goal_and_stops_the_timer_breaches_first() -> None:
+    """The group move both matches `fast` (PT1H, already 3 hours gone) and meets triage:
+    the new goal's breach fires (due 11:00) before the timer stops, as breached."""
+    result = run_replay(
+        [
+            ev(1, "ticket-created", "T", "2026-03-02T10:00:00Z", plan="x", priority=3),
+            ev(2, "ticket-updated", "T", "2026-03-02T13:00:00Z", group="l2"),
+        ],
+        TRIAGE,
+        "2026-03-03T00:00:00Z",
+    )
+    assert [(e["type"], e["due_at"], e["goal"]) for e in result.events] == [
+        ("sla-breach", "2026-03-02T11:00:00Z", "fast")
+    ]
+    (finished,) = result.finished
+    assert (finished["result"], finished["business_time"]) == ("breached", "PT3H")
+
+
+def test_a_reset_on_a_solved_ticket_starts_no_new_cycle() -> None:
+    """Nothing starts while the ticket is solved: an agent's internal note after `solved`
+    stops the running `touch` timer but starts no second cycle."""
+    result = run_replay(
+        [
+            ev(1, "ticket-created", "T", "2026-03-02T10:00:00Z", plan="x", priority=3),
+            ev(2, "reply-sent", "T", "2026-03-02T10:10:00Z", author="agent"),
+            ev(3, "status-changed", "T", "2026-03-02T10:20:00Z", status="solved"),
+            ev(4, "reply-sent", "T", "2026-03-02T10:30:00Z", author="agent", public=False),
+        ],
+        TRIAGE,
+        "2026-03-03T00:00:00Z",
+    )
+    assert [e for e in result.events if e["metric"] == "touch"] == []
+    assert [(f["metric"], f["cycle"]) for f in result.finished if f["metric"] == "touch"] == [
+        ("touch", 1)
+    ]

@@ -521,6 +521,7 @@ class Engine:
             ticket.priority = event.priority
         if type(event) is TicketUpdated:
             _update_attributes(ticket, event)  # no plan x priority target depends on them
+            changed = False  # so no calendar arithmetic: tag and group edits are frequent
         if changed:
             ticket.due = self._next_due(ticket)
         return Applied(ticket, emissions)
@@ -901,6 +902,11 @@ class Engine:
             ticket.goal = match(policy.goals, ticket)
             if not closed:
                 self._resegment(ticket, at)
+                # Points the new goal puts in the past fire before this event's own
+                # signals apply: a metric this very event stops must not hide its breach.
+                ticket.due = self._refresh_dues(ticket)
+                if _before(ticket.due, at):
+                    emissions += self._goal_fire(ticket, at, False)
         if not closed:
             for signal in signals:
                 self._signal(policy, ticket, signal, by, at, emissions)
@@ -940,14 +946,9 @@ class Engine:
                     self._stop_timer(policy, ticket, running, at, by, emissions)
                 elif signal in metric.reset:
                     self._stop_timer(policy, ticket, running, at, by, emissions)
-                    self._start_timer(policy, ticket, metric, at)
-            elif (
-                signal in metric.start
-                and ticket.status != "closed"
-                and ticket.status != "solved"  # a comment on a solved ticket starts nothing
-                and (metric.reopens or not ticket.finished)
-                and (metric.after is None or metric.after in (ticket.met or ()))
-            ):
+                    if _may_start(ticket, metric):  # not while the ticket is solved
+                        self._start_timer(policy, ticket, metric, at)
+            elif signal in metric.start and _may_start(ticket, metric):
                 self._start_timer(policy, ticket, metric, at)
 
     def _start_timer(self, policy: Policy, ticket: Ticket, metric: MetricDef, at: datetime) -> None:
@@ -1191,6 +1192,16 @@ class Engine:
                 )
             )
         return views
+
+
+def _may_start(ticket: Ticket, metric: MetricDef) -> bool:
+    """Whether `metric` may start a timer (a cycle) on `ticket` now."""
+    return (
+        ticket.status != "closed"
+        and ticket.status != "solved"  # a comment on a solved ticket starts nothing
+        and (metric.reopens or not ticket.finished)
+        and (metric.after is None or metric.after in (ticket.met or ()))
+    )
 
 
 def _update_attributes(ticket: Ticket, event: TicketUpdated) -> list[str]:
