@@ -453,8 +453,12 @@ class Metrics:
             return ()
         if ticket is None or ticket.timers is None:
             return None
-        versions = {v.version: v for v in self.policy.history()}
-        goals = versions.get(ticket.policy_version, self.policy).goals
+        # The version that judges the ticket, as the engine chooses it (`Engine.policy_of`).
+        policy = next(
+            (v for v in self.policy.history() if v.version == ticket.policy_version),
+            None,
+        ) or self.policy.at(ticket.last_event_at)
+        goals = policy.goals
         found = match(goals, ticket)
         if found < 0:
             return ()
