@@ -365,3 +365,41 @@ async def test_a_policy_reload_during_a_restore_starts_it_again(presets: Policy)
     await worker.turn({})
 
     assert worker.ready and sorted(worker.partitions) == [0, 1]
+
+
+async def test_a_restore_that_fails_after_one_partition_was_restored_keeps_that_one(
+    presets: Policy,
+) -> None:
+    """Partition 0 (nothing to read) is restored at once; partition 1's long changelog read
+    then fails while the loop seeks 0's inputs. 0 still starts, with its state; 1 alone
+    restores again (the worker neither crashes nor runs 0 without state)."""
+
+    class SlowCommitted(FakeConsumer):
+        async def committed(self, tp: TopicPartition) -> int | None:
+            for _ in range(5):
+                await asyncio.sleep(0)
+            return None
+
+    class FailingOnce(FakeChangelogs):
+        async def getmany(self, *tps: TopicPartition, **options: object) -> object:
+            if self.reads >= 1:
+                self.reads += 1
+                await asyncio.sleep(0)
+                raise RuntimeError("broker hiccup")
+            return await super().getmany(*tps, **options)  # type: ignore[arg-type]
+
+    changelogs = FailingOnce({1: [(f"T-{i}".encode(), b"{}") for i in range(10_000)]})
+    settings = WorkerSettings(partitions=2, app_id="unit")
+    clients = Clients(SlowCommitted(), changelogs, lambda number: RecordingProducer())
+    worker = LiveWorker(settings, presets, Metrics(presets), clients)  # type: ignore[arg-type]
+    await worker.on_assigned([TopicPartition("tickets", 0), TopicPartition("tickets", 1)])
+    await worker.turn({})
+    for _ in range(50):
+        if worker.tasks.tasks[0].restored:
+            break
+        await asyncio.sleep(0)
+    assert worker.tasks.tasks[0].restored
+    await worker.turn({})  # seeks 0's inputs while 1's read fails
+    await worker.tasks.restored()
+    assert list(worker.partitions) == [0] and worker.tasks.tasks[0].partition is not None
+    assert worker.tasks.tasks[1].state is TaskState.RESTORING

@@ -254,3 +254,37 @@ async def test_a_damaged_snapshot_file_means_a_full_restore(
     assert len(again.partitions[0].tickets) == 50
     said = "cannot be read" if where == "data-block" else "cannot be opened"
     assert said in caplog.text
+
+
+async def test_a_store_that_cannot_be_written_during_a_restore_is_dropped(
+    presets: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full or read-only volume: every write to the store fails. The partition is
+    restored again without it, as without --state-dir, instead of failing for ever."""
+    from worker.kafka import task_manager
+
+    monkeypatch.setattr(task_manager, "RESTORE_RETRY_SECONDS", 0.0)
+
+    def full(self: Store, *args: object) -> None:
+        raise OSError("IO error: No space left on device")
+
+    monkeypatch.setattr(Store, "write", full)
+    changelogs = FakeChangelogs({0: [(f"T-{i}".encode(), b"{}") for i in range(10)]})
+    settings = WorkerSettings(partitions=1, app_id="unit", state_dir=tmp_path)
+    clients = Clients(FakeConsumer(), changelogs, lambda number: RecordingProducer())
+    worker = LiveWorker(
+        settings,
+        presets,
+        Metrics(presets),
+        clients,  # type: ignore[arg-type]
+        snapshots=Snapshots(tmp_path, "unit", DAY_MS),
+    )
+    await worker.on_assigned([INPUT])
+    for _ in range(4):
+        await worker.turn({})
+        await worker.tasks.restored()
+    try:
+        assert list(worker.partitions) == [0] and worker.ready
+        assert 0 not in worker.tasks.stores  # and none is opened again
+    finally:
+        worker.tasks.close_stores()

@@ -166,7 +166,9 @@ class Snapshots:
         try:
             return Store(path, self.app_id, partition)
         except Exception as exc:  # corrupt, locked by another process, no permission ...
-            if "lock" in str(exc).lower():
+            # RocksDB says "While lock file: <path>/LOCK: ..." (not just "lock": a
+            # corrupt store's "block checksum mismatch" must be discarded, not kept).
+            if "lock file" in str(exc).lower():
                 # Another process has it open (two workers given one --state-dir): its
                 # files are not ours to remove. Run this partition without a snapshot.
                 log.warning(

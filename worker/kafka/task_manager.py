@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiokafka.errors import KafkaError
+
 from worker.kafka.clients import GroupConsumer
 from worker.kafka.committer import RESTORE_RETRY_SECONDS, Committer
 from worker.kafka.inputs import InputWatch
@@ -94,6 +96,9 @@ class TaskManager:
         self.reachable = reachable
         self.snapshots = snapshots
         self.stores: dict[int, Store] = {}
+        # Partitions whose store failed (a full or read-only volume): run without one
+        # until the worker restarts, as without --state-dir.
+        self.storeless: set[int] = set()
         """The open local snapshots of the assigned partitions (with `snapshots`)."""
         self.tasks: dict[int, Task] = {}
         self.lock = asyncio.Lock()
@@ -267,11 +272,24 @@ class TaskManager:
                 exc,
                 RESTORE_RETRY_SECONDS,
             )
+            # Not a broker's error: the local store's (a full or read-only volume, whose
+            # every write fails until it is reopened). The retry goes without it, as a
+            # worker without --state-dir would, rather than failing the same way for ever.
+            store_failed = not isinstance(exc, (KafkaError, TimeoutError))
             for number in numbers:
                 failed = self.tasks.get(number)
-                if failed is not None and failed.state is TaskState.RESTORING:
-                    self._forget(failed)
-                    failed.retry_at = time.monotonic() + RESTORE_RETRY_SECONDS
+                # A task already restored (its state whole: kept, or read before the
+                # failure) starts at the next turn; only the others restore again.
+                if failed is None or failed.state is not TaskState.RESTORING or failed.restored:
+                    continue
+                self._forget(failed)
+                failed.retry_at = time.monotonic() + RESTORE_RETRY_SECONDS
+                store = self.stores.pop(number, None) if store_failed else None
+                if store is not None:
+                    self.storeless.add(number)
+                    with contextlib.suppress(Exception):
+                        store.wipe()
+                        store.close()
 
     async def _load_snapshots(
         self, partitions: dict[int, Partition], ends: dict[int, int]
@@ -286,6 +304,8 @@ class TaskManager:
         froms = {}
         for number, partition in partitions.items():
             store = self.stores.get(number)
+            if store is None and number in self.storeless:
+                continue
             if store is None:
                 store = self.snapshots.open(number)
                 if store is None:
@@ -333,12 +353,14 @@ class TaskManager:
             store.write(records, end, stamp_ms)
         except Exception as exc:  # the store would lag its offset: start it afresh
             log.warning(
-                "partition %d: could not write the local snapshot (%s: %s); discarding it",
+                "partition %d: could not write the local snapshot (%s: %s); discarding it and "
+                "running without one until the worker restarts",
                 number,
                 type(exc).__name__,
                 exc,
             )
             self.stores.pop(number, None)
+            self.storeless.add(number)
             with contextlib.suppress(Exception):
                 store.wipe()
                 store.close()
@@ -371,10 +393,11 @@ class TaskManager:
         consumer reads it again from there), so this turn does not step it."""
         ready = [t for t in self.tasks.values() if t.state is TaskState.RESTORING and t.restored]
         for task in ready:
-            assert task.partition is not None
+            partition = task.partition
+            assert partition is not None
             for tp in self.inputs.of(task.number):
                 committed = await self.consumer.committed(tp)
-                recorded = task.partition.offsets.get(tp.topic)
+                recorded = partition.offsets.get(tp.topic)
                 start = max((o for o in (committed, recorded) if o is not None), default=None)
                 if start is None:
                     await self.consumer.seek_to_beginning(tp)
