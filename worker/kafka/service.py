@@ -218,10 +218,14 @@ class LiveWorker:
             async with self.tasks.lock:
                 self.joined = False
                 await self.tasks.cancel_restore()
-            await consumer.stop()  # leaves the group: the others take over at once
-            await self.clients.changelogs.stop()
-            await self.committer.close_all()
-            self.tasks.close_stores()
+            try:
+                await consumer.stop()  # leaves the group: the others take over at once
+                await self.clients.changelogs.stop()
+            finally:  # whatever the consumers did: producers and stores are closed
+                try:
+                    await self.committer.close_all()
+                finally:
+                    self.tasks.close_stores()
 
     async def turn(self, records: dict[TopicPartition, list[Any]]) -> None:
         """One turn of the loop, with what the consumer returned: start the restores that

@@ -147,7 +147,8 @@ class TaskManager:
         await self.committer.close_all(keep=numbers)
         for number in list(self.stores):
             if number not in numbers:  # kept on disk: read again if the partition returns
-                self.stores.pop(number).close()
+                with contextlib.suppress(Exception):
+                    self.stores.pop(number).close()
         for number in numbers:
             task = self.tasks.setdefault(number, Task(number, TaskState.RESTORING))
             task.state, task.retry_at, task.restored = TaskState.RESTORING, 0.0, False
@@ -237,7 +238,14 @@ class TaskManager:
             self.tasks[number].since = started
         try:
             # 1. Fence (see the module docstring).
-            await asyncio.gather(*(self.committer.open(p) for p in numbers))
+            # Every open ends before the job does (none may outlive a failed job and
+            # open a producer for a partition a later rebalance took away).
+            opened = await asyncio.gather(
+                *(self.committer.open(p) for p in numbers), return_exceptions=True
+            )
+            for result in opened:
+                if isinstance(result, BaseException):
+                    raise result
             # 2. State: kept if nobody wrote the changelog since, else read (from the
             #    local snapshot's offset on, if there is a usable one).
             stamp_ms = int(time.time() * 1000)  # before the ends: all after them is newer
