@@ -86,7 +86,7 @@ goals:
     when: {priority: 1}
     calendar: clock
     targets: {first_response: PT1H, follow_up: PT90M, resolution: PT2H, requester_wait: PT3H,
-              agent_work: PT1H, periodic_update: PT2H, triage: PT20M}
+              agent_work: PT1H, periodic_update: PT2H, triage: PT20M, touch: PT30M}
   - name: acme
     when: {customer: acme, priority: [2, 3]}
     calendar: {by: channel, map: {phone: clock, email: ny}, default: biz}
@@ -96,7 +96,7 @@ goals:
     when: {priority: 2}
     calendar: {by: group, map: {emea: biz, amer: ny}, default: biz}
     targets: {resolution: PT8H, requester_wait: PT6H, agent_work: PT4H, periodic_update: PT4H,
-              follow_up: PT2H}
+              follow_up: PT2H, touch: PT3H}
   - name: eu
     when: {fields: {region: [eu]}}
     calendar: {by: customer, map: {acme: ny}, default: biz}
@@ -128,6 +128,7 @@ TARGETS: dict[str | None, dict[str, tuple[int, str]]] = {
         "agent_work": (60, "clock"),
         "periodic_update": (120, "clock"),
         "triage": (20, "clock"),
+        "touch": (30, "clock"),
     },
     "acme": {
         m: (minutes, "by channel")
@@ -147,6 +148,7 @@ TARGETS: dict[str | None, dict[str, tuple[int, str]]] = {
             ("agent_work", 240),
             ("periodic_update", 240),
             ("follow_up", 120),
+            ("touch", 180),
         )
     },
     "eu": {
@@ -464,7 +466,7 @@ class Model:
 
 
 # A status change's value picks its new status: `closed` (final) rarely.
-NEW_STATUS = ("open",) * 4 + ("pending", "on-hold") * 3 + ("solved",) * 4 + ("closed",)
+NEW_STATUS = ("open",) * 3 + ("pending", "on-hold") * 2 + ("solved",) * 5 + ("closed",)
 REPLIES = {
     "agent-reply": "agent:public",
     "agent-note": "agent:internal",
