@@ -481,9 +481,17 @@ ATTRIBUTES: dict[str, list[tuple[str, Any]]] = {
     "channel": [("channel", "phone"), ("channel", "email"), ("channel", "chat")],
     "fields": [("region", "eu"), ("region", None), ("region", "us")],
 }
-UPDATED = {"group": "group", "tags": "tags", "customer": "customer", "channel": "channel"}
-UPDATED["region"] = "fields"
+# model attribute -> the attribute a ticket-updated names as changed (its `field`)
+UPDATED = {
+    "group": "group",
+    "tags": "tags",
+    "customer": "customer",
+    "channel": "channel",
+    "region": "fields",
+}
 
+# Weighted so that most histories get a first response, a customer's follow-up, a solve
+# and something after it (a reopen, or an agent's note on the solved ticket).
 KINDS = st.sampled_from(
     [
         "agent-reply",
