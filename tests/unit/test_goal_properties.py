@@ -69,8 +69,10 @@ metrics:
     pause: [pending]
     reopens: false
   touch:    # from the first response on, any agent reply (a note too) restarts it; it runs
-            # while solved and ends when the tags or the customer change, or when closed
-    start: [{event: reply-sent, author: agent, public: true}]
+            # while solved and ends when the tags or the customer change, or when closed;
+            # a channel or priority change starts it again
+    start: [{event: reply-sent, author: agent, public: true},
+            {event: ticket-updated, field: channel}, {event: priority-changed}]
     reset: [{event: reply-sent, author: agent}]
     stop: [{event: ticket-updated, field: [tags, customer]},
            {event: status-changed, status: closed}]
@@ -200,7 +202,7 @@ METRICS = {
         {"created"}, {"updated:group"} | SOLVED, {"priority"}, {"pending"}, reopens=False
     ),
     "touch": Rules(
-        AGENT_PUBLIC,
+        AGENT_PUBLIC | {"updated:channel", "priority"},
         {"updated:tags", "updated:customer"} | CLOSED,
         {"reply:agent:public", "reply:agent:internal"},
         {"on-hold"},
