@@ -24,8 +24,9 @@ Decoding a ticket's state and its calendar arithmetic cost tens of microseconds,
 ticket's timers are summarised once per stored value (`TimerSummaries`, keyed by the
 very bytes object the partition holds: a state write replaces it, which invalidates the
 summary) and only the remaining time is computed per query: for a running timer, what
-remained when it last resumed (or started) minus `calendar.elapsed(resumed, now)`; a
-paused timer's remaining time does not change while it is paused.
+remained when it was summarised, at `anchor`, minus `calendar.elapsed(anchor, now)` (no
+timer pauses or changes calendar until the state changes); a paused timer's remaining
+time does not change while it is paused.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from worker.core.calendar import Calendar
-from worker.core.engine import Engine, Ticket
+from worker.core.engine import Engine
 from worker.core.state_codec import StateFormatError, running_timers
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ class TimerSummaries:
 
     Business time is additive, `elapsed(a, c) = elapsed(a, b) + elapsed(b, c)`, so a running
     timer's remaining time at `now`, `left - elapsed(anchor, now)` (`left` what remained
-    when it last resumed at `anchor`), is `key - elapsed(reference, now)` with the constant
+    at `anchor`, when it was summarised), is `key - elapsed(reference, now)` with the constant
     `key = left + elapsed(reference, anchor)`, for any fixed `reference` instant. A query
     computes `elapsed(reference, now)` once per calendar, and the remaining time of each
     row with one subtraction; within one calendar the order of the keys is the order of
@@ -274,6 +275,16 @@ class _CalendarClock:
 def _summarise(
     partition: Partition, value: bytes, now: datetime, reference: datetime
 ) -> _Summary | None:
+    """The ticket's timers with deadlines, as of `now`.
+
+    Until the ticket's state changes (which replaces `value`, and so this summary), no
+    timer pauses, resumes or changes calendar: a running timer's business time grows on
+    its current calendar alone, so `now` is its anchor and what remained at `now` its
+    `left`. This holds on both paths: a plan x priority ticket's clocks pause together
+    on one calendar each, a goal policy's timers (#22) pause on their own metric's
+    statuses and bank business time per stretch on the calendar then in force (follow
+    the sun). A paused timer's remaining time is constant (a pause after the deadline,
+    too, stops a breached timer's overdue time)."""
     try:
         stored = json.loads(value)
         _, ticket, _ = partition.processor.restore(stored)
@@ -281,56 +292,6 @@ def _summarise(
         return None  # unreadable state: `GET /tickets` and the logs say so
     if ticket is None:
         return None  # only held events: no timer yet
-    engine = partition.processor.engine
-    # The end of the ticket's last pause: from there on each running clock's business time
-    # grows with its calendar alone. (A pause after the deadline, too, stops a breached
-    # timer's overdue time: the remaining time is the target minus the business time
-    # elapsed, not the time since the deadline.)
-    if ticket.timers is not None:
-        return _summarise_goal_ticket(partition, value, ticket, now, reference)
-    resumed = ticket.pauses[-1].end if ticket.pauses else None
-    before = (
-        {} if resumed is None else {(v.metric, v.cycle): v for v in engine.timers(ticket, resumed)}
-    )
-    timers = []
-    for view in engine.timers(ticket, now):
-        if view.deadline is None:
-            continue  # paused before its deadline: nothing is at risk while it waits
-        target = view.target.duration
-        calendar: Calendar | None = view.target.calendar
-        if view.paused:
-            calendar, key = None, (target - view.elapsed) // _US  # constant while paused
-        else:
-            if resumed is not None and view.started_at < resumed:
-                anchor, left = resumed, target - before[(view.metric, view.cycle)].elapsed
-            else:
-                anchor, left = view.started_at, target
-            key = (left + view.target.calendar.elapsed(reference, anchor)) // _US
-        timers.append(
-            _Timer(
-                view.metric,
-                view.cycle,
-                view.deadline,
-                _micros(view.deadline),
-                target,
-                calendar,
-                view.target.calendar.name,
-                view.paused,
-                view.breached,
-                key,
-            )
-        )
-    return _Summary(value, engine, ticket.plan, ticket.priority, ticket.customer_id, tuple(timers))
-
-
-def _summarise_goal_ticket(
-    partition: Partition, value: bytes, ticket: Ticket, now: datetime, reference: datetime
-) -> _Summary:
-    """A goal policy's ticket (#22): each timer pauses on its own metric's statuses and
-    banks business time per stretch, on the calendar in force then (follow the sun). From
-    `now` until the ticket's state changes (which replaces `value` and so this summary)
-    a running timer's business time grows on its current calendar alone, so `now` is
-    its anchor and what remained at `now` its `left`."""
     engine = partition.processor.engine
     calendars = engine.policy_of(ticket).calendars
     timers = []
