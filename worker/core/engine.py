@@ -782,24 +782,11 @@ class Engine:
         }
         if ticket.customer_id is not None:
             common["customer_id"] = ticket.customer_id
-        # Validated construction: pydantic-core's validator is about twice as fast as
-        # the pure-Python `model_construct` (and checks the values on the way).
         if threshold is None:
             clock.breached = True
-            return SlaBreach(
-                event_id=emission_id(ticket.ticket_id, clock.metric, clock.cycle, "breach"),
-                type="sla-breach",
-                **common,
-            )
-        clock.warned.append(threshold)
-        return SlaWarning(
-            event_id=emission_id(
-                ticket.ticket_id, clock.metric, clock.cycle, f"warning@{threshold}"
-            ),
-            type="sla-warning",
-            threshold=threshold,
-            **common,
-        )
+        else:
+            clock.warned.append(threshold)
+        return _emission(ticket.ticket_id, clock.metric, clock.cycle, threshold, common)
 
     def _instant_at(
         self, ticket: Ticket, clock: Clock, target: Target, amount: timedelta
@@ -1155,20 +1142,9 @@ class Engine:
             common["goal"] = goal
         if threshold is None:
             timer.breached = True
-            return SlaBreach(
-                event_id=emission_id(ticket.ticket_id, timer.metric, timer.cycle, "breach"),
-                type="sla-breach",
-                **common,
-            )
-        timer.warned.append(threshold)
-        return SlaWarning(
-            event_id=emission_id(
-                ticket.ticket_id, timer.metric, timer.cycle, f"warning@{threshold}"
-            ),
-            type="sla-warning",
-            threshold=threshold,
-            **common,
-        )
+        else:
+            timer.warned.append(threshold)
+        return _emission(ticket.ticket_id, timer.metric, timer.cycle, threshold, common)
 
     def _goal_views(self, ticket: Ticket, now: datetime) -> list[TimerView]:
         calendars = self.policy_of(ticket).calendars
@@ -1192,6 +1168,25 @@ class Engine:
                 )
             )
         return views
+
+
+def _emission(
+    ticket_id: str, metric: str, cycle: int, threshold: float | None, common: dict[str, Any]
+) -> SlaEvent:
+    """The warning at `threshold` (None: the breach) of a timer, with its deterministic id;
+    `common` holds the fields both kinds carry. Validated construction: pydantic-core's
+    validator is about twice as fast as the pure-Python `model_construct` (and checks the
+    values on the way)."""
+    if threshold is None:
+        return SlaBreach(
+            event_id=emission_id(ticket_id, metric, cycle, "breach"), type="sla-breach", **common
+        )
+    return SlaWarning(
+        event_id=emission_id(ticket_id, metric, cycle, f"warning@{threshold}"),
+        type="sla-warning",
+        threshold=threshold,
+        **common,
+    )
 
 
 def _may_start(ticket: Ticket, metric: MetricDef) -> bool:
