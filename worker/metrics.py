@@ -69,8 +69,9 @@ class Unknown(enum.Enum):
     VALUE = 0
 
 
-_TimerKey = tuple[str, str, bool, bool]
-"""(plan, metric, paused, past its deadline)"""
+_TimerKey = tuple[str, str, str, bool, bool]
+"""(plan, metric, goal, paused, past its deadline); goal is "" under a plan x priority
+policy and for a goal without a name."""
 
 
 class TimerTable:
@@ -109,7 +110,7 @@ class _TimerCollector(Collector):
         self.metrics = metrics
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        labels = ["plan", "metric"]
+        labels = ["plan", "metric", "goal"]
         running = GaugeMetricFamily(
             "sla_running_timers",
             "Timers measuring now (not paused), including those past their deadline",
@@ -125,15 +126,17 @@ class _TimerCollector(Collector):
             "Running or paused timers already breached: customers waiting past the SLA",
             labels=labels,
         )
-        totals: dict[tuple[str, str], list[int]] = {pair: [0, 0, 0] for pair in self.metrics.pairs}
-        for (plan, metric, is_paused, is_overdue), n in self.metrics.timers.counts.items():
-            row = totals.setdefault((plan, metric), [0, 0, 0])
+        totals: dict[tuple[str, str, str], list[int]] = {
+            (plan, metric, ""): [0, 0, 0] for plan, metric in self.metrics.pairs
+        }
+        for (plan, metric, goal, is_paused, is_overdue), n in self.metrics.timers.counts.items():
+            row = totals.setdefault((plan, metric, goal), [0, 0, 0])
             row[1 if is_paused else 0] += n
             row[2] += n if is_overdue else 0
-        for (plan, metric), (n_running, n_paused, n_overdue) in sorted(totals.items()):
-            running.add_metric([plan, metric], n_running)
-            paused.add_metric([plan, metric], n_paused)
-            overdue.add_metric([plan, metric], n_overdue)
+        for key, (n_running, n_paused, n_overdue) in sorted(totals.items()):
+            running.add_metric(list(key), n_running)
+            paused.add_metric(list(key), n_paused)
+            overdue.add_metric(list(key), n_overdue)
         yield running
         yield paused
         yield overdue
@@ -223,7 +226,10 @@ class Metrics:
         self.policy = policy
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        sla_labels = ["plan", "priority", "metric"]
+        # `goal` is the name of the goal that judged the timer where the policy names
+        # goals, else "" (which Prometheus stores as no label: a plan x priority policy's
+        # series are the ones they always were).
+        sla_labels = ["plan", "priority", "metric", "goal"]
         self.consumed = Counter(
             "sla_events_consumed",
             "Inbound messages consumed, each counted once by what happened to it: applied, "
@@ -336,7 +342,7 @@ class Metrics:
         self.pairs = sorted({(plan, metric) for plan, _, metric in self.triples})
         for labels in self.triples:
             for counter in (self.warnings, self.breaches, self.met, self.breached):
-                counter.labels(*labels)
+                counter.labels(*labels, "")
         for event_type in INBOUND_TYPES:
             for outcome in ("applied", "duplicate", "held"):
                 self.consumed.labels(event_type, outcome, "")
@@ -377,7 +383,7 @@ class Metrics:
         if outcome.occurred_at is not None and outcome.applied:
             self.lag.observe(max((now - outcome.occurred_at).total_seconds(), 0.0))
         for event in outcome.publish:
-            labels = (event.plan, str(event.priority), event.metric)
+            labels = (event.plan, str(event.priority), event.metric, event.goal or "")
             if event.type == "sla-breach":
                 self.breaches.labels(*labels).inc()
                 self.breached.labels(*labels).inc()
@@ -393,7 +399,9 @@ class Metrics:
                 self.warnings.labels(*labels).inc()
         for finished in outcome.finished:
             if finished.met:
-                self.met.labels(finished.plan, str(finished.priority), finished.metric).inc()
+                self.met.labels(
+                    finished.plan, str(finished.priority), finished.metric, finished.goal or ""
+                ).inc()
 
     def _consumed(self, outcome: Outcome) -> None:
         """Count the consumed message once, by its own outcome. Dead letters next to an
@@ -437,7 +445,7 @@ class Metrics:
         if plan is None or not targets:
             return ()
         return tuple(
-            (plan.name, metric, is_paused, breached)
+            (plan.name, metric, "", is_paused, breached)
             for metric, breached in clocks
             if targets.get(metric) is not None
         )
@@ -463,8 +471,9 @@ class Metrics:
         if found < 0:
             return ()
         targets = goals[found].targets
+        goal = goals[found].name or ""
         return tuple(
-            (ticket.plan, timer.metric, not timer.running, timer.breached)
+            (ticket.plan, timer.metric, goal, not timer.running, timer.breached)
             for timer in ticket.timers
             if timer.metric in targets
         )

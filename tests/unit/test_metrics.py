@@ -36,7 +36,21 @@ def metrics(policy: Policy) -> Metrics:
     return Metrics(policy)
 
 
+# Series labelled with the goal that judged the timer ("" under a plan x priority policy).
+GOAL_LABELLED = {
+    "sla_warnings_published_total",
+    "sla_breaches_published_total",
+    "sla_timers_met_total",
+    "sla_timers_breached_total",
+    "sla_running_timers",
+    "sla_paused_timers",
+    "sla_overdue_timers",
+}
+
+
 def value(metrics: Metrics, name: str, **labels: str) -> float:
+    if name in GOAL_LABELLED:
+        labels.setdefault("goal", "")
     sample = metrics.registry.get_sample_value(name, labels)
     assert sample is not None, f"no sample {name}{labels}"
     return sample
@@ -474,16 +488,62 @@ def test_a_goal_policy_counts_each_measured_timer_with_its_own_pause() -> None:
     metrics.state("V", dump_ticket(vip), None)
     metrics.state("P", dump_ticket(pro), None)
 
-    def count(name: str, plan: str, metric: str) -> float:
-        return value(metrics, name, plan=plan, metric=metric)
+    def count(name: str, plan: str, metric: str, goal: str) -> float:
+        return value(metrics, name, plan=plan, metric=metric, goal=goal)
 
     # vip-urgent: first response and resolution run; requester wait and agent work run
     # unmeasured (the goal names no target for them) and are not counted.
-    assert count("sla_running_timers", "vip", "first_response") == 1
-    assert count("sla_running_timers", "vip", "resolution") == 1
-    labels = {"plan": "vip", "metric": "agent_work"}
+    assert count("sla_running_timers", "vip", "first_response", "vip-urgent") == 1
+    assert count("sla_running_timers", "vip", "resolution", "vip-urgent") == 1
+    labels = {"plan": "vip", "metric": "agent_work", "goal": "vip-urgent"}
     assert metrics.registry.get_sample_value("sla_running_timers", labels) in (None, 0)
     # standard, on hold: requester wait runs, agent work and first response wait.
-    assert count("sla_running_timers", "pro", "requester_wait") == 1
-    assert count("sla_paused_timers", "pro", "agent_work") == 1
-    assert count("sla_paused_timers", "pro", "first_response") == 1
+    assert count("sla_running_timers", "pro", "requester_wait", "standard") == 1
+    assert count("sla_paused_timers", "pro", "agent_work", "standard") == 1
+    assert count("sla_paused_timers", "pro", "first_response", "standard") == 1
+
+
+def test_a_goal_policy_labels_warnings_breaches_and_met_timers_with_the_goal() -> None:
+    """The counters carry the goal that judged the timer, so a dashboard can tell the
+    enterprise goal's breaches from the standard one's; unnamed goals (the plan x priority
+    short form) leave the label empty, which Prometheus stores as no label at all."""
+    from worker.policy_file import load_policy
+
+    policy = load_policy(ROOT / "tests" / "data" / "goals-policy.yaml")
+    processor, metrics = TicketProcessor(Engine(policy), hold_unknown=None), Metrics(policy)
+    start = datetime(2026, 3, 2, 10, tzinfo=UTC)  # a Monday
+    now = start + timedelta(days=2)
+    stored: dict[str, Any] | None = None
+    for n, (type_, at, fields) in enumerate(
+        [
+            ("ticket-created", timedelta(0), {"plan": "vip", "priority": 1}),
+            # A public reply 5 minutes later meets first response (PT1H, 24x7).
+            ("reply-sent", timedelta(minutes=5), {"author": "agent", "public": True}),
+            # A status change 9 hours in: resolution (PT8H) warned at 6 h, breached at 8 h.
+            ("status-changed", timedelta(hours=9), {"status": "open"}),
+        ]
+    ):
+        body = {
+            "event_id": f"e-{n}",
+            "type": type_,
+            "ticket_id": "V",
+            "occurred_at": (start + at).isoformat(),
+            **fields,
+        }
+        outcome = processor.on_event(source(body, key=b"V"), stored, now)
+        assert outcome.applied, outcome
+        metrics.outcome(outcome, timer=False)
+        stored = outcome.state if outcome.state is not None else stored
+
+    def count(name: str, metric: str, goal: str) -> float | None:
+        labels = {"plan": "vip", "priority": "1", "metric": metric, "goal": goal}
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert count("sla_timers_met_total", "first_response", "vip-urgent") == 1
+    for name in (
+        "sla_warnings_published_total",
+        "sla_breaches_published_total",
+        "sla_timers_breached_total",
+    ):
+        assert count(name, "resolution", "vip-urgent") == 1
+        assert count(name, "resolution", "") in (None, 0)
