@@ -123,6 +123,27 @@ def plan_standbys(
         )
         for member in candidates[:replicas]:
             result[member].append(p)
+    # The greedy pass can leave a member two behind another (its own partitions were the
+    # ones left to place): move standbys from the fullest to the emptiest while one can.
+    moved = True
+    while moved:
+        moved = False
+        for high in sorted(members, key=lambda m: -len(result[m])):
+            for low in sorted(members, key=lambda m: len(result[m])):
+                if len(result[high]) - len(result[low]) <= 1:
+                    continue
+                movable = [q for q in result[high] if owner[q] != low and q not in result[low]]
+                if movable:
+                    # One it did not keep before, if any: stickiness where it costs nothing.
+                    q = min(movable, key=lambda q: (q in kept_sets[high], q))
+                    result[high].remove(q)
+                    result[low].append(q)
+                    moved = True
+                    break
+            if moved:
+                break
+    for member in members:
+        result[member].sort()
     return result
 
 

@@ -102,14 +102,22 @@ class Standbys:
 
     # --- assignment ------------------------------------------------------------------------------
 
-    def assign(self, numbers: Iterable[int], adopt: dict[int, Partition] | None = None) -> None:
+    def assign(
+        self,
+        numbers: Iterable[int],
+        adopt: dict[int, Partition] | None = None,
+        promoted: Iterable[int] = (),
+    ) -> None:
         """Keep exactly these partitions warm. A standby revoked is closed and its state
-        dropped; a new one starts from `adopt` (a partition's state this worker held as
-        active, whose `changelog_end` it reflects) or from the changelog's beginning."""
+        dropped, unless it is among `promoted` (assigned as active: kept, and followed,
+        until the restore `take`s it); a new one starts from `adopt` (a partition's state
+        this worker held as active, whose `changelog_end` it reflects) or from the
+        changelog's beginning."""
         wanted = set(numbers)
         adopt = adopt or {}
+        keep = wanted | set(promoted)
         for number in list(self.standbys):
-            if number not in wanted:
+            if number not in keep:
                 self._close(number)
         for number in sorted(wanted - set(self.standbys)):
             kept = adopt.get(number)

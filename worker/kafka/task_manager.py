@@ -159,7 +159,7 @@ class TaskManager:
                     adopt[number] = task.partition
                 self._forget(task)
         if self.standbys is not None:
-            self.standbys.assign(warm, adopt)
+            self.standbys.assign(warm, adopt, promoted=numbers)
         await self.committer.close_all(keep=numbers)
         for number in list(self.stores):
             if number not in numbers:  # kept on disk: read again if the partition returns
@@ -341,7 +341,9 @@ class TaskManager:
         standby = await self.standbys.take(number)
         if standby is None:
             return None
-        if standby.position > end:  # cannot be (read_committed); never trust it
+        if standby.end is None or standby.position > end:
+            # Never fetched: a cold restore is as quick. Ahead of the end: cannot be
+            # (read_committed), and never trusted.
             return None
         store = self.stores.pop(number, None)
         if store is not None:
