@@ -132,7 +132,8 @@ def main() -> None:
         warm, warm_asked = takeover(make, standby=True)
         say(f"tickets: {args.tickets:,} in one partition; ratio cold/standby {cold / warm:.1f}")
         say(
-            f"from SIGTERM (the owner's exit included): cold {cold_asked:.2f}, standby {warm_asked:.2f}"
+            f"from SIGTERM (the owner's exit included): cold {cold_asked:.2f}, "
+            f"standby {warm_asked:.2f}"
         )
         say(f"takeover seconds (from the owner's exit): cold {cold:.2f}, standby {warm:.2f}")
 
