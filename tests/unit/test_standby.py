@@ -173,6 +173,9 @@ async def test_a_standby_follows_the_owner_and_its_promotion_reads_only_the_tail
     assert spare.standbys.standbys[0].position == end
     warm = spare.standbys.standbys[0].partition
 
+    # A standby never produces, never begins a transaction, never commits.
+    assert spare.clients.producer_for(0).calls == []  # type: ignore[attr-defined]
+
     # The owner dies; the spare is given partition 0: the standby's state is promoted,
     # and only what it had not read yet is read from the changelog.
     await rebalanced(spare, [0], [])

@@ -178,15 +178,16 @@ class Standbys:
         if not self.standbys:
             await asyncio.sleep(IDLE_SECONDS)
             return
-        tps = [TopicPartition(self.topic, n) for n in sorted(self.standbys)]
+        fetching = dict(self.standbys)
+        tps = [TopicPartition(self.topic, n) for n in sorted(fetching)]
         fetched = await self.consumer.getmany(*tps, timeout_ms=200, max_records=FOLLOW_CHUNK)
         async with self._lock:
-            if self._reassign:  # assigned anew meanwhile: what came is read again
-                return
             for tp in tps:
-                standby = self.standbys.get(tp.partition)
-                if standby is None:
-                    continue
+                if self._reassign:  # assigned anew meanwhile: the rest is read again
+                    return
+                standby = fetching[tp.partition]
+                if self.standbys.get(tp.partition) is not standby:
+                    continue  # closed, or replaced (a policy reload) meanwhile
                 for record in fetched.get(tp, ()):
                     standby.partition.follow(record.key or b"", record.value)
                 standby.position = await self.consumer.position(tp)
