@@ -136,12 +136,17 @@ class Restorer:
         finally:
             self.changelogs.assign([])
 
-    async def count_timers(self, partition: Partition) -> int:
+    async def count_timers(
+        self, partition: Partition, held: Callable[[], bool] = lambda: True
+    ) -> int:
         """A promoted standby's tickets into the timer gauges, in chunks, while the
         partition may already run: each ticket's state is read when it is counted (a step
-        may have changed it since the promotion). Returns the tickets counted."""
+        may have changed it since the promotion). Stops as soon as `held()` turns false
+        (the worker no longer holds this state). Returns the tickets counted."""
         rows = 0
         for ticket_id in list(partition.tickets):
+            if not held():
+                break
             value = partition.tickets.get(ticket_id)
             if value is not None:
                 try:

@@ -112,6 +112,8 @@ class TaskManager:
         self.lock = asyncio.Lock()
         """One step, one rebalance, one install of restored state or one reload at a time."""
         self._job: asyncio.Task[None] | None = None
+        self._counting: set[asyncio.Task[int]] = set()
+        """Promoted standbys' timer gauges being filled in (`_count_timers`)."""
 
     # --- what the view reads ----------------------------------------------------------------
 
@@ -244,6 +246,10 @@ class TaskManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._job)
 
+    async def counted(self) -> None:
+        """Until the timer gauges of the promoted standbys are filled in."""
+        await asyncio.gather(*self._counting, return_exceptions=True)
+
     async def cancel_restore(self) -> None:
         job, self._job = self._job, None
         if job is not None and not job.done():
@@ -299,9 +305,7 @@ class TaskManager:
                 warm=set(tails),
             )
             for number in tails:  # the gauges of its timers, beside the loop
-                running = self.tasks.get(number)
-                if running is not None and running.partition is not None:
-                    await self.restorer.count_timers(running.partition)
+                self._count_timers(number)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -358,6 +362,24 @@ class TaskManager:
             end - standby.position,
         )
         return standby.partition, standby.position
+
+    def _count_timers(self, number: int) -> None:
+        """Fill in the timer gauges of a promoted standby's tickets, in a task of its own
+        beside the loop (not in the restore job: a restore due meanwhile does not wait
+        for it). It stops when the partition's state leaves the task (revoked for good,
+        or lost and restored again, which counts its tickets anew)."""
+        task = self.tasks.get(number)
+        if task is None or task.partition is None:
+            return
+        partition = task.partition
+
+        def held() -> bool:
+            now = self.tasks.get(number)
+            return now is not None and now.partition is partition
+
+        counting = asyncio.create_task(self.restorer.count_timers(partition, held))
+        self._counting.add(counting)
+        counting.add_done_callback(self._counting.discard)
 
     async def _load_snapshots(
         self, partitions: dict[int, Partition], ends: dict[int, int]
@@ -434,6 +456,8 @@ class TaskManager:
                 store.close()
 
     def close_stores(self) -> None:
+        for counting in list(self._counting):  # the worker stops: the gauges go anyway
+            counting.cancel()
         for store in self.stores.values():
             with contextlib.suppress(Exception):
                 store.close()
