@@ -5,7 +5,8 @@ partitions warm, tailing their changelogs. Under live traffic, the owner of half
 partitions is killed (SIGKILL). When the group gives its partitions to the survivor, the
 survivor promotes its standbys: it reads only the changelog records its standbys had not
 applied yet (logged per promotion), not the changelogs. What was published equals replay
-of the log, as exact sets of `event_id`s (`fault_log.check`), as in the fault suite.
+of the log, as exact sets of `event_id`s (`fault_log.check`), as in the fault suite;
+with local snapshots (`--state-dir`) and without.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from devtools.harness import WorkerProcess
 from tests.integration.fault_log import Setup, check, live_log, produce, wait_for_any
@@ -59,17 +62,26 @@ def promotions(worker: WorkerProcess) -> dict[int, tuple[int, int]]:
     return found
 
 
+@pytest.mark.parametrize("snapshots", [False, True], ids=["changelog-only", "snapshots"])
 async def test_a_survivor_promotes_its_standbys_and_reads_only_the_tail(
     create_topic: Any,
     kafka_bootstrap: str,
     worker_factory: Any,
     tmp_path: Path,
     record_property: Any,
+    snapshots: bool,
 ) -> None:
     names = [await create_topic(partitions=6) for _ in range(4)]
     setup = Setup(kafka_bootstrap, *names, partitions=6, policy=FAST_POLICY)
-    options = {**setup.options(), "settings": {"standby_replicas": 1}}
-    first, second = worker_factory(**options), worker_factory(**options)
+
+    def worker(name: str) -> WorkerProcess:
+        settings: dict[str, Any] = {"standby_replicas": 1}
+        if snapshots:  # each worker its own --state-dir, as the fault suite does
+            settings["state_dir"] = tmp_path / f"state-{name}"
+        made: WorkerProcess = worker_factory(**setup.options(), settings=settings)
+        return made
+
+    first, second = worker("first"), worker("second")
     first.start()
     await first.ready()
     second.start()
