@@ -242,3 +242,19 @@ async def test_a_policy_reload_reads_the_standbys_again(presets: Policy) -> None
     assert after.partition is not before and after.position == 0
     await worker.standbys.turn()
     assert set(after.partition.tickets) == {"HD-1"}
+
+
+async def test_a_standby_never_fetched_is_not_announced_and_a_cold_restore_replaces_it(
+    presets: Policy,
+) -> None:
+    shared: dict[int, list[Any]] = {0: [(b"HD-1", created(1, "HD-1", NOW))]}
+    worker = new_worker(presets, shared, standby_replicas=1)
+    await rebalanced(worker, [], [0])
+    assert worker.standbys is not None and worker.standbys.numbers() == [0]
+    assert worker.membership.lags_now() == {}  # lag unknown: not caught up
+    assert worker.standby_diagnostics() == [
+        {"partition": 0, "position": 0, "end": None, "lag": None}
+    ]
+    await rebalanced(worker, [0], [])
+    assert worker.partitions[0].changelog_end == 1 and set(worker.partitions[0].tickets) == {"HD-1"}
+    assert worker.standbys.numbers() == []
