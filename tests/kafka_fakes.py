@@ -150,7 +150,9 @@ class FakeChangelogs:
     changelog is empty."""
 
     def __init__(self, records: dict[int, list[Any]] | None = None) -> None:
-        self.records = records or {}
+        self.records = records if records is not None else {}
+        """Shared, not copied: a second `FakeChangelogs` over the same dict (a standby's
+        consumer) sees what a `RecordingProducer` commits."""
         self.positions: dict[TopicPartition, int] = {}
         self.reads = 0
         self.read_from: dict[int, int] = {}
@@ -192,6 +194,9 @@ class FakeChangelogs:
             self.positions[tp] = at + len(chunk)
         await asyncio.sleep(0)
         return fetched
+
+    def last_stable_offset(self, tp: TopicPartition) -> int:
+        return len(self.records.get(tp.partition, []))
 
     async def topics(self) -> set[str]:
         return set()

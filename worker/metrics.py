@@ -14,6 +14,7 @@ docs/operations.md documents every metric and alert.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 from collections import Counter as Tally
@@ -289,6 +290,13 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.standby_lag = Gauge(
+            "sla_standby_lag_records",
+            "Changelog records a warm standby kept by this worker has not applied yet, per "
+            "partition (--standby-replicas)",
+            ["partition"],
+            registry=r,
+        )
         self.recovery = Gauge(
             "sla_table_recovery_seconds",
             "Duration of the last state recovery: from the start of the rebalance (or of the "
@@ -503,6 +511,14 @@ class Metrics:
 
     def consumer_lag_of(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def standby_lag_of(self, partition: int, lag: int) -> None:
+        self.standby_lag.labels(str(partition)).set(lag)
+
+    def standby_closed(self, partition: int) -> None:
+        """A standby closed or promoted: its lag leaves the gauge."""
+        with contextlib.suppress(KeyError):
+            self.standby_lag.remove(str(partition))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -291,6 +291,16 @@ class WorkerSettings(StreamSettings):
         "every restore reads the whole changelog.",
         json_schema_extra=_cli("DIR"),
     )
+    standby_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Warm standbys (Kafka Streams' num.standby.replicas): each partition's "
+        "state is kept ready by this many other workers, which tail its changelog, so that "
+        "a takeover reads only the changelog's last records instead of all of it. Each "
+        "standby costs the memory a running partition of it would. 0: none.",
+        json_schema_extra=_cli("N"),
+    )
     timer_interval_seconds: float = Field(
         default=0.2, gt=0, description="How often due timers are checked."
     )

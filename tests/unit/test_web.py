@@ -31,6 +31,9 @@ class FakeWorker:
     def diagnostics(self) -> list[dict[str, Any]]:
         return []
 
+    def standby_diagnostics(self) -> list[dict[str, Any]]:
+        return []
+
     def owns(self, partition: int) -> bool:
         return self.owner is None
 

@@ -9,6 +9,8 @@ uses, so a fake needs nothing else).
   offsets go into each step's transaction);
 - `changelogs`: a consumer without a group, for the changelogs (restores), their end
   offsets and the brokers' metadata (the broker watch's probe);
+- `standbys`: another consumer without a group, for the changelogs of the warm standbys
+  (`worker.kafka.standby`; with `--standby-replicas` only);
 - `producer_for(p)`: a new, not yet started, transactional producer for partition p's
   transactional id, `<app-id>-state-<p>`. One per partition: see `worker.kafka.committer`.
 """
@@ -68,6 +70,7 @@ class ChangelogConsumer(Protocol):
         self, partitions: list[TopicPartition]
     ) -> dict[TopicPartition, int]: ...
     async def topics(self) -> Any: ...
+    def last_stable_offset(self, partition: TopicPartition) -> int | None: ...
 
 
 class TransactionalProducer(Protocol):
@@ -98,27 +101,44 @@ class Clients:
     consumer: GroupConsumer
     changelogs: ChangelogConsumer
     producer_for: Callable[[int], TransactionalProducer]
+    standbys: ChangelogConsumer | None = None
 
 
 class Membership:
-    """What this member tells the group's assignor (the partitions whose state it holds)
-    and learns from it (which member owns which partition: the HTTP API forwards)."""
+    """What this member tells the group's assignor (the partitions whose state it holds,
+    and how far behind its standbys are) and learns from it (which member owns which
+    partition: the HTTP API forwards; which partitions it keeps as standbys)."""
 
     def __init__(self) -> None:
         self.owners: dict[int, str] = {}
+        self.standbys: list[int] = []
         self.held: Callable[[], Iterable[int]] = list
+        self.standby_lags: Callable[[], dict[int, int]] = dict
 
     def held_now(self) -> list[int]:
         return sorted(self.held())
 
+    def lags_now(self) -> dict[int, int]:
+        return self.standby_lags()
+
     def set_owners(self, owners: dict[int, str]) -> None:
         self.owners = owners
+
+    def set_standbys(self, standbys: list[int]) -> None:
+        self.standbys = standbys
 
 
 def kafka_clients(settings: WorkerSettings, membership: Membership) -> Clients:
     """The real clients (not started: the worker starts and stops them)."""
     options = client_options(settings)  # the SSL context made once, shared
-    assignor = ticket_assignor(settings.canonical_url, membership.held_now, membership.set_owners)
+    assignor = ticket_assignor(
+        settings.canonical_url,
+        membership.held_now,
+        membership.set_owners,
+        settings.standby_replicas,
+        membership.lags_now,
+        membership.set_standbys,
+    )
     session_ms = int(settings.session_timeout_seconds * 1000)
     consumer = AIOKafkaConsumer(
         **options,
@@ -144,6 +164,20 @@ def kafka_clients(settings: WorkerSettings, membership: Membership) -> Clients:
         isolation_level="read_committed",
     )
 
+    standbys = (
+        AIOKafkaConsumer(
+            **options,
+            client_id=f"{settings.app_id}-standby",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )
+        if settings.standby_replicas > 0
+        else None
+    )
+
     def producer_for(number: int) -> TransactionalProducer:
         producer: TransactionalProducer = AIOKafkaProducer(
             **options,
@@ -156,4 +190,4 @@ def kafka_clients(settings: WorkerSettings, membership: Membership) -> Clients:
         )
         return producer
 
-    return Clients(consumer, changelogs, producer_for)
+    return Clients(consumer, changelogs, producer_for, standbys)

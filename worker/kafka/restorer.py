@@ -13,6 +13,7 @@ the snapshot's offset is read.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class Restorer:
         froms: dict[int, int] | None = None,
         stores: dict[int, Store] | None = None,
         stamp_ms: int = 0,
+        warm: set[int] | None = None,
     ) -> None:
         """Load each partition's changelog from `froms` (default: its beginning) up to
         `ends`, then rebuild its due index, and hand it to `done` at once (the others may
@@ -79,8 +81,12 @@ class Restorer:
 
         A partition with a store in `stores` has each chunk written to it as it is read
         (committed records only: read_committed), and, once its end is reached, the
-        offset the store then reflects, stamped `stamp_ms` (taken before `ends` were)."""
-        froms, stores = froms or {}, stores or {}
+        offset the store then reflects, stamped `stamp_ms` (taken before `ends` were).
+
+        A partition in `warm` is a promoted standby's (`worker.kafka.standby`), indexed
+        as it was followed: each record of its tail is applied with `Partition.follow`,
+        and it needs no rebuild."""
+        froms, stores, warm = froms or {}, stores or {}, warm or set()
         tps = {TopicPartition(self.topic, p): part for p, part in partitions.items()}
         if not tps:
             return
@@ -102,7 +108,8 @@ class Restorer:
                         store = stores.get(tp.partition)
                         if store is not None:
                             store.write([], partition.changelog_end, stamp_ms)
-                        await self.rebuild(partition)
+                        if tp.partition not in warm:
+                            await self.rebuild(partition)
                         done(tp.partition, partition)
                 if not remaining:
                     break
@@ -112,8 +119,9 @@ class Restorer:
                 for tp, records in fetched.items():
                     partition = tps[tp]
                     pairs = [(record.key or b"", record.value) for record in records]
+                    apply = partition.follow if tp.partition in warm else partition.load
                     for key, value in pairs:
-                        partition.load(key, value)
+                        apply(key, value)
                     store = stores.get(tp.partition)
                     if store is not None:
                         store.write(pairs, None, stamp_ms)
@@ -127,6 +135,29 @@ class Restorer:
                 await asyncio.sleep(0)  # the running partitions step meanwhile
         finally:
             self.changelogs.assign([])
+
+    async def count_timers(
+        self, partition: Partition, held: Callable[[], bool] = lambda: True
+    ) -> int:
+        """A promoted standby's tickets into the timer gauges, in chunks, while the
+        partition may already run: each ticket's state is read when it is counted (a step
+        may have changed it since the promotion). Stops as soon as `held()` turns false
+        (the worker no longer holds this state). Returns the tickets counted."""
+        rows = 0
+        for ticket_id in list(partition.tickets):
+            if not held():
+                break
+            value = partition.tickets.get(ticket_id)
+            if value is not None:
+                try:
+                    stored = json.loads(value)
+                except ValueError:  # unreadable: `Partition.follow` listed it
+                    continue
+                self.metrics.state(ticket_id, stored if isinstance(stored, dict) else None)
+            rows += 1
+            if rows % REBUILD_CHUNK == 0:
+                await asyncio.sleep(0)  # the running partitions step meanwhile
+        return rows
 
     async def rebuild(self, partition: Partition) -> int:
         """The partition's due index and holds from its state, in chunks; metrics learn

@@ -25,6 +25,8 @@ The parts, each with one job, built here from the clients the composition root p
 
 - `TaskManager` (task_manager.py): each partition's state (restoring, running,
   suspended) and its transitions; restores run beside the loop and never stall it;
+- `Standbys` (standby.py): with `--standby-replicas`, the partitions kept warm by
+  tailing their changelogs, promoted to tasks without a restore;
 - `Restorer` (restorer.py): reads a changelog back into a partition, in bounded chunks;
 - `Committer` (committer.py): the per-partition producers and one transaction per step;
   fencing, and giving up on commits that keep failing;
@@ -63,6 +65,7 @@ from worker.kafka.committer import CommitsFailing, Committed, Committer
 from worker.kafka.inputs import InputWatch
 from worker.kafka.restorer import Restorer
 from worker.kafka.snapshot import Snapshots
+from worker.kafka.standby import Standbys
 from worker.kafka.task_manager import TaskManager
 from worker.kafka.topics import changelog_topic_name
 from worker.kafka.view import WorkerView
@@ -132,6 +135,11 @@ class LiveWorker:
             settings.max_commit_attempts,
             lambda: self.brokers.reachable,
         )
+        self.standbys = (
+            None
+            if clients.standbys is None
+            else Standbys(clients.standbys, self.topics.changelog, self.new_partition, metrics)
+        )
         self.tasks = TaskManager(
             clients.consumer,
             self.inputs,
@@ -141,9 +149,12 @@ class LiveWorker:
             self.new_partition,
             lambda: self.brokers.reachable,
             snapshots,
+            self.standbys,
         )
-        self.view = WorkerView(self.tasks, self.inputs)
+        self.view = WorkerView(self.tasks, self.inputs, self.standbys)
         self.membership.held = self.tasks.held
+        if self.standbys is not None:
+            self.membership.standby_lags = self.standbys.lags
 
     def new_partition(self, number: int) -> Partition:
         return Partition(number, self.processor, self.topics, self.lateness)
@@ -182,6 +193,9 @@ class LiveWorker:
     def diagnostics(self) -> list[dict[str, Any]]:
         return self.view.diagnostics()
 
+    def standby_diagnostics(self) -> list[dict[str, Any]]:
+        return list(self.view.standby_diagnostics())
+
     def describe(self, partition: int, ticket_id: str) -> dict[str, Any] | None:
         return self.view.describe(partition, ticket_id)
 
@@ -205,22 +219,32 @@ class LiveWorker:
         """Process until `stop` is set; then commit nothing half-done and leave the group."""
         consumer = self.clients.consumer
         await self.clients.changelogs.start()
+        standby_consumer = self.clients.standbys
+        if standby_consumer is not None:
+            await standby_consumer.start()
         await consumer.start()
         consumer.subscribe(self.settings.input_topics, listener=_Listener(self))
         interval_ms = max(int(self.settings.timer_interval_seconds * 1000), 1)
         probe = asyncio.create_task(self.brokers.run())
+        follow = None if self.standbys is None else asyncio.create_task(self.standbys.run())
         try:
             while not stop.is_set():
                 records = await consumer.getmany(timeout_ms=interval_ms, max_records=MAX_RECORDS)
                 await self.turn(records)
         finally:
             probe.cancel()
+            if follow is not None:
+                follow.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await follow
             async with self.tasks.lock:
                 self.joined = False
                 await self.tasks.cancel_restore()
             try:
                 await consumer.stop()  # leaves the group: the others take over at once
                 await self.clients.changelogs.stop()
+                if standby_consumer is not None:
+                    await standby_consumer.stop()
             finally:  # whatever the consumers did: producers and stores are closed
                 try:
                     await self.committer.close_all()
@@ -319,7 +343,9 @@ class LiveWorker:
         """Only take note: the tasks restore beside the main loop (heartbeats stop during
         this callback)."""
         async with self.tasks.lock:
-            await self.tasks.assign({tp.partition for tp in assigned})
+            # The assignor's `on_assignment` ran before this callback: the membership
+            # holds this member's standbys of the new generation.
+            await self.tasks.assign({tp.partition for tp in assigned}, self.membership.standbys)
             self.joined = True
 
     # --- a new policy (SIGHUP) ----------------------------------------------------------------

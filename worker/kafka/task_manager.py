@@ -10,6 +10,11 @@ A task is one partition number (across all input topics):
 - SUSPENDED: revoked by a rebalance; its state is kept in memory in case it comes back
   (the assignor hands a member the partitions it holds, `worker.kafka.assignment`).
 
+Warm standbys (`--standby-replicas`) are not tasks: `worker.kafka.standby` keeps them.
+A partition assigned as active whose standby this worker keeps is *promoted*: its
+restore takes the standby's state, already indexed, and reads only the changelog's
+records after the standby's position (step 2 below).
+
 Restores run in a task of their own beside the main loop, in bounded chunks
 (`worker.kafka.restorer`): while one partition reads a long changelog, the running ones
 go on stepping and firing on time. Restoring a partition takes, in this order:
@@ -17,7 +22,7 @@ go on stepping and firing on time. Restoring a partition takes, in this order:
 1. fence: the partition's producer starts (`Committer.open`), which aborts whatever an
    earlier owner left open, so the changelog's and the offsets' committed ends are final;
 2. state: kept from before (if the changelog's end is still the one it reflects), or
-   read from the changelog;
+   the standby's plus the changelog's tail after it, or read from the changelog;
 3. inputs (in the main loop, between two steps): seeked to the offsets the last
    committed transaction recorded (the group's committed offsets, or those the
    changelog's clock record holds, if later), then resumed; the task runs.
@@ -33,7 +38,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka.errors import KafkaError
@@ -43,6 +48,7 @@ from worker.kafka.committer import RESTORE_RETRY_SECONDS, Committer
 from worker.kafka.inputs import InputWatch
 from worker.kafka.restorer import Restorer
 from worker.kafka.snapshot import Snapshots, Store
+from worker.kafka.standby import Standbys
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
 from worker.tasks.partition import Partition
@@ -86,6 +92,7 @@ class TaskManager:
         new_partition: Callable[[int], Partition],
         reachable: Callable[[], bool],
         snapshots: Snapshots | None = None,
+        standbys: Standbys | None = None,
     ) -> None:
         self.consumer = consumer
         self.inputs = inputs
@@ -95,6 +102,7 @@ class TaskManager:
         self.new_partition = new_partition
         self.reachable = reachable
         self.snapshots = snapshots
+        self.standbys = standbys
         self.stores: dict[int, Store] = {}
         # Partitions whose store failed (a full or read-only volume): run without one
         # until the worker restarts, as without --state-dir.
@@ -104,6 +112,8 @@ class TaskManager:
         self.lock = asyncio.Lock()
         """One step, one rebalance, one install of restored state or one reload at a time."""
         self._job: asyncio.Task[None] | None = None
+        self._counting: set[asyncio.Task[int]] = set()
+        """Promoted standbys' timer gauges being filled in (`_count_timers`)."""
 
     # --- what the view reads ----------------------------------------------------------------
 
@@ -137,13 +147,21 @@ class TaskManager:
             else:
                 task.state, task.restored = TaskState.SUSPENDED, False
 
-    async def assign(self, numbers: set[int]) -> None:
+    async def assign(self, numbers: set[int], standby: Iterable[int] = ()) -> None:
         """Only take note (heartbeats stop during the rebalance callback): the assigned
-        tasks restore in the background."""
+        tasks restore in the background; `standby` (with `standbys`): the partitions to
+        keep warm, a partition that moves from active to standby keeping its state."""
         await self.cancel_restore()
+        adopt: dict[int, Partition] = {}
+        warm = set(standby) - numbers
         for number in list(self.tasks):
             if number not in numbers:
-                self._forget(self.tasks.pop(number))
+                task = self.tasks.pop(number)
+                if number in warm and task.partition is not None:
+                    adopt[number] = task.partition
+                self._forget(task)
+        if self.standbys is not None:
+            self.standbys.assign(warm, adopt, promoted=numbers)
         await self.committer.close_all(keep=numbers)
         for number in list(self.stores):
             if number not in numbers:  # kept on disk: read again if the partition returns
@@ -173,6 +191,10 @@ class TaskManager:
         """Forget the state of every task but the running ones (a new policy: what was
         kept was scheduled under the old one); a restore under way starts again."""
         await self.cancel_restore()
+        if self.standbys is not None:  # indexed under the old policy: read them again
+            warm = self.standbys.numbers()
+            self.standbys.close()
+            self.standbys.assign(warm)
         for number, task in list(self.tasks.items()):
             if task.state is TaskState.SUSPENDED:
                 self._forget(self.tasks.pop(number))
@@ -224,6 +246,10 @@ class TaskManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._job)
 
+    async def counted(self) -> None:
+        """Until the timer gauges of the promoted standbys are filled in."""
+        await asyncio.gather(*self._counting, return_exceptions=True)
+
     async def cancel_restore(self) -> None:
         job, self._job = self._job, None
         if job is not None and not job.done():
@@ -252,24 +278,34 @@ class TaskManager:
             ends = await self.restorer.ends(numbers)
             kept: dict[int, Partition] = {}
             to_read: dict[int, Partition] = {}
+            tails: dict[int, int] = {}  # promoted standbys: where their tail begins
             for number in numbers:
                 task = self.tasks[number]
                 if task.partition is not None and task.partition.changelog_end == ends[number]:
                     kept[number] = task.partition
+                    continue
+                self._forget(task)
+                promoted = await self._promote(number, ends[number])
+                if promoted is not None:
+                    to_read[number], tails[number] = promoted
                 else:
-                    self._forget(task)
                     to_read[number] = self.new_partition(number)
             self._restored(kept, set(), started)  # these run at once, whatever the
-            froms = await self._load_snapshots(to_read, ends)  # others take to read
-            stores = {n: self.stores[n] for n in to_read if n in self.stores}
+            cold = {n: p for n, p in to_read.items() if n not in tails}  # others take
+            froms = await self._load_snapshots(cold, ends) | tails  # to read
+            to_read.update(cold)  # (a snapshot that failed to load: an empty partition)
+            stores = {n: self.stores[n] for n in cold if n in self.stores}
             await self.restorer.read(
                 to_read,
                 ends,
-                lambda n, p: self._restored({n: p}, {n}, started),  # each when it is read
+                lambda n, p: self._restored({n: p}, {n}, started, tails),  # each when read
                 froms,
                 stores,
                 stamp_ms,
+                warm=set(tails),
             )
+            for number in tails:  # the gauges of its timers, beside the loop
+                self._count_timers(number)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -298,6 +334,52 @@ class TaskManager:
                     with contextlib.suppress(Exception):
                         store.wipe()
                         store.close()
+
+    async def _promote(self, number: int, end: int) -> tuple[Partition, int] | None:
+        """The standby of `number` (if this worker keeps one), handed over with the offset
+        its changelog tail begins at. With --state-dir, the promoted partition writes no
+        local snapshot until its next restore (its store would miss what the standby
+        read; the snapshot on disk stays valid for the offset it records)."""
+        if self.standbys is None:
+            return None
+        standby = await self.standbys.take(number)
+        if standby is None:
+            return None
+        if standby.end is None or standby.position > end:
+            # Never fetched: a cold restore is as quick. Ahead of the end: cannot be
+            # (read_committed), and never trusted.
+            return None
+        store = self.stores.pop(number, None)
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
+        log.info(
+            "partition %d: promoting its standby (%d tickets, changelog offset %d); reading "
+            "the changelog's %d records after it",
+            number,
+            len(standby.partition.tickets),
+            standby.position,
+            end - standby.position,
+        )
+        return standby.partition, standby.position
+
+    def _count_timers(self, number: int) -> None:
+        """Fill in the timer gauges of a promoted standby's tickets, in a task of its own
+        beside the loop (not in the restore job: a restore due meanwhile does not wait
+        for it). It stops when the partition's state leaves the task (revoked for good,
+        or lost and restored again, which counts its tickets anew)."""
+        task = self.tasks.get(number)
+        if task is None or task.partition is None:
+            return
+        partition = task.partition
+
+        def held() -> bool:
+            now = self.tasks.get(number)
+            return now is not None and now.partition is partition
+
+        counting = asyncio.create_task(self.restorer.count_timers(partition, held))
+        self._counting.add(counting)
+        counting.add_done_callback(self._counting.discard)
 
     async def _load_snapshots(
         self, partitions: dict[int, Partition], ends: dict[int, int]
@@ -374,18 +456,36 @@ class TaskManager:
                 store.close()
 
     def close_stores(self) -> None:
+        for counting in list(self._counting):  # the worker stops: the gauges go anyway
+            counting.cancel()
         for store in self.stores.values():
             with contextlib.suppress(Exception):
                 store.close()
         self.stores.clear()
 
-    def _restored(self, partitions: dict[int, Partition], read: set[int], started: float) -> None:
+    def _restored(
+        self,
+        partitions: dict[int, Partition],
+        read: set[int],
+        started: float,
+        tails: dict[int, int] | None = None,
+    ) -> None:
         """The state of these tasks is restored: they start at the next turn of the loop."""
         if not partitions:
             return
         for number, partition in partitions.items():
             task = self.tasks[number]
             task.partition, task.restored = partition, True
+        promoted = sorted(set(partitions) & set(tails or {}))
+        if promoted:
+            log.info(
+                "promoted standby partitions %s: %d changelog records read after the "
+                "standby's position, in %.2f s",
+                promoted,
+                sum(partitions[n].changelog_end - (tails or {})[n] for n in promoted),
+                time.monotonic() - started,
+            )
+            return
         log.info(
             "restored partitions %s: %d tickets read from the changelog, %d kept, in %.2f s",
             sorted(partitions),

@@ -11,15 +11,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.kafka.inputs import InputWatch
+from worker.kafka.standby import Standbys
 from worker.kafka.task_manager import TaskManager
 from worker.tasks.partition import Partition
 from worker.tasks.processor import iso
 
 
 class WorkerView:
-    def __init__(self, tasks: TaskManager, inputs: InputWatch) -> None:
+    def __init__(
+        self, tasks: TaskManager, inputs: InputWatch, standbys: Standbys | None = None
+    ) -> None:
         self.tasks = tasks
         self.inputs = inputs
+        self.standbys = standbys
+
+    def standby_diagnostics(self) -> list[dict[str, int | None]]:
+        """Per warm standby: its changelog position, the end last seen and the lag."""
+        return [] if self.standbys is None else self.standbys.diagnostics()
 
     @property
     def busy(self) -> bool:

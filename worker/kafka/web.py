@@ -77,6 +77,7 @@ def build_web(worker: LiveWorker, metrics: Metrics) -> web.Application:
         body["brokers_reachable"] = worker.broker_reachable
         body["busy"] = worker.busy
         body["inputs"] = worker.diagnostics()
+        body["standbys"] = worker.standby_diagnostics()
         return web.json_response(body, status=200 if ready else 503)
 
     def refused(request: web.Request) -> web.Response | None:
