@@ -1061,7 +1061,11 @@ class Engine:
         return points
 
     def _timer_due(self, ticket: Ticket, timer: Timer, policy: Policy) -> None:
-        """Refresh the timer's cached due instant: its first point not yet emitted."""
+        """Refresh the timer's cached due instant: when its first point not yet emitted
+        may come due, a lower bound of it while the timer runs (`Timer.due_bound`):
+        `_goal_fire` computes the exact instant when the bound comes due, and fires it
+        or waits for it. So no point fires early, and a timer that stops before its
+        bound (most do) never needs the calendar arithmetic of its due instant."""
         due: datetime | None = None
         target = self._goal_target(ticket, timer.metric)
         if target is not None and not timer.breached:
@@ -1070,7 +1074,7 @@ class Engine:
                 if fraction not in timer.warned:
                     amount = target.warning_amounts[i]
                     break
-            due = timer.instant_at(amount, policy.calendars)
+            due = timer.due_bound(amount, policy.calendars)
         timer.due = due
 
     def _refresh_dues(self, ticket: Ticket) -> datetime | None:
@@ -1099,9 +1103,14 @@ class Engine:
                 if pending is not None and (due is None or pending < due):
                     due = pending
                 continue  # its first point is not due: nothing later is either
+            # Its cached instant may be a lower bound (`_timer_due`): each point's exact
+            # instant decides, unless the bound already says the point is not due.
             timer.due = None
+            calendars = policy.calendars
             for threshold, amount, target in self._goal_points(ticket, timer):
-                instant = timer.instant_at(amount, policy.calendars)
+                instant = timer.due_bound(amount, calendars)
+                if instant is not None and (instant < now or (instant == now and inclusive)):
+                    instant = timer.instant_at(amount, calendars)
                 if instant is None or instant > now or (instant == now and not inclusive):
                     timer.due = instant
                     if instant is not None and (due is None or instant < due):
