@@ -203,6 +203,72 @@ def match(goals: tuple[Goal, ...], ticket: Ticket) -> int:
     return -1
 
 
+class GoalMatcher:
+    """The first goal a ticket matches, testing only the goals that can match it.
+
+    Each goal is filed under one of its conditions on a single-valued attribute (the one
+    accepting the fewest values), by each accepted value; a goal without such a condition
+    (none, or only tags and custom fields) is a candidate for every ticket. A ticket's
+    candidates are those filed under its own values, tested in policy order: a goal
+    filed under another value cannot match, so the first candidate that matches is the
+    first goal that matches (`match` over all of them gives the same answer). A policy of
+    twenty goals on customers then tests two or three goals per ticket, not twenty.
+
+    `reads`: the ticket attributes that conditions and calendar maps read (`fields` for
+    custom fields): a change of any other attribute changes neither the goal nor a
+    calendar, and needs no match.
+    """
+
+    __slots__ = ("_always", "_goals", "_keyed", "reads")
+
+    def __init__(self, goals: tuple[Goal, ...]) -> None:
+        self._goals = goals
+        keyed: dict[str, dict[str, list[int]]] = {}
+        always: list[int] = []
+        reads: set[str] = set()
+        for i, goal in enumerate(goals):
+            key: tuple[str, frozenset[str]] | None = None
+            for name, accepted in goal.conditions:
+                reads.add(name)
+                if name != "tags" and (key is None or len(accepted) < len(key[1])):
+                    key = (name, accepted)
+            if goal.fields:
+                reads.add("fields")
+            for target in goal.targets.values():
+                if target.by is not None:
+                    reads.add(target.by)
+            if key is None:
+                always.append(i)
+                continue
+            by_value = keyed.setdefault(key[0], {})
+            for value in key[1]:
+                by_value.setdefault(value, []).append(i)
+        self._keyed: tuple[tuple[str, dict[str, tuple[int, ...]]], ...] = tuple(
+            (name, {value: tuple(found) for value, found in by_value.items()})
+            for name, by_value in keyed.items()
+        )
+        self._always = tuple(always)
+        self.reads: frozenset[str] = frozenset(reads)
+
+    def match(self, ticket: Ticket) -> int:
+        """The index of the first goal `ticket` matches; -1 for none."""
+        attributes = attributes_of(ticket)
+        candidates = list(self._always)
+        for name, by_value in self._keyed:
+            value = attributes[name]
+            if value is not None:
+                found = by_value.get(value)
+                if found is not None:
+                    candidates += found
+        if len(candidates) > 1:
+            candidates.sort()
+        goals = self._goals
+        for i in candidates:
+            if goals[i].matches(attributes, ticket):
+                return i
+        return -1
+
+
 def conditions_of(when: WhenSpec) -> tuple[tuple[str, frozenset[str]], ...]:
     found: list[tuple[str, frozenset[str]]] = []
     for name in ATTRIBUTES:
