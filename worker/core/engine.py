@@ -35,7 +35,7 @@ from worker.core.events import (
     TicketUpdated,
     emission_id,
 )
-from worker.core.goals import GoalTarget
+from worker.core.goal_match import GoalTarget
 from worker.core.metrics import MetricDef
 from worker.core.policy import Plan, Policy, Target
 from worker.core.reasons import Reason
