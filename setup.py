@@ -24,6 +24,7 @@ from setuptools import setup
 COMPILED = [
     "worker/core/errors.py",
     "worker/core/engine.py",
+    "worker/core/goal_match.py",
     "worker/core/timers.py",
     "worker/core/due_index.py",
     "worker/replay.py",

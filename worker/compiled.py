@@ -16,6 +16,7 @@ from pathlib import Path
 COMPILED_MODULES: tuple[str, ...] = (
     "worker.core.errors",  # the exception base of the compiled modules' exceptions
     "worker.core.engine",
+    "worker.core.goal_match",  # goals matched and calendars chosen, per event
     "worker.core.timers",  # a goal policy's timers: read and written on every event
     "worker.core.due_index",
     "worker.replay",

@@ -198,7 +198,18 @@ def test_goal_tickets_round_trip_as_format_2_and_resume_identically() -> None:
     assert all(json.loads(data)["v"] == 2 for data in stored.values())
     for ticket in first.tickets.values():
         restored = load_ticket(json.loads(json.dumps(dump_ticket(ticket))))
-        assert Engine(GOAL_POLICY).refresh(restored) == ticket
+        Engine(GOAL_POLICY).refresh(restored)
+        # The due caches are not stored. A running timer's is a lower bound of its exact
+        # due instant until that bound comes due (`Timer.due_bound`): the restored one
+        # may be that bound where the original has computed the exact instant since.
+        for mine, theirs in zip(restored.timers or (), ticket.timers or (), strict=True):
+            assert (mine.due is None) == (theirs.due is None)
+            assert mine.due is None or theirs.due is None or mine.due <= theirs.due
+            mine.due = theirs.due
+        assert (restored.due is None) == (ticket.due is None)
+        assert restored.due is None or ticket.due is None or restored.due <= ticket.due
+        restored.due = ticket.due
+        assert restored == ticket
 
     second = Replay(Engine(GOAL_POLICY), lambda e: resumed.append(e.model_dump_json()), print)
     for data in stored.values():

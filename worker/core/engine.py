@@ -35,7 +35,7 @@ from worker.core.events import (
     TicketUpdated,
     emission_id,
 )
-from worker.core.goals import GoalTarget, match
+from worker.core.goal_match import GoalTarget
 from worker.core.metrics import MetricDef
 from worker.core.policy import Plan, Policy, Target
 from worker.core.reasons import Reason
@@ -547,7 +547,7 @@ class Engine:
         if ticket.timers is not None:
             # The policy may have changed since: the goal is matched again, and a running
             # timer whose calendar changed with it runs on the new one from its last event.
-            ticket.goal = match(self.policy_of(ticket).goals, ticket)
+            ticket.goal = self.policy_of(ticket).matcher.match(ticket)
             self._resegment(ticket, ticket.last_event_at)
         ticket.due = self._next_due(ticket)
         return ticket
@@ -852,7 +852,7 @@ class Engine:
             fields=dict(event.fields) if event.fields else None,
             timers=[],
         )
-        ticket.goal = match(policy.goals, ticket)
+        ticket.goal = policy.matcher.match(ticket)
         emissions: list[Emission] = []
         self._signal(policy, ticket, "created", "ticket-created", at, emissions)
         ticket.due = self._goal_due(ticket)
@@ -879,14 +879,20 @@ class Engine:
             signals.append(f"status:{before}>{status}")
             if status == "solved" or status == "closed":
                 ticket.finished = True
-        elif type(event) is PriorityChanged:
+        # `attributes`: whether an attribute that goals or calendar maps read changed
+        # (otherwise neither the goal nor any timer's calendar can have changed).
+        attributes = False
+        if type(event) is PriorityChanged:
+            attributes = event.priority != ticket.priority and "priority" in policy.matcher.reads
             ticket.priority = event.priority
             signals.append("priority")
         elif type(event) is TicketUpdated:
-            signals += [f"updated:{name}" for name in _update_attributes(ticket, event)]
-        attributes = type(event) is PriorityChanged or type(event) is TicketUpdated
+            changed = _update_attributes(ticket, event)
+            if changed:
+                signals += [f"updated:{name}" for name in changed]
+                attributes = not policy.matcher.reads.isdisjoint(changed)
         if attributes:
-            ticket.goal = match(policy.goals, ticket)
+            ticket.goal = policy.matcher.match(ticket)
             if not closed:
                 self._resegment(ticket, at)
                 # Points the new goal puts in the past fire before this event's own
@@ -961,8 +967,12 @@ class Engine:
         by: str,
         emissions: list[Emission],
     ) -> None:
-        assert ticket.timers is not None
-        ticket.timers.remove(timer)
+        timers = ticket.timers
+        assert timers is not None
+        for i, running in enumerate(timers):
+            if running is timer:  # by identity: `remove` would compare whole timers
+                del timers[i]
+                break
         met = ticket.met
         if met is None:
             met = ticket.met = {}
@@ -1061,7 +1071,11 @@ class Engine:
         return points
 
     def _timer_due(self, ticket: Ticket, timer: Timer, policy: Policy) -> None:
-        """Refresh the timer's cached due instant: its first point not yet emitted."""
+        """Refresh the timer's cached due instant: when its first point not yet emitted
+        may come due, a lower bound of it while the timer runs (`Timer.due_bound`):
+        `_goal_fire` computes the exact instant when the bound comes due, and fires it
+        or waits for it. So no point fires early, and a timer that stops before its
+        bound (most do) never needs the calendar arithmetic of its due instant."""
         due: datetime | None = None
         target = self._goal_target(ticket, timer.metric)
         if target is not None and not timer.breached:
@@ -1070,7 +1084,7 @@ class Engine:
                 if fraction not in timer.warned:
                     amount = target.warning_amounts[i]
                     break
-            due = timer.instant_at(amount, policy.calendars)
+            due = timer.due_bound(amount, policy.calendars)
         timer.due = due
 
     def _refresh_dues(self, ticket: Ticket) -> datetime | None:
@@ -1099,9 +1113,14 @@ class Engine:
                 if pending is not None and (due is None or pending < due):
                     due = pending
                 continue  # its first point is not due: nothing later is either
+            # Its cached instant may be a lower bound (`_timer_due`): each point's exact
+            # instant decides, unless the bound already says the point is not due.
             timer.due = None
+            calendars = policy.calendars
             for threshold, amount, target in self._goal_points(ticket, timer):
-                instant = timer.instant_at(amount, policy.calendars)
+                instant = timer.due_bound(amount, calendars)
+                if instant is not None and (instant < now or (instant == now and inclusive)):
+                    instant = timer.instant_at(amount, calendars)
                 if instant is None or instant > now or (instant == now and not inclusive):
                     timer.due = instant
                     if instant is not None and (due is None or instant < due):

@@ -16,18 +16,23 @@ A target's calendar is a name, or taken from a ticket attribute through a map
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from worker.core.calendar import Calendar
 from worker.core.durations import parse_duration
 from worker.core.events import ProductStage
 
-if TYPE_CHECKING:
-    from worker.core.engine import Ticket
+# What the engine uses per event (compiled with it); re-exported for the loaders.
+from worker.core.goal_match import (
+    Goal,
+    GoalMatcher,
+    GoalTarget,
+    attribute,
+    attributes_of,
+    match,
+)
 
 Duration = Annotated[
     timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)
@@ -42,6 +47,21 @@ ATTRIBUTES: tuple[str, ...] = (
     "product_stage",
     "tags",
 )
+__all__ = [
+    "ATTRIBUTES",
+    "CalendarMapSpec",
+    "CalendarRef",
+    "Goal",
+    "GoalMatcher",
+    "GoalSpec",
+    "GoalTarget",
+    "GoalTargetSpec",
+    "WhenSpec",
+    "attribute",
+    "attributes_of",
+    "conditions_of",
+    "match",
+]
 
 
 class _Spec(BaseModel):
@@ -93,114 +113,6 @@ class GoalSpec(_Spec):
             GoalTargetSpec, BeforeValidator(lambda v: {"target": v} if isinstance(v, str) else v)
         ],
     ] = Field(default_factory=dict)
-
-
-# --- what the engine uses ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GoalTarget:
-    """A metric's promise under a goal: `duration` on a fixed or attribute-mapped calendar."""
-
-    duration: timedelta
-    calendar: Calendar  # the fixed one, or the map's default
-    by: str | None
-    calendars: dict[str, Calendar]  # read-only: attribute value -> calendar
-    warnings: tuple[float, ...]
-    warning_amounts: tuple[timedelta, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        amounts = tuple(self.duration * fraction for fraction in self.warnings)
-        object.__setattr__(self, "warning_amounts", amounts)
-
-    def calendar_for(self, ticket: Ticket) -> Calendar:
-        by = self.by
-        if by is None:
-            return self.calendar
-        value = attribute(ticket, by)
-        found = None if value is None else self.calendars.get(str(value))
-        return self.calendar if found is None else found
-
-
-@dataclass(frozen=True, slots=True)
-class Goal:
-    name: str | None  # None for the goals the plan x priority short form expands to
-    conditions: tuple[tuple[str, frozenset[str]], ...]  # (attribute, accepted values)
-    fields: tuple[tuple[str, frozenset[str]], ...]
-    targets: dict[str, GoalTarget]  # read-only
-
-    def matches(self, attributes: dict[str, str | None], ticket: Ticket) -> bool:
-        """`attributes`: the ticket's, as `attributes_of` gives them (made once per match
-        over all goals, not once per goal)."""
-        for name, accepted in self.conditions:
-            if name == "tags":
-                if accepted.isdisjoint(ticket.tags):
-                    return False
-            else:
-                value = attributes[name]
-                if value is None or value not in accepted:
-                    return False
-        if not self.fields:
-            return True
-        values = ticket.fields or {}
-        for name, accepted in self.fields:
-            value = values.get(name)
-            if value is None or value not in accepted:
-                return False
-        return True
-
-    def shadows(self, later: Goal) -> bool:
-        """Does every ticket `later` matches also match this goal (so `later` never wins)?"""
-        mine = dict(self.conditions)
-        theirs = dict(later.conditions)
-        for name, accepted in mine.items():
-            other = theirs.get(name)
-            if other is None or not other <= accepted:
-                return False
-        their_fields = dict(later.fields)
-        for name, accepted in self.fields:
-            other = their_fields.get(name)
-            if other is None or not other <= accepted:
-                return False
-        return True
-
-
-def attribute(ticket: Ticket, name: str) -> str | int | None:
-    """A ticket attribute a condition or calendar map reads."""
-    if name == "plan":
-        return ticket.plan
-    if name == "priority":
-        return ticket.priority
-    if name == "customer":
-        return ticket.customer_id
-    if name == "group":
-        return ticket.group
-    if name == "channel":
-        return ticket.channel
-    if name == "product_stage":
-        return ticket.stage
-    return None
-
-
-def attributes_of(ticket: Ticket) -> dict[str, str | None]:
-    """The ticket's attributes that conditions compare, as strings."""
-    return {
-        "plan": ticket.plan,
-        "priority": str(ticket.priority),
-        "customer": ticket.customer_id,
-        "group": ticket.group,
-        "channel": ticket.channel,
-        "product_stage": ticket.stage,
-    }
-
-
-def match(goals: tuple[Goal, ...], ticket: Ticket) -> int:
-    """The index of the first goal `ticket` matches; -1 for none."""
-    attributes = attributes_of(ticket)
-    for i, goal in enumerate(goals):
-        if goal.matches(attributes, ticket):
-            return i
-    return -1
 
 
 def conditions_of(when: WhenSpec) -> tuple[tuple[str, frozenset[str]], ...]:

@@ -36,7 +36,7 @@ from worker.core.durations import parse_duration
 from worker.core.errors import SlaWorkerError
 from worker.core.events import METRICS, Metric, ProductStage, Status
 from worker.core.goal_policy import build_goals
-from worker.core.goals import Goal, GoalSpec
+from worker.core.goals import Goal, GoalMatcher, GoalSpec
 from worker.core.metrics import MetricDef, MetricSpec, index_signals
 
 Duration = Annotated[
@@ -202,6 +202,11 @@ class Policy:
     pauses: dict[str, frozenset[Status]] = field(default_factory=dict)  # metric -> statuses
     calendars: dict[str, Calendar] = field(default_factory=dict)  # read-only
     default_priority: int = 3
+    # The goals indexed for matching (`GoalMatcher`), built once here from `goals`.
+    matcher: GoalMatcher = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matcher", GoalMatcher(self.goals))
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:

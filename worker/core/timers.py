@@ -47,9 +47,11 @@ class Timer:
     breached: bool
     segments: list[Segment]
     banked: timedelta  # business time of the closed segments
-    # The instant of its next point not yet emitted, None if none is due while nothing
-    # changes: a cache the engine refreshes whenever it changes the timer or its target
-    # (not stored; recomputed on restore).
+    # When its next point not yet emitted may come due, None if none is due while
+    # nothing changes: the exact instant, or a lower bound of it while the timer runs
+    # (`due_bound`; the exact instant is computed when the bound comes due). A cache the
+    # engine refreshes whenever it changes the timer or its target (not stored;
+    # recomputed on restore).
     due: datetime | None
 
     def __init__(
@@ -113,6 +115,24 @@ class Timer:
             if found is not None and now > last.start:
                 total += found.elapsed(last.start, now)
         return total
+
+    def due_bound(self, amount: timedelta, calendars: dict[str, Calendar]) -> datetime | None:
+        """A lower bound of `instant_at(amount)` that needs no calendar arithmetic while
+        the timer runs: business time elapses no faster than wall time, so what remains
+        of `amount` takes at least as long on the wall clock. Exact (the same as
+        `instant_at`) when `amount` was reached in a closed stretch or the timer is
+        paused (None: nothing is due while it stays paused).
+
+        The engine schedules a running timer at this bound and computes the exact
+        instant only when the bound comes due (`Engine._goal_fire`), then fires or waits
+        for the exact instant: most timers stop long before their deadline, so most
+        never need the calendar arithmetic of a due instant at all."""
+        if amount <= self.banked or not self.running:
+            return self.instant_at(amount, calendars)
+        last = self.segments[-1]
+        if last.calendar not in calendars:
+            return None  # not measured while no target applies (as `instant_at`)
+        return last.start + (amount - self.banked)
 
     def instant_at(self, amount: timedelta, calendars: dict[str, Calendar]) -> datetime | None:
         """When `amount` of business time had run (or will, if it keeps running on its
