@@ -1,5 +1,5 @@
 """The at-risk query over one partition (issue #24): the rows a team lead sees, from the
-due index and the breached index, equal to what a scan of every ticket would give."""
+due index and the ordered at-risk index, equal to what a scan of every ticket would give."""
 
 from __future__ import annotations
 

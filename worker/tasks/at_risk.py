@@ -10,15 +10,14 @@ the *remaining business time* (the target minus the business time elapsed on the
 timer's calendar; negative once breached), ties by deadline, then ticket id, metric
 and cycle: every worker orders the same rows the same way.
 
-Where the candidates come from, never a scan of all tickets:
-
-- **The due index** (`PartitionClock.due`) holds each ticket's next unemitted point, a
-  warning or the deadline, which is never later than the deadline. So every ticket with
-  a timer whose deadline is by `now + within` is due by then: `DueIndex.until` walks
-  only those entries.
-- **A breached timer has no due point any more.** `BreachedIndex` keeps the tickets of
-  a partition that have a breached timer still running; `Partition` updates it wherever
-  it updates the due index (every state write, rebuild and retirement).
+Where the rows come from, never a scan of all tickets: `AtRiskIndex` keeps, per
+partition and per calendar, the breached timers still running and the running timers of
+every ticket due within the next few hours (`KEPT_WITHIN`) in order, with their counts;
+`Partition` marks a ticket at every state write (`note`), and its rows are replaced at the
+next `refresh`. The due index (`PartitionClock.due`) holds each ticket's next unemitted
+point, a warning or the deadline, never later than the deadline: a walk of its entries
+due by a horizon (`DueIndex.until`) finds every ticket with a deadline by then, which
+fills the index, and answers a window wider than the index keeps.
 
 Decoding a ticket's state and its calendar arithmetic cost tens of microseconds, so a
 ticket's timers are summarised once per stored value (`TimerSummaries`, keyed by the
@@ -26,7 +25,9 @@ very bytes object the partition holds: a state write replaces it, which invalida
 summary) and only the remaining time is computed per query: for a running timer, what
 remained when it was summarised, at `anchor`, minus `calendar.elapsed(anchor, now)` (no
 timer pauses or changes calendar until the state changes); a paused timer's remaining
-time does not change while it is paused.
+time does not change while it is paused. Within one calendar, then, the order of the
+remaining times is the order of a constant per timer, and a query takes its first
+`limit` rows from a merge of the calendars' lists.
 """
 
 from __future__ import annotations
