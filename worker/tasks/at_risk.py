@@ -659,7 +659,8 @@ def _running_by_scan(
     cache = partition.at_risk_summaries
     offset = cache.clock(now).offset
     found: list[_Row] = []
-    for ticket_id, _ in partition.clock.due.until(now + query.within):
+    # A set: a ticket rescheduled back to an earlier due instant is in the heap twice.
+    for ticket_id in {t for t, _ in partition.clock.due.until(now + query.within)}:
         summary = cache.get(partition, ticket_id, now)
         if summary is None:
             continue
