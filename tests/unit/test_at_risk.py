@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 
 from tests.partitions import Feed, new_partition
 from worker.core.due_index import DueIndex
+from worker.core.engine import Engine
 from worker.core.policy import Policy
 from worker.policy_file import load_policy
+from worker.tasks import at_risk
 from worker.tasks.at_risk import AtRiskQuery, AtRiskRow, answer, due_soon, merge, warm
 from worker.tasks.partition import Partition
 
@@ -347,3 +349,32 @@ def test_warming_summarises_what_a_query_would_visit_in_slices() -> None:
     assert warm(partition, T0 + 80 * MIN, timedelta(hours=4), lambda: False) == 0
     feed.send("reply-sent", "T39", T0 + 81 * MIN, author="agent")
     assert not cache.cached(partition, "T39")  # a new state: summarised again when asked
+
+
+def test_the_index_follows_writes_a_new_engine_and_forgets_when_nobody_asks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows change with each state write between queries; a new engine (a policy reload)
+    builds the index anew; too many writes without a query make it forget its running
+    timers (memory stays bounded), and the next query fills it again."""
+    partition = new_partition()
+    feed = Feed(partition)
+    for n in range(10):
+        feed.send("ticket-created", f"T{n}", T0 + n * MIN, plan="vip", priority=1)
+    now = T0 + 30 * MIN
+    check(partition, AtRiskQuery(), now)
+    assert partition.at_risk.covered is not None
+    feed.send("reply-sent", "T3", T0 + 31 * MIN, author="agent")  # answered: gone
+    feed.send("ticket-created", "N", T0 + 31 * MIN, plan="vip", priority=1)  # new: in
+    check(partition, AtRiskQuery(), T0 + 32 * MIN)
+    assert "T3" not in {r.ticket_id for r in answer(partition, AtRiskQuery(), now).rows}
+    partition.processor.engine = Engine(partition.processor.engine.policy)
+    check(partition, AtRiskQuery(), T0 + 32 * MIN)
+    monkeypatch.setattr(at_risk, "DIRTY_LIMIT", 3)
+    for n in range(5):
+        feed.send("priority-changed", f"T{n + 4}", T0 + 33 * MIN, priority=2)
+    assert partition.at_risk.covered is None  # forgotten
+    check(partition, AtRiskQuery(), T0 + 34 * MIN)
+    assert due_soon(partition, WINDOWS, T0 + 34 * MIN) == due_soon_oracle(
+        partition, WINDOWS, T0 + 34 * MIN
+    )
