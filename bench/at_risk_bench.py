@@ -204,7 +204,7 @@ def in_process(tickets: int, args: argparse.Namespace) -> dict[str, Any]:
     local, counting, local_cpu, counting_cpu = [], [], [], []
     for _ in range(100):
         started, cpu = time.perf_counter(), time.thread_time()
-        local_answer(worker.at_risk_view, query, datetime.now(UTC)).to_json(100)
+        local_answer(worker.at_risk_view, query, datetime.now(UTC)).to_json(100, compact=True)
         local.append(time.perf_counter() - started)
         local_cpu.append(time.thread_time() - cpu)
         started, cpu = time.perf_counter(), time.thread_time()

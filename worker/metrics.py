@@ -194,7 +194,8 @@ DueSoon = Mapping[tuple[str, int, str, timedelta], int]
 
 class _DueSoonCollector(Collector):
     """Running timers due within 15 minutes, 1 hour and 4 hours, computed at scrape time
-    from the partitions' due indexes (issue #24): what breaches next, as a number."""
+    from the deadlines the partitions' at-risk indexes keep sorted (issue #24; bisects,
+    no ticket visited): what breaches next, as a number."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics

@@ -1,10 +1,11 @@
 """The at-risk query over one partition (issue #24): the rows a team lead sees, from the
-due index and the breached index, equal to what a scan of every ticket would give."""
+due index and the ordered at-risk index, equal to what a scan of every ticket would give."""
 
 from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,17 @@ from hypothesis import strategies as st
 
 from tests.partitions import Feed, new_partition
 from worker.core.due_index import DueIndex
+from worker.core.engine import Engine
 from worker.core.policy import Policy
 from worker.policy_file import load_policy
+from worker.tasks import at_risk
 from worker.tasks.at_risk import AtRiskQuery, AtRiskRow, answer, due_soon, merge, warm
 from worker.tasks.partition import Partition
 
 GOALS = load_policy(Path(__file__).parent.parent / "data" / "goals-policy.yaml")
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)  # a Tuesday, 10:00 UTC (11:00 in Bratislava)
 MIN = timedelta(minutes=1)
+WINDOWS = (15 * MIN, 60 * MIN, 240 * MIN)
 
 
 def rows(partition: Partition, now: datetime, **query: Any) -> list[tuple[str, str, int]]:
@@ -212,6 +216,57 @@ def oracle(partition: Partition, query: AtRiskQuery, now: datetime) -> list[AtRi
     return sorted(found, key=lambda row: row.order)[: query.limit]
 
 
+def oracle_rows(partition: Partition, query: AtRiskQuery, now: datetime) -> list[AtRiskRow]:
+    """Every matching row of a scan of every ticket, the other filters applied too."""
+    return [
+        row
+        for row in oracle(
+            partition,
+            AtRiskQuery(
+                within=query.within,
+                include_breached=query.include_breached,
+                limit=10**9,
+                goals=query.goals,
+                groups=query.groups,
+            ),
+            now,
+        )
+        if (not query.metrics or row.metric in query.metrics)
+        and (not query.plans or row.plan in query.plans)
+        and (not query.priorities or row.priority in query.priorities)
+        and (not query.customers or row.customer_id in query.customers)
+    ]
+
+
+def check(partition: Partition, query: AtRiskQuery, now: datetime) -> None:
+    """The answer's rows and counts against the scan."""
+    expected = oracle_rows(partition, query, now)
+    got = answer(partition, query, now)
+    assert got.rows == expected[: query.limit]
+    assert got.total == len(expected)
+    assert got.breached == sum(row.breached for row in expected)
+    assert got.by_priority == Counter(row.priority for row in expected)
+    assert got.by_metric == Counter(row.metric for row in expected)
+
+
+def due_soon_oracle(
+    partition: Partition, windows: tuple[timedelta, ...], now: datetime
+) -> Counter[tuple[str, int, str, timedelta]]:
+    """Every ticket decoded: running timers (not paused, not breached) due in [now, now + w]."""
+    counts: Counter[tuple[str, int, str, timedelta]] = Counter()
+    for value in partition.tickets.values():
+        _, ticket, _ = partition.processor.restore(json.loads(value))
+        if ticket is None:
+            continue
+        for view in partition.processor.engine.timers(ticket, now):
+            if view.deadline is None or view.breached or view.paused or view.deadline < now:
+                continue
+            for window in windows:
+                if view.deadline <= now + window:
+                    counts[(ticket.plan, ticket.priority, view.metric, window)] += 1
+    return counts
+
+
 @pytest.mark.parametrize("policy", [None, GOALS], ids=["plans", "goals"])
 @settings(max_examples=40, deadline=None)
 @given(st.randoms(use_true_random=False))
@@ -252,21 +307,33 @@ def test_the_indexes_give_what_a_scan_gives(policy: Policy | None, rng: random.R
                 feed.send("ticket-updated", ticket, at, customer_id=rng.choice(["acme", "x"]))
         elif rng.random() < 0.2:
             feed.send("status-changed", ticket, at, status="solved")
-        if rng.random() < 0.3:  # ask now and then, so the cache sees changes
-            answer(partition, AtRiskQuery(within=timedelta(days=3)), at)
+        if rng.random() < 0.3:  # ask now and then, so the indexes see changes
+            within = rng.choice([timedelta(days=3), timedelta(hours=1), timedelta(hours=4)])
+            check(partition, AtRiskQuery(within=within), at)
+        if rng.random() < 0.1:
+            assert due_soon(partition, WINDOWS, at) == due_soon_oracle(partition, WINDOWS, at)
     for later in (0, 30, 240, 3000):
         now = at + timedelta(minutes=later)
         for query in (
             AtRiskQuery(),
+            AtRiskQuery(within=timedelta(hours=4), limit=3),
+            AtRiskQuery(within=timedelta(hours=2), include_breached=False),
+            AtRiskQuery(customers=frozenset({"acme"}), limit=2),
+            AtRiskQuery(within=timedelta(hours=4), plans=frozenset({"vip"}), limit=4),
+            AtRiskQuery(priorities=frozenset({1, 2}), metrics=frozenset({"first_response"})),
             AtRiskQuery(within=timedelta(hours=8), limit=5),
             AtRiskQuery(within=timedelta(days=5), include_breached=False),
             AtRiskQuery(within=timedelta(days=5), groups=frozenset({"amer"})),
+            AtRiskQuery(within=timedelta(hours=3), groups=frozenset({"amer"})),
             AtRiskQuery(within=timedelta(days=5), goals=frozenset({"enterprise"})),
+            AtRiskQuery(goals=frozenset({"enterprise"}), customers=frozenset({"x"})),
         ):
-            assert answer(partition, query, now).rows == oracle(partition, query, now)
+            check(partition, query, now)
+        assert due_soon(partition, WINDOWS, now) == due_soon_oracle(partition, WINDOWS, now)
     list(partition.rebuild())  # as after a restore or a policy reload: the indexes anew
-    query = AtRiskQuery(within=timedelta(days=5))
-    assert answer(partition, query, now).rows == oracle(partition, query, now)
+    for query in (AtRiskQuery(within=timedelta(days=5)), AtRiskQuery()):
+        check(partition, query, now)
+    assert due_soon(partition, WINDOWS, now) == due_soon_oracle(partition, WINDOWS, now)
 
 
 def test_warming_summarises_what_a_query_would_visit_in_slices() -> None:
@@ -282,3 +349,32 @@ def test_warming_summarises_what_a_query_would_visit_in_slices() -> None:
     assert warm(partition, T0 + 80 * MIN, timedelta(hours=4), lambda: False) == 0
     feed.send("reply-sent", "T39", T0 + 81 * MIN, author="agent")
     assert not cache.cached(partition, "T39")  # a new state: summarised again when asked
+
+
+def test_the_index_follows_writes_a_new_engine_and_forgets_when_nobody_asks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows change with each state write between queries; a new engine (a policy reload)
+    builds the index anew; too many writes without a query make it forget its running
+    timers (memory stays bounded), and the next query fills it again."""
+    partition = new_partition()
+    feed = Feed(partition)
+    for n in range(10):
+        feed.send("ticket-created", f"T{n}", T0 + n * MIN, plan="vip", priority=1)
+    now = T0 + 30 * MIN
+    check(partition, AtRiskQuery(), now)
+    assert partition.at_risk.covered is not None
+    feed.send("reply-sent", "T3", T0 + 31 * MIN, author="agent")  # answered: gone
+    feed.send("ticket-created", "N", T0 + 31 * MIN, plan="vip", priority=1)  # new: in
+    check(partition, AtRiskQuery(), T0 + 32 * MIN)
+    assert "T3" not in {r.ticket_id for r in answer(partition, AtRiskQuery(), now).rows}
+    partition.processor.engine = Engine(partition.processor.engine.policy)
+    check(partition, AtRiskQuery(), T0 + 32 * MIN)
+    monkeypatch.setattr(at_risk, "DIRTY_LIMIT", 3)
+    for n in range(5):
+        feed.send("priority-changed", f"T{n + 4}", T0 + 33 * MIN, priority=2)
+    assert partition.at_risk.covered is None  # forgotten
+    check(partition, AtRiskQuery(), T0 + 34 * MIN)
+    assert due_soon(partition, WINDOWS, T0 + 34 * MIN) == due_soon_oracle(
+        partition, WINDOWS, T0 + 34 * MIN
+    )

@@ -13,7 +13,16 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.partitions import Feed, new_partition
-from worker.kafka.at_risk_web import due_soon_counts, parse_within
+from worker.kafka.at_risk_web import (
+    COMPACT,
+    FORWARDED,
+    WorkerAnswer,
+    compact_row,
+    due_soon_counts,
+    parse_within,
+    row_from_compact,
+    row_json,
+)
 from worker.kafka.web import build_web
 from worker.metrics import Metrics
 from worker.policy_file import load_policy
@@ -235,3 +244,28 @@ async def test_a_goal_policy_filters_by_goal_and_group() -> None:
         response = await client.get("/at-risk?goal=gold")
         assert response.status == 400
         assert (await response.json())["parameter"] == "goal"
+
+
+async def test_workers_exchange_rows_compactly_and_read_the_public_form_too() -> None:
+    """A forwarded request that asks for compact rows gets arrays of plain values; an
+    earlier version's peer answers the public form, which is read as well: both give the
+    very rows the worker would answer itself."""
+    partition = partition_with(0, ("A", 1, 50), ("B", 2, 20), ("C", 1, 70))
+    worker = FakeWorker({0: partition}, count=1)
+    at = datetime.now(UTC).isoformat()
+    async with api(worker) as client:
+        forwarded = {FORWARDED: "1"}
+        compact = await (
+            await client.get(
+                "/at-risk", params={"at": at}, headers={**forwarded, COMPACT: "compact"}
+            )
+        ).json()
+        public = await (await client.get("/at-risk", params={"at": at}, headers=forwarded)).json()
+    assert all(isinstance(row, list) for row in compact["rows"])
+    assert all(isinstance(row, dict) for row in public["rows"])
+    one, two = WorkerAnswer.from_json(compact), WorkerAnswer.from_json(public)
+    rows = one.parts[0].rows
+    assert [r.ticket_id for r in rows] == ["C", "A", "B"]
+    # The public form rounds nothing but the remaining time's sub-microsecond float.
+    assert [row_json(r) for r in rows] == [row_json(r) for r in two.parts[0].rows]
+    assert rows == [row_from_compact(compact_row(r)) for r in rows]

@@ -22,6 +22,7 @@ partitions and never forwarded again; it carries the API token on, like `/ticket
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections import Counter
@@ -53,6 +54,11 @@ if TYPE_CHECKING:
     from worker.tasks.partition import Partition
 
 FORWARDED = "X-SLA-Forwarded"
+COMPACT = "X-SLA-At-Risk-Rows"
+"""Set to `compact` on a forwarded request: answer the rows as arrays of plain numbers and
+strings (`compact_row`), which cost a fraction of the public form to write and read.
+A worker of an earlier version ignores the header and answers the public form, which
+`WorkerAnswer.from_json` reads too (a rolling upgrade keeps whole answers)."""
 PEER_TIMEOUT_SECONDS = 3.0
 """How long the worker asked waits for the others; who has not answered by then is
 listed as missing (a board polling every second must not hang on one dead member)."""
@@ -203,6 +209,10 @@ def signed_duration(value: timedelta) -> str:
     return format_duration(timedelta(seconds=seconds))
 
 
+_target_text = functools.lru_cache(maxsize=1024)(format_duration)
+"""A policy has few targets: each is written once, not once per row."""
+
+
 def row_json(row: AtRiskRow) -> dict[str, Any]:
     return {
         "ticket_id": row.ticket_id,
@@ -216,7 +226,7 @@ def row_json(row: AtRiskRow) -> dict[str, Any]:
         "deadline": _iso(row.deadline),
         "remaining": signed_duration(row.remaining),
         "remaining_seconds": row.remaining / timedelta(microseconds=1) / 1e6,
-        "target": format_duration(row.target),
+        "target": _target_text(row.target),
         "calendar": row.calendar,
         "paused": row.paused,
         "breached": row.breached,
@@ -241,6 +251,54 @@ def row_from_json(data: dict[str, Any]) -> AtRiskRow:
         partition=int(data["partition"]),
         goal=data.get("goal"),
         group=data.get("group"),
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def compact_row(row: AtRiskRow) -> list[Any]:
+    """A row between workers: times as integer microseconds (since the epoch for the
+    deadline), in `AtRiskRow`'s field order."""
+    return [
+        row.ticket_id,
+        row.customer_id,
+        row.plan,
+        row.priority,
+        row.metric,
+        row.cycle,
+        (row.deadline - _EPOCH) // _US,
+        row.remaining // _US,
+        row.target // _US,
+        row.calendar,
+        row.paused,
+        row.breached,
+        row.partition,
+        row.goal,
+        row.group,
+    ]
+
+
+def row_from_compact(data: list[Any]) -> AtRiskRow:
+    (ticket, customer, plan, priority, metric, cycle, deadline, remaining, target) = data[:9]
+    calendar, paused, breached, partition, goal, group = data[9:]
+    return AtRiskRow(
+        str(ticket),
+        customer,
+        str(plan),
+        int(priority),
+        str(metric),
+        int(cycle),
+        _EPOCH + timedelta(microseconds=int(deadline)),
+        timedelta(microseconds=int(remaining)),
+        timedelta(microseconds=int(target)),
+        str(calendar),
+        bool(paused),
+        bool(breached),
+        int(partition),
+        goal,
+        group,
     )
 
 
@@ -273,18 +331,21 @@ class WorkerAnswer:
         self.parts = parts
         self.restoring = set(restoring)
 
-    def to_json(self, limit: int) -> dict[str, Any]:
+    def to_json(self, limit: int, compact: bool = False) -> dict[str, Any]:
         merged = merge(self.parts.values(), limit)
+        write = compact_row if compact else row_json
         return {
             "partitions": {str(p): _counts_json(a) for p, a in sorted(self.parts.items())},
             "restoring_partitions": sorted(self.restoring),
-            "rows": [row_json(row) for row in merged.rows],
+            "rows": [write(row) for row in merged.rows],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkerAnswer:
+        """Rows in either form: compact (arrays) or public (objects)."""
         parts = {int(p): _counts_from_json(c) for p, c in data["partitions"].items()}
-        for row in (row_from_json(r) for r in data["rows"]):
+        for raw in data["rows"]:
+            row = row_from_compact(raw) if isinstance(raw, list) else row_from_json(raw)
             if row.partition in parts:
                 parts[row.partition].rows.append(row)
         return cls(parts, (int(p) for p in data.get("restoring_partitions", [])))
@@ -351,7 +412,9 @@ class AtRiskApi:
                     {"error": "at must be an ISO 8601 instant", "parameter": "at"}, status=400
                 )
         if forwarded:
-            return web.json_response(local_answer(self.view, query, now).to_json(query.limit))
+            compact = request.headers.get(COMPACT) == "compact"
+            local = local_answer(self.view, query, now)
+            return web.json_response(local.to_json(query.limit, compact))
         peers = sorted({url for url in self.owners().values() if url and url != self.own_url})
         params = [(k, v) for k, v in request.query.items() if k != "at"] + [("at", _iso(now))]
         # The others are asked first, so that they work while this worker answers for its
@@ -392,7 +455,7 @@ class AtRiskApi:
 
     async def _ask(self, url: str, params: list[tuple[str, str]]) -> tuple[str, WorkerAnswer | str]:
         """One peer's answer, or why there is none."""
-        headers = {FORWARDED: "1"}
+        headers = {FORWARDED: "1", COMPACT: "compact"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token}"
         if self._session is None or self._session.closed:
@@ -406,7 +469,7 @@ class AtRiskApi:
                 if response.status != 200:
                     return url, f"answered HTTP {response.status}"
                 return url, WorkerAnswer.from_json(await response.json())
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             return url, f"did not answer: {type(exc).__name__}"
 
 

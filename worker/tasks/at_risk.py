@@ -10,15 +10,14 @@ the *remaining business time* (the target minus the business time elapsed on the
 timer's calendar; negative once breached), ties by deadline, then ticket id, metric
 and cycle: every worker orders the same rows the same way.
 
-Where the candidates come from, never a scan of all tickets:
-
-- **The due index** (`PartitionClock.due`) holds each ticket's next unemitted point, a
-  warning or the deadline, which is never later than the deadline. So every ticket with
-  a timer whose deadline is by `now + within` is due by then: `DueIndex.until` walks
-  only those entries.
-- **A breached timer has no due point any more.** `BreachedIndex` keeps the tickets of
-  a partition that have a breached timer still running; `Partition` updates it wherever
-  it updates the due index (every state write, rebuild and retirement).
+Where the rows come from, never a scan of all tickets: `AtRiskIndex` keeps, per
+partition and per calendar, the breached timers still running and the running timers of
+every ticket due within the next few hours (`KEPT_WITHIN`) in order, with their counts;
+`Partition` marks a ticket at every state write (`note`), and its rows are replaced at the
+next `refresh`. The due index (`PartitionClock.due`) holds each ticket's next unemitted
+point, a warning or the deadline, never later than the deadline: a walk of its entries
+due by a horizon (`DueIndex.until`) finds every ticket with a deadline by then, which
+fills the index, and answers a window wider than the index keeps.
 
 Decoding a ticket's state and its calendar arithmetic cost tens of microseconds, so a
 ticket's timers are summarised once per stored value (`TimerSummaries`, keyed by the
@@ -26,18 +25,23 @@ very bytes object the partition holds: a state write replaces it, which invalida
 summary) and only the remaining time is computed per query: for a running timer, what
 remained when it was summarised, at `anchor`, minus `calendar.elapsed(anchor, now)` (no
 timer pauses or changes calendar until the state changes); a paused timer's remaining
-time does not change while it is paused.
+time does not change while it is paused. Within one calendar, then, the order of the
+remaining times is the order of a constant per timer, and a query takes its first
+`limit` rows from a merge of the calendars' lists.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from sortedcontainers import SortedList
 
 from worker.core.calendar import Calendar
 from worker.core.engine import Engine
@@ -106,47 +110,173 @@ class AtRiskAnswer:
     by_metric: Counter[str] = field(default_factory=Counter)
 
 
-# --- the breached-and-running index ------------------------------------------------------
+# --- the ordered indexes --------------------------------------------------------------------
 
 
-class BreachedIndex:
-    """The tickets of one partition with a breached timer still running (or paused).
+_Row = tuple[int, int, str, str, int, "_Timer", "_Summary"]
+"""(key in µs, deadline in µs, ticket, metric, cycle, timer, summary): sorts by its first
+five fields, which differ for any two timers. Within one calendar the order of the keys
+is the order of the remaining times (see `TimerSummaries`)."""
 
-    `rows` keeps their breached timers as ready-made rows, per calendar, so that a query
-    does not visit each breached ticket again (a desk with a backlog has thousands of
-    them): only those whose state changed since the last query (`dirty`) are summarised
-    again (`breached_rows`), and the rest is sorted and counted in bulk.
+_Group = tuple[str, int, str, "str | None", "str | None"]
+"""(plan, priority, metric, goal, group): what the counts are kept per."""
+
+KEPT_WITHIN = timedelta(hours=4)
+"""The window `AtRiskIndex` keeps ordered from now: every query within it (the board's
+default is one hour, the due-soon gauge's widest window four) is answered by bisects and
+a merge of list heads. A wider query walks the due index for its running timers."""
+KEPT_AHEAD = timedelta(hours=1)
+"""How far beyond `KEPT_WITHIN` the index is filled when it is extended, so that it is
+extended about once an hour (a walk of the due index up to the new horizon), not at
+every query."""
+DIRTY_LIMIT = 100_000
+"""Tickets written since the last query or warm-up beyond which the index forgets its
+running timers (it is rebuilt at the next query): memory stays bounded when nobody asks."""
+
+
+class AtRiskIndex:
+    """One partition's at-risk timers, kept in order as tickets change (issue #24).
+
+    - **Breached timers still running** (or paused), every one of them: they have no due
+      point any more, so the due index does not hold them. Per calendar (0: paused), a
+      sorted list of rows; counts per (plan, priority, metric, goal, group).
+    - **Running timers not breached, of every ticket due by `covered`** (an instant at
+      least `KEPT_WITHIN` ahead once a query or the warmer asked): per calendar a sorted
+      list of rows, and per (plan, priority, metric, goal, group) a sorted list of
+      deadlines (the counts within any window by two bisects).
+
+    A ticket's rows come from its summary (`TimerSummaries`) and change only when its
+    state does: `Partition` calls `note` at every state write (and the rebuild after a
+    restore, and retirement); the ticket is marked `dirty`, and the next `refresh` takes
+    its rows out and puts the new ones in, when it is breached or due by `covered`. A
+    ticket that is neither has no timer with a deadline by `covered` (its next due point,
+    never later than a deadline, is later), until its state changes.
     """
 
     def __init__(self) -> None:
-        self._tickets: set[str] = set()
+        self._breached: set[str] = set()
         self.dirty: set[str] = set()
-        self.rows: dict[int, dict[str, tuple[_Row, ...]]] = {}
-        """calendar id (0: paused) -> ticket -> its breached timers' rows on it."""
+        self.covered: int | None = None
+        """µs since the epoch: every ticket due by then is in the running lists."""
+        self.engine: Engine | None = None
+        self._rows: dict[str, list[tuple[SortedList, _Row]]] = {}
+        self.breached_rows: dict[int, SortedList] = {}
+        self.running_rows: dict[int, SortedList] = {}
+        self.breached_counts: Counter[_Group] = Counter()
+        self.deadlines: dict[_Group, SortedList] = {}
 
     def __len__(self) -> int:
-        return len(self._tickets)
+        return len(self._breached)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._tickets)
+        return iter(self._breached)
 
     def __contains__(self, ticket_id: object) -> bool:
-        return ticket_id in self._tickets
+        return ticket_id in self._breached
 
     def note(self, ticket_id: str, stored: Mapping[str, Any] | None) -> None:
         """After a state write (`stored` None: the ticket left state)."""
         summary = None if stored is None else running_timers(dict(stored))
         if summary is not None and any(breached for _, breached in summary[3]):
-            self._tickets.add(ticket_id)
+            self._breached.add(ticket_id)
             self.dirty.add(ticket_id)
-        elif ticket_id in self._tickets:
-            self._tickets.discard(ticket_id)
+        elif ticket_id in self._breached:
+            self._breached.discard(ticket_id)
             self.dirty.add(ticket_id)
+        elif self.covered is not None:
+            self.dirty.add(ticket_id)
+            if len(self.dirty) > DIRTY_LIMIT:
+                self.forget()
 
     def clear(self) -> None:
-        self._tickets.clear()
+        """Before a rebuild: nothing is known."""
+        self._breached.clear()
+        self.forget()
         self.dirty.clear()
-        self.rows.clear()
+
+    def forget(self) -> None:
+        """Drop every row; the next `refresh` builds them again (breached tickets from
+        `dirty`, running timers from the due index)."""
+        self.covered = None
+        self.engine = None
+        self._rows.clear()
+        self.breached_rows.clear()
+        self.running_rows.clear()
+        self.breached_counts.clear()
+        self.deadlines.clear()
+        self.dirty = set(self._breached)
+
+    def refresh(self, partition: Partition, now: datetime, horizon: datetime | None) -> bool:
+        """Bring the rows up to date with the partition's state and, when `horizon` is
+        not later than `KEPT_WITHIN` from `now`, make sure every ticket due by it is in the
+        running lists (extending them to `KEPT_WITHIN + KEPT_AHEAD` ahead when they end
+        before). Returns whether the running lists cover `horizon`."""
+        cache = partition.at_risk_summaries
+        if self.engine is not partition.processor.engine:
+            self.forget()
+            self.engine = partition.processor.engine
+        due = partition.clock.due
+        covered = self.covered
+        for ticket_id in self.dirty:
+            self._drop(ticket_id)
+            if ticket_id in self._breached:
+                self._admit(ticket_id, cache.get(partition, ticket_id, now))
+            elif covered is not None:
+                when = due.get(ticket_id)
+                if when is not None and _micros(when) <= covered:
+                    self._admit(ticket_id, cache.get(partition, ticket_id, now))
+        self.dirty.clear()
+        if horizon is None:
+            return False
+        horizon_us = _micros(horizon)
+        if covered is not None and horizon_us <= covered:
+            return True
+        if horizon > now + KEPT_WITHIN:
+            return False
+        until = now + KEPT_WITHIN + KEPT_AHEAD
+        for ticket_id, _ in due.until(until):
+            if ticket_id not in self._rows:
+                self._admit(ticket_id, cache.get(partition, ticket_id, now))
+        self.covered = _micros(until)
+        return True
+
+    def _drop(self, ticket_id: str) -> None:
+        for rows, row in self._rows.pop(ticket_id, ()):
+            rows.remove(row)
+            timer, summary = row[5], row[6]
+            group = (summary.plan, summary.priority, timer.metric, summary.goal, summary.group)
+            if timer.breached:
+                self.breached_counts[group] -= 1
+                if not self.breached_counts[group]:
+                    del self.breached_counts[group]
+            else:
+                self.deadlines[group].remove(timer.deadline_us)
+
+    def _admit(self, ticket_id: str, summary: _Summary | None) -> None:
+        if summary is None:
+            return
+        placed = []
+        for timer in summary.timers:
+            row: _Row = (
+                timer.key,
+                timer.deadline_us,
+                ticket_id,
+                timer.metric,
+                timer.cycle,
+                timer,
+                summary,
+            )
+            calendar = id(timer.calendar) if timer.calendar is not None else 0
+            group = (summary.plan, summary.priority, timer.metric, summary.goal, summary.group)
+            if timer.breached:
+                rows = self.breached_rows.setdefault(calendar, SortedList())
+                self.breached_counts[group] += 1
+            else:
+                rows = self.running_rows.setdefault(calendar, SortedList())
+                self.deadlines.setdefault(group, SortedList()).add(timer.deadline_us)
+            rows.add(row)
+            placed.append((rows, row))
+        self._rows[ticket_id] = placed
 
 
 # --- per-ticket summaries ----------------------------------------------------------------
@@ -351,112 +481,147 @@ def candidates(partition: Partition, query: AtRiskQuery, now: datetime) -> set[s
     return found
 
 
-_Row = tuple[int, int, str, str, int, "_Timer", "_Summary"]
-"""(remaining or key in µs, deadline in µs, ticket, metric, cycle, timer, summary): sorts
-in C by its first five fields, which differ for any two timers."""
+_SLACK_US = 1_000_000
+"""A running timer whose remaining time exceeds the business time to the horizon by more
+than this is due after the horizon: a walk in order stops there (the slack covers a
+deadline rounded by the calendar arithmetic; rows beyond the horizon are skipped)."""
 
 
-def breached_rows(partition: Partition, now: datetime) -> dict[int, dict[str, tuple[_Row, ...]]]:
-    """The partition's breached timers as rows (their first field the timer's key), per
-    calendar: `BreachedIndex.rows`, brought up to date."""
-    index, cache = partition.at_risk, partition.at_risk_summaries
-    for ticket_id in index.dirty:
-        for by_ticket in index.rows.values():
-            by_ticket.pop(ticket_id, None)
-        if ticket_id not in index:
+class _Filter:
+    """A query's filters over rows, and over the (plan, priority, metric, goal, group)
+    keys of the counts (the customer is not among them: with a customer filter every
+    row is visited to count)."""
+
+    def __init__(self, query: AtRiskQuery) -> None:
+        self.query = query
+        self.any = bool(
+            query.plans
+            or query.priorities
+            or query.customers
+            or query.metrics
+            or query.goals
+            or query.groups
+        )
+
+    def group(self, group: _Group) -> bool:
+        q = self.query
+        plan, priority, metric, goal, team = group
+        return (
+            (not q.plans or plan in q.plans)
+            and (not q.priorities or priority in q.priorities)
+            and (not q.metrics or metric in q.metrics)
+            and (not q.goals or goal in q.goals)
+            and (not q.groups or team in q.groups)
+        )
+
+    def row(self, row: _Row) -> bool:
+        summary = row[6]
+        q = self.query
+        return (
+            (not q.plans or summary.plan in q.plans)
+            and (not q.priorities or summary.priority in q.priorities)
+            and (not q.customers or summary.customer_id in q.customers)
+            and (not q.metrics or row[3] in q.metrics)
+            and (not q.goals or summary.goal in q.goals)
+            and (not q.groups or summary.group in q.groups)
+        )
+
+
+def _stream(
+    rows: Iterable[_Row], shift: int, keep: _Filter, horizon_us: int | None, stop: int | None
+) -> Iterator[_Row]:
+    """Rows of one calendar's list in order, as (remaining, ...): those `keep` accepts,
+    due by `horizon_us` (None: breached rows, any deadline), ending where the remaining
+    time passes `stop`."""
+    for row in rows:
+        remaining = row[0] - shift
+        if stop is not None and remaining > stop:
+            return
+        if horizon_us is not None and row[1] > horizon_us:
             continue
-        summary = cache.get(partition, ticket_id, now)
-        if summary is None:
+        if keep.any and not keep.row(row):
             continue
-        for timer in summary.timers:
-            if timer.breached:
-                row = (timer.key, timer.deadline_us, ticket_id, timer.metric, timer.cycle)
-                by_ticket = index.rows.setdefault(id(timer.calendar) if timer.calendar else 0, {})
-                by_ticket[ticket_id] = (*by_ticket.get(ticket_id, ()), (*row, timer, summary))
-    index.dirty.clear()
-    return index.rows
+        yield (remaining, row[1], row[2], row[3], row[4], row[5], row[6])
 
 
 def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAnswer:
     """The partition's rows for `query` as of the wall-clock instant `now`.
 
-    Every matching timer is counted, but a row is built only for the first `limit`:
-    the timers due within the window are visited one by one (few); the breached ones come
-    ready-made from `breached_rows` and are filtered, counted and sorted in bulk (within
-    one calendar the order of their keys is the order of their remaining times).
+    From `AtRiskIndex`: per calendar a list of rows in order, so the first `limit` rows
+    are a merge of the lists' heads (the remaining time computed only for the rows
+    taken), and the counts are kept per (plan, priority, metric, goal, group) or bisected
+    from sorted deadlines. A filter the rows do not satisfy is skipped over in the walk
+    (a selective filter walks further); with a customer filter the counts visit every
+    matching row. A window wider than `KEPT_WITHIN` walks the due index (`_running_by_scan`).
     """
-    horizon_us = _micros(now + query.within)
-    cache = partition.at_risk_summaries
-    clock = cache.clock(now)
-    offset = clock.offset
-    metrics, plans, priorities = query.metrics, query.plans, query.priorities
-    customers, goals, groups = query.customers, query.goals, query.groups
-    found: list[_Row] = []
+    horizon = now + query.within
+    horizon_us = _micros(horizon)
+    index = partition.at_risk
+    kept = index.refresh(partition, now, horizon)
+    clock = partition.at_risk_summaries.clock(now)
+    keep = _Filter(query)
+    streams: list[Iterator[_Row]] = []
+    total = breached = 0
     by_priority: Counter[int] = Counter()
     by_metric: Counter[str] = Counter()
-    due = {ticket_id for ticket_id, _ in partition.clock.due.until(now + query.within)}
-    for ticket_id in due:
-        summary = cache.get(partition, ticket_id, now)
-        if summary is None:
-            continue
-        if plans and summary.plan not in plans:
-            continue
-        if priorities and summary.priority not in priorities:
-            continue
-        if customers and summary.customer_id not in customers:
-            continue
-        if goals and summary.goal not in goals:
-            continue
-        if groups and summary.group not in groups:
-            continue
-        for timer in summary.timers:
-            if timer.breached or timer.deadline_us > horizon_us:
-                continue  # breached: with the breached rows below
-            if metrics and timer.metric not in metrics:
-                continue
-            found.append(
-                (
-                    timer.key - offset(timer.calendar),
-                    timer.deadline_us,
-                    ticket_id,
-                    timer.metric,
-                    timer.cycle,
-                    timer,
-                    summary,
-                )
-            )
-            by_priority[summary.priority] += 1
-            by_metric[timer.metric] += 1
-    total, breached = len(found), 0
-    first = heapq.nsmallest(query.limit, found)
-    if query.include_breached:
-        filtered = plans or priorities or customers or metrics or goals or groups
-        for by_ticket in breached_rows(partition, now).values():
-            rows = [row for rows in by_ticket.values() for row in rows]
-            if filtered:
-                rows = [
-                    row
-                    for row in rows
-                    if (not plans or row[6].plan in plans)
-                    and (not priorities or row[6].priority in priorities)
-                    and (not customers or row[6].customer_id in customers)
-                    and (not metrics or row[3] in metrics)
-                    and (not goals or row[6].goal in goals)
-                    and (not groups or row[6].group in groups)
-                ]
+
+    if kept:
+        for rows in index.running_rows.values():
             if not rows:
                 continue
-            total += len(rows)
-            breached += len(rows)
-            by_priority.update(row[6].priority for row in rows)
-            by_metric.update(row[3] for row in rows)
-            shift = offset(rows[0][5].calendar)
-            first += [
-                (row[0] - shift, row[1], row[2], row[3], row[4], row[5], row[6])
-                for row in heapq.nsmallest(query.limit, rows)
-            ]
-        first = heapq.nsmallest(query.limit, first)
-    cache.prune(partition)
+            calendar = rows[0][5].calendar
+            shift = clock.offset(calendar)
+            stop = None
+            if calendar is not None:
+                stop = calendar.elapsed(now, horizon) // _US + _SLACK_US
+            streams.append(_stream(rows, shift, keep, horizon_us, stop))
+        if query.customers:
+            for rows in index.running_rows.values():
+                for row in rows:
+                    if row[1] <= horizon_us and keep.row(row):
+                        total += 1
+                        by_priority[row[6].priority] += 1
+                        by_metric[row[3]] += 1
+        else:
+            for group, deadlines in index.deadlines.items():
+                if keep.any and not keep.group(group):
+                    continue
+                n = deadlines.bisect_right(horizon_us)
+                if n:
+                    total += n
+                    by_priority[group[1]] += n
+                    by_metric[group[2]] += n
+    else:
+        found = _running_by_scan(partition, query, now, keep)
+        for row in found:
+            by_priority[row[6].priority] += 1
+            by_metric[row[3]] += 1
+        total = len(found)
+        streams.append(iter(heapq.nsmallest(query.limit, found)))
+
+    if query.include_breached:
+        for rows in index.breached_rows.values():
+            if rows:
+                shift = clock.offset(rows[0][5].calendar)
+                streams.append(_stream(rows, shift, keep, None, None))
+        if query.customers:
+            for rows in index.breached_rows.values():
+                for row in rows:
+                    if keep.row(row):
+                        breached += 1
+                        by_priority[row[6].priority] += 1
+                        by_metric[row[3]] += 1
+        else:
+            for group, n in index.breached_counts.items():
+                if keep.any and not keep.group(group):
+                    continue
+                breached += n
+                by_priority[group[1]] += n
+                by_metric[group[2]] += n
+        total += breached
+
+    first = list(itertools.islice(heapq.merge(*streams), query.limit))
+    partition.at_risk_summaries.prune(partition)
     return AtRiskAnswer(
         rows=[
             AtRiskRow(
@@ -480,9 +645,42 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
         ],
         total=total,
         breached=breached,
-        by_priority=by_priority,
-        by_metric=by_metric,
+        by_priority=+by_priority,
+        by_metric=+by_metric,
     )
+
+
+def _running_by_scan(
+    partition: Partition, query: AtRiskQuery, now: datetime, keep: _Filter
+) -> list[_Row]:
+    """The running (not breached) timers due by `now + query.within`, as (remaining, ...)
+    rows, from a walk of the due index: for a window wider than the index keeps."""
+    horizon_us = _micros(now + query.within)
+    cache = partition.at_risk_summaries
+    offset = cache.clock(now).offset
+    found: list[_Row] = []
+    # A set: a ticket rescheduled back to an earlier due instant is in the heap twice.
+    for ticket_id in {t for t, _ in partition.clock.due.until(now + query.within)}:
+        summary = cache.get(partition, ticket_id, now)
+        if summary is None:
+            continue
+        for timer in summary.timers:
+            if timer.breached or timer.deadline_us > horizon_us:
+                continue  # breached: from the index
+            remaining = timer.key - offset(timer.calendar)
+            row: _Row = (
+                remaining,
+                timer.deadline_us,
+                ticket_id,
+                timer.metric,
+                timer.cycle,
+                timer,
+                summary,
+            )
+            if keep.any and not keep.row(row):
+                continue
+            found.append(row)
+    return found
 
 
 def _order(row: AtRiskRow) -> tuple[timedelta, datetime, str, str, int]:
@@ -491,21 +689,32 @@ def _order(row: AtRiskRow) -> tuple[timedelta, datetime, str, str, int]:
 
 def warm(partition: Partition, now: datetime, within: timedelta, enough: Callable[[], bool]) -> int:
     """Summarise the tickets a query would visit (breached, or due within `within`) that
-    are not summarised yet, until `enough()` says stop; returns how many were.
+    are not summarised yet, until `enough()` says stop; returns how many were. When none
+    was cold, bring the partition's `AtRiskIndex` up to date (cheap: the summaries are
+    warm), so that queries find it ready.
 
     After a restore every summary is cold, and the first query would decode thousands of
     tickets at once (seconds, with the event loop blocked): the web layer calls this in
     small slices in the background instead, so queries find the cache warm.
     """
+    index = partition.at_risk
+    covered = index.covered
+    if covered is not None and _micros(now + within) <= covered:
+        index.refresh(partition, now, None)  # only what changed: the rest is in the index
+        return 0
     cache = partition.at_risk_summaries
     done = 0
-    for ticket_id in candidates(partition, AtRiskQuery(within=within), now):
+    ahead = now + within + KEPT_AHEAD
+    found = {ticket_id for ticket_id, _ in partition.clock.due.until(ahead)}
+    found.update(index)
+    for ticket_id in found:
         if cache.cached(partition, ticket_id):
             continue
         cache.get(partition, ticket_id, now)
         done += 1
         if done % 16 == 0 and enough():
-            break
+            return done
+    index.refresh(partition, now, now + min(within, KEPT_WITHIN))
     return done
 
 
@@ -530,16 +739,29 @@ def due_soon(
     """Running (not breached, not paused) timers whose deadline is within each window
     from `now` (not before it):
     (plan, priority, metric, window) -> count. Windows nest: a timer due within 15
-    minutes counts in the 1-hour and 4-hour windows too."""
+    minutes counts in the 1-hour and 4-hour windows too.
+
+    Two bisects per window in each sorted list of deadlines of `AtRiskIndex` (a paused
+    timer past its deadline, the only paused one with a deadline, is before `now`); a
+    window wider than `KEPT_WITHIN` visits the tickets due within it instead."""
     spans = sorted(windows)
     counts: Counter[tuple[str, int, str, timedelta]] = Counter()
     if not spans:
         return counts
-    cache = partition.at_risk_summaries
     now_us = _micros(now)
-    limits = [(span, span // _US) for span in spans]
-    tickets = {t for t, _ in partition.clock.due.until(now + spans[-1])}
-    for ticket_id in tickets:
+    index = partition.at_risk
+    if index.refresh(partition, now, now + spans[-1]):
+        limits = [(span, now_us + span // _US) for span in spans]
+        for (plan, priority, metric, _, _), deadlines in index.deadlines.items():
+            first = deadlines.bisect_left(now_us)
+            for span, until in limits:
+                n = deadlines.bisect_right(until) - first
+                if n:
+                    counts[(plan, priority, metric, span)] += n
+        return counts
+    cache = partition.at_risk_summaries
+    spans_us = [(span, span // _US) for span in spans]
+    for ticket_id in {t for t, _ in partition.clock.due.until(now + spans[-1])}:
         summary = cache.get(partition, ticket_id, now)
         if summary is None:
             continue
@@ -549,7 +771,7 @@ def due_soon(
             left = timer.deadline_us - now_us
             if left < 0:
                 continue  # past its deadline, its breach about to fire: overdue, not due
-            for span, span_us in limits:
+            for span, span_us in spans_us:
                 if left <= span_us:
                     counts[(summary.plan, summary.priority, timer.metric, span)] += 1
     cache.prune(partition)

@@ -30,7 +30,7 @@ from worker.core.events import SlaEvent
 from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, from_us, to_us
 from worker.tasks import cloudevents
-from worker.tasks.at_risk import BreachedIndex, TimerSummaries
+from worker.tasks.at_risk import AtRiskIndex, TimerSummaries
 from worker.tasks.clocks import PartitionClock
 from worker.tasks.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
 
@@ -138,9 +138,9 @@ class Partition:
         self.changelog_end = -1  # the changelog's committed end as of this state
         self.unreadable: list[str] = []  # tickets whose stored state this version cannot read
         self.retirements = DueIndex()  # finished tickets, at their last event + retention
-        # Tickets with a breached timer still running, which the due index no longer
-        # holds, and the at-risk query's cache (`worker.tasks.at_risk`, issue #24).
-        self.at_risk = BreachedIndex()
+        # The at-risk timers in order (breached ones, which the due index no longer holds,
+        # and those due soon) and the at-risk query's cache (`worker.tasks.at_risk`, #24).
+        self.at_risk = AtRiskIndex()
         self.at_risk_summaries = TimerSummaries()
         # Tickets whose scheduled due instant had already passed when the input record that
         # set it was produced (a ticket created or reclassified late: a late upstream, a
