@@ -159,9 +159,7 @@ def metadata(user_data: dict[str, Any]) -> ConsumerProtocolMemberMetadata:
     return ConsumerProtocolMemberMetadata(0, ["tickets"], json.dumps(user_data).encode())
 
 
-def test_the_assignor_sends_lags_and_hands_out_no_standbys_to_members_of_an_older_version() -> (
-    None
-):
+def test_the_assignor_sends_lags_and_hands_out_no_standbys_to_members_of_an_older_version() -> None:
     learned: dict[str, Any] = {}
     assignor = ticket_assignor(
         "http://a:6066",
