@@ -626,3 +626,56 @@ async def test_a_fetch_in_flight_when_the_standbys_change_is_read_again(presets:
     consumer.gate = None
     await spare.standbys.turn()
     assert standby.position == len(shared[0]) and "HD-5" in standby.partition.tickets
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+
+class Stoppable(FakeChangelogs):
+    def __init__(self, shared: dict[int, list[Any]], fails: bool = False) -> None:
+        super().__init__(shared)
+        self.fails, self.stopped = fails, False
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+        if self.fails:
+            raise KafkaConnectionError("cannot reach the coordinator")
+
+
+class Member(FakeConsumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped = False
+
+    async def start(self) -> None:
+        pass
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+        raise KafkaConnectionError("cannot leave the group")
+
+
+async def test_a_client_that_fails_to_stop_does_not_keep_the_standby_consumer_open(
+    presets: Policy,
+) -> None:
+    shared: dict[int, list[Any]] = {0: []}
+    settings = WorkerSettings(partitions=1, app_id="unit", standby_replicas=1)
+    member, changelogs, standbys = Member(), Stoppable(shared, fails=True), Stoppable(shared)
+    producer = RecordingProducer()
+    clients = Clients(
+        member,  # type: ignore[arg-type]
+        changelogs,  # type: ignore[arg-type]
+        lambda number: producer,  # type: ignore[arg-type,return-value]
+        standbys,  # type: ignore[arg-type]
+    )
+    worker = LiveWorker(settings, presets, Metrics(presets), clients, Membership())
+    stop = asyncio.Event()
+    stop.set()
+    await worker.run(stop)
+    assert member.stopped and changelogs.stopped and standbys.stopped
