@@ -321,6 +321,22 @@ async def test_a_standby_caught_up_longer_ago_than_the_tombstone_retention_is_re
     assert set(spare.partitions[0].tickets) == {f"HD-{i}" for i in range(5)}
 
 
+async def test_no_standby_is_promoted_when_the_tombstone_retention_is_not_known(
+    presets: Policy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker refused DescribeConfigs: as with local snapshots, none is trusted (and
+    the loop does not read them again and again)."""
+    _, spare, _ = await warm_spare(presets)
+    assert spare.standbys is not None
+    spare.standbys.tombstone_retention_ms = 0
+    standby = spare.standbys.standbys[0]
+    await spare.standbys.turn()
+    assert spare.standbys.standbys[0] is standby
+    await rebalanced(spare, [0], [])
+    assert spare.clients.changelogs.read_from == {0: 0}  # type: ignore[attr-defined]
+    assert "delete.retention.ms is not known" in caplog.text
+
+
 async def test_a_standby_left_behind_ages_and_one_caught_up_does_not(presets: Policy) -> None:
     _, spare, shared = await warm_spare(presets)
     assert spare.standbys is not None

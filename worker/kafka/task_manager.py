@@ -381,6 +381,10 @@ class TaskManager:
                 logging.WARNING
             )
         retention_ms = self.standbys.tombstone_retention_ms
+        if retention_ms <= 0:
+            return "cannot be checked: the changelog's delete.retention.ms is not known", (
+                logging.WARNING
+            )
         now_ms = int(time.time() * 1000)
         age_ms = now_ms - standby.caught_up_ms
         if standby.stale(now_ms, retention_ms):
