@@ -258,6 +258,13 @@ class Standbys:
         except OffsetOutOfRangeError as exc:
             self._out_of_range(exc, fetching)
             return
+        # What the fetch whose records these are said of the end, read before anything
+        # awaits (a newer fetch answered meanwhile would make a caught-up standby look
+        # behind): a partition with records left in the buffer is not fetched again.
+        seen = {
+            tp: (self.consumer.last_stable_offset(tp), self.consumer.last_poll_timestamp(tp))
+            for tp in tps
+        }
         async with self._lock:
             for tp in tps:
                 if self._reassign:  # assigned anew meanwhile: the rest is read again
@@ -266,7 +273,7 @@ class Standbys:
                 if self.standbys.get(tp.partition) is not standby:
                     continue  # closed, or replaced (a policy reload) meanwhile
                 try:
-                    await self._apply(tp, standby, fetched.get(tp, ()))
+                    await self._apply(tp, standby, fetched.get(tp, ()), *seen[tp])
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # read again from its position next turn
@@ -278,9 +285,16 @@ class Standbys:
         self.report()
         await asyncio.sleep(0)  # the main loop steps meanwhile
 
-    async def _apply(self, tp: TopicPartition, standby: Standby, records: Iterable[Any]) -> None:
+    async def _apply(
+        self,
+        tp: TopicPartition,
+        standby: Standby,
+        records: Iterable[Any],
+        end: int | None,
+        polled: int | None,
+    ) -> None:
         """Apply one fetch's records to `standby` (under the lock), then note where it
-        stands against the changelog's end."""
+        stands against the changelog's end (`end`, as the fetch at `polled` reported it)."""
         for count, record in enumerate(records, 1):
             standby.partition.follow(record.key or b"", record.value)
             if count % APPLY_CHUNK == 0:
@@ -289,8 +303,6 @@ class Standbys:
                     return  # closed or replaced meanwhile: garbage now
         standby.position = await self.consumer.position(tp)
         standby.partition.changelog_end = standby.position
-        end = self.consumer.last_stable_offset(tp)
-        polled = self.consumer.last_poll_timestamp(tp)
         if end is not None and end >= 0 and polled is not None:
             standby.end, standby.end_ms = end, polled
             if standby.position >= end:  # every record after it is newer than that fetch
