@@ -9,10 +9,11 @@ reads back exactly what was committed.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, OffsetOutOfRangeError
 from aiokafka.structs import TopicPartition
 
 MARKER: tuple[None, None] = (None, None)
@@ -147,7 +148,15 @@ class FakeConsumer:
 class FakeChangelogs:
     """A consumer without a group over the changelog records a test gives (partition ->
     (key, value) in order, `MARKER` for a transaction's commit marker); by default every
-    changelog is empty."""
+    changelog is empty and starts at offset 0.
+
+    As aiokafka's, the last stable offset and the poll stamp a fetch reports are those of
+    the last fetch that reached the broker; a test can make the broker unreachable
+    (fetches return nothing and report nothing), move a changelog's first offset
+    (`beginnings`: a fetch before it raises `OffsetOutOfRangeError`, as with
+    auto_offset_reset="none"), cap the records per fetch (`limit`: a standby left behind)
+    and hold fetches in flight (`gate`: a fetch waits for it; `fetching` is set once one
+    waits)."""
 
     def __init__(self, records: dict[int, list[Any]] | None = None) -> None:
         self.records = records if records is not None else {}
@@ -157,13 +166,20 @@ class FakeChangelogs:
         self.reads = 0
         self.read_from: dict[int, int] = {}
         """Partition -> the offset its first read in this test began at."""
+        self.beginnings: dict[int, int] = {}
+        self.unreachable = False
+        self.limit: int | None = None
+        self.gate: asyncio.Event | None = None
+        self.fetching = asyncio.Event()
+        self.stable: dict[int, int] = {}
+        self.polled_ms: dict[int, int] = {}
 
     def assign(self, tps: list[TopicPartition]) -> None:
         self.positions = {tp: 0 for tp in tps}
 
     async def seek_to_beginning(self, *tps: TopicPartition) -> None:
         for tp in tps:
-            self.positions[tp] = 0
+            self.positions[tp] = self.beginnings.get(tp.partition, 0)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset
@@ -172,7 +188,7 @@ class FakeChangelogs:
         return self.positions[tp]
 
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: 0 for tp in tps}
+        return {tp: self.beginnings.get(tp.partition, 0) for tp in tps}
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: len(self.records.get(tp.partition, [])) for tp in tps}
@@ -180,23 +196,42 @@ class FakeChangelogs:
     async def getmany(
         self, *tps: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[Record]]:
+        if self.gate is not None:
+            self.fetching.set()
+            await self.gate.wait()
+        if self.unreachable:
+            await asyncio.sleep(0)
+            return {}
         self.reads += 1
         fetched = {}
         self.read_from = {tp.partition: self.positions[tp] for tp in tps} | self.read_from
+        gone = {
+            tp: self.positions[tp]
+            for tp in tps
+            if self.positions[tp] < self.beginnings.get(tp.partition, 0)
+        }
+        if gone:
+            raise OffsetOutOfRangeError(gone)
         for tp in tps:
             at = self.positions[tp]
-            chunk = self.records.get(tp.partition, [])[at : at + (max_records or 1)]
+            most = min(max_records or 1, self.limit or max_records or 1)
+            chunk = self.records.get(tp.partition, [])[at : at + most]
             fetched[tp] = [
                 Record(tp.topic, tp.partition, at + i, k, v)
                 for i, (k, v) in enumerate(chunk)
                 if (k, v) != MARKER
             ]
             self.positions[tp] = at + len(chunk)
+            self.stable[tp.partition] = len(self.records.get(tp.partition, []))
+            self.polled_ms[tp.partition] = int(time.time() * 1000)
         await asyncio.sleep(0)
         return fetched
 
-    def last_stable_offset(self, tp: TopicPartition) -> int:
-        return len(self.records.get(tp.partition, []))
+    def last_stable_offset(self, tp: TopicPartition) -> int | None:
+        return self.stable.get(tp.partition)
+
+    def last_poll_timestamp(self, tp: TopicPartition) -> int | None:
+        return self.polled_ms.get(tp.partition)
 
     async def topics(self) -> set[str]:
         return set()

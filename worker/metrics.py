@@ -294,8 +294,14 @@ class Metrics:
         self.standby_lag = Gauge(
             "sla_standby_lag_records",
             "Changelog records a warm standby kept by this worker has not applied yet, per "
-            "partition (--standby-replicas)",
+            "partition (--standby-replicas); no series while the lag is not known",
             ["partition"],
+            registry=r,
+        )
+        self.standby_failures = Counter(
+            "sla_standby_failures",
+            "Failed turns of the warm standbys' loop (a fetch, or the records of one "
+            "standby) (--standby-replicas)",
             registry=r,
         )
         self.recovery = Gauge(
@@ -516,8 +522,11 @@ class Metrics:
     def standby_lag_of(self, partition: int, lag: int) -> None:
         self.standby_lag.labels(str(partition)).set(lag)
 
+    def standby_failed(self) -> None:
+        self.standby_failures.inc()
+
     def standby_closed(self, partition: int) -> None:
-        """A standby closed or promoted: its lag leaves the gauge."""
+        """A standby closed or promoted, or its lag not known: its lag leaves the gauge."""
         with contextlib.suppress(KeyError):
             self.standby_lag.remove(str(partition))
 

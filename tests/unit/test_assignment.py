@@ -128,6 +128,25 @@ def test_standbys_for_any_group(partitions: int, members: int, replicas: int) ->
     assert not counts or max(counts) - min(counts) <= 1
 
 
+@given(st.integers(0, 12), st.integers(1, 6), st.integers(0, 8), st.data())
+def test_standbys_go_only_to_eligible_members(
+    partitions: int, members: int, replicas: int, data: st.DataObject
+) -> None:
+    names = [f"m{i}" for i in range(members)]
+    eligible = data.draw(st.sets(st.sampled_from(names)))
+    layout = plan(partitions, {m: [] for m in names})
+    standbys = plan_standbys(layout, replicas, eligible=eligible)
+    for member, ps in standbys.items():
+        assert member in eligible or ps == []
+        assert not set(ps) & set(layout[member]) and len(ps) == len(set(ps))
+    per_partition = Counter(p for ps in standbys.values() for p in ps)
+    for p in range(partitions):
+        owner = next(m for m in names if p in layout[m])
+        assert per_partition[p] == min(replicas, len(eligible - {owner}))
+    counts = [len(standbys[m]) for m in eligible]
+    assert not counts or max(counts) - min(counts) <= 1
+
+
 # --- the assignor, as the group's leader runs it -------------------------------------------
 
 
@@ -140,9 +159,7 @@ def metadata(user_data: dict[str, Any]) -> ConsumerProtocolMemberMetadata:
     return ConsumerProtocolMemberMetadata(0, ["tickets"], json.dumps(user_data).encode())
 
 
-def test_the_assignor_sends_lags_and_hands_out_standbys_also_to_members_of_an_older_version() -> (
-    None
-):
+def test_the_assignor_sends_lags_and_hands_out_no_standbys_to_members_of_an_older_version() -> None:
     learned: dict[str, Any] = {}
     assignor = ticket_assignor(
         "http://a:6066",
@@ -171,8 +188,8 @@ def test_the_assignor_sends_lags_and_hands_out_standbys_also_to_members_of_an_ol
         2: "http://b:6066",
         3: "http://b:6066",
     }
-    # An older worker reads `owners` and ignores the rest.
-    assert json.loads(assignment["b"].user_data)["standby"] == [0, 1]
+    # An older worker reads `owners` and would ignore standbys: it is given none.
+    assert json.loads(assignment["b"].user_data)["standby"] == []
 
 
 def test_an_assignment_from_an_older_leader_means_no_standbys() -> None:
@@ -188,7 +205,8 @@ def test_an_assignment_from_an_older_leader_means_no_standbys() -> None:
 def test_garbage_in_a_members_metadata_is_ignored() -> None:
     assignor = ticket_assignor("u", list, lambda owners: None, standby_replicas=1)
     members = {
-        "a": metadata({"owned": ["x", 1, True], "standby_lags": {"y": 1, "2": "z"}}),
+        # '²' is a digit to str.isdigit, and int('²') raises: ignored, like "y".
+        "a": metadata({"owned": ["x", 1, True], "standby_lags": {"y": 1, "2": "z", "²": 1}}),
         "b": ConsumerProtocolMemberMetadata(0, ["tickets"], b"not json"),
     }
     assignment = assignor.assign(Cluster(), members)

@@ -75,12 +75,15 @@ async def _serve(settings: WorkerSettings, policy: Policy) -> int:
     metrics = Metrics(policy)
     # The clients are made here and handed in (tests hand in fakes instead).
     membership = Membership()
-    snapshots = None
-    if settings.state_dir is not None:
+    snapshots, retention = None, None
+    if settings.state_dir is not None or settings.standby_replicas > 0:
+        # How long the changelog keeps a tombstone: older snapshots and standbys may
+        # miss a deletion, and are not used.
         retention = await tombstone_retention_ms(settings)
+    if settings.state_dir is not None and retention is not None:
         snapshots = Snapshots(settings.state_dir, settings.app_id, retention)
     clients = kafka_clients(settings, membership)
-    worker = LiveWorker(settings, policy, metrics, clients, membership, snapshots)
+    worker = LiveWorker(settings, policy, metrics, clients, membership, snapshots, retention)
     metrics.follow_readiness(lambda: worker.ready)
     metrics.follow_due_soon(lambda windows: due_soon_counts(worker.at_risk_view, windows))
     metrics.follow_partitions(

@@ -105,20 +105,24 @@ def plan_standbys(
     layout: Mapping[str, Iterable[int]],
     replicas: int,
     kept: Mapping[str, Iterable[int]] | None = None,
+    eligible: Iterable[str] | None = None,
 ) -> dict[str, list[int]]:
     """Given the active `layout` (member -> partitions), up to `replicas` standbys per
-    partition, each on a member other than its active owner (so at most members - 1),
-    spread evenly: partition by partition, the members with the fewest standbys so far,
-    those already keeping that partition (`kept`: member -> partitions) first."""
+    partition, each on an `eligible` member (default: all; a member of an older version,
+    which reads no standbys, is not) other than its active owner (so at most eligible
+    members - 1), spread evenly over the eligible members: partition by partition, those
+    with the fewest standbys so far, those already keeping that partition (`kept`:
+    member -> partitions) first."""
     members = sorted(layout)
     result: dict[str, list[int]] = {member: [] for member in members}
-    if replicas <= 0 or len(members) < 2:
+    keepers = [m for m in members if eligible is None or m in set(eligible)]
+    if replicas <= 0 or not keepers:
         return result
     kept_sets = {m: set((kept or {}).get(m, ())) for m in members}
     owner = {p: m for m in members for p in layout[m]}
     for p in sorted(owner):
         candidates = sorted(
-            (m for m in members if m != owner[p]),
+            (m for m in keepers if m != owner[p]),
             key=lambda m: (p not in kept_sets[m], len(result[m]), members.index(m)),
         )
         for member in candidates[:replicas]:
@@ -128,8 +132,8 @@ def plan_standbys(
     moved = True
     while moved:
         moved = False
-        for high in sorted(members, key=lambda m: -len(result[m])):
-            for low in sorted(members, key=lambda m: len(result[m])):
+        for high in sorted(keepers, key=lambda m: -len(result[m])):
+            for low in sorted(keepers, key=lambda m: len(result[m])):
                 if len(result[high]) - len(result[low]) <= 1:
                     continue
                 movable = [q for q in result[high] if owner[q] != low and q not in result[low]]
@@ -165,7 +169,7 @@ def ticket_assignor(
     standbys per partition this worker gives out when it is the group's leader.
 
     A member of an older version sends no `standby_lags` and reads no `standby`: it is
-    planned as a member without standbys, and gets none of its own.
+    planned as a member without standbys, and is given none (`plan_standbys`' eligible).
     """
 
     class TicketPartitionAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
@@ -197,7 +201,12 @@ def ticket_assignor(
             layout = plan(
                 partitions, {m: _numbers(a.get("owned")) for m, a in announced.items()}, lags
             )
-            standbys = plan_standbys(layout, standby_replicas, {m: list(lags[m]) for m in layout})
+            # A member of an older version announces no `standby_lags` and would ignore
+            # the standbys it was given: it gets none.
+            eligible = [m for m, a in announced.items() if "standby_lags" in a]
+            standbys = plan_standbys(
+                layout, standby_replicas, {m: list(lags[m]) for m in layout}, eligible
+            )
             owners = {
                 str(p): announced[member].get("url", "")
                 for member, ps in layout.items()
@@ -243,6 +252,10 @@ def _lags(value: Any) -> dict[int, int]:
         return {}
     lags = {}
     for p, lag in value.items():
-        if str(p).isdigit() and isinstance(lag, int) and not isinstance(lag, bool):
+        if not isinstance(lag, int) or isinstance(lag, bool):
+            continue
+        try:  # not str.isdigit: '²' is a digit int() refuses
             lags[int(p)] = lag
+        except ValueError:
+            continue
     return lags

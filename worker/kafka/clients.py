@@ -71,6 +71,7 @@ class ChangelogConsumer(Protocol):
     ) -> dict[TopicPartition, int]: ...
     async def topics(self) -> Any: ...
     def last_stable_offset(self, partition: TopicPartition) -> int | None: ...
+    def last_poll_timestamp(self, partition: TopicPartition) -> int | None: ...
 
 
 class TransactionalProducer(Protocol):
@@ -170,7 +171,9 @@ def kafka_clients(settings: WorkerSettings, membership: Membership) -> Clients:
             client_id=f"{settings.app_id}-standby",
             group_id=None,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            # A position the changelog no longer holds must not jump silently to the
+            # beginning over the state already applied: the standby restarts empty.
+            auto_offset_reset="none",
             isolation_level="read_committed",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )

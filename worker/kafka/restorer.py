@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from aiokafka.structs import TopicPartition
 
+from worker.core.state_codec import StateFormatError
 from worker.kafka.clients import ChangelogConsumer
 from worker.kafka.snapshot import Store
 from worker.metrics import Metrics
@@ -110,6 +111,8 @@ class Restorer:
                             store.write([], partition.changelog_end, stamp_ms)
                         if tp.partition not in warm:
                             await self.rebuild(partition)
+                        else:  # indexed as followed: only the warning rebuild gives
+                            warn_unreadable(partition)
                         done(tp.partition, partition)
                 if not remaining:
                     break
@@ -144,16 +147,19 @@ class Restorer:
         may have changed it since the promotion). Stops as soon as `held()` turns false
         (the worker no longer holds this state). Returns the tickets counted."""
         rows = 0
+        unreadable = set(partition.unreadable)
         for ticket_id in list(partition.tickets):
             if not held():
                 break
             value = partition.tickets.get(ticket_id)
-            if value is not None:
+            if value is not None and ticket_id not in unreadable:
                 try:
                     stored = json.loads(value)
-                except ValueError:  # unreadable: `Partition.follow` listed it
+                    self.metrics.state(ticket_id, stored if isinstance(stored, dict) else None)
+                except (ValueError, KeyError, TypeError, StateFormatError):
+                    # Unreadable by this version (`Partition.follow` listed it, and the
+                    # promotion logged it): no timer to count, as `rebuild` skips it.
                     continue
-                self.metrics.state(ticket_id, stored if isinstance(stored, dict) else None)
             rows += 1
             if rows % REBUILD_CHUNK == 0:
                 await asyncio.sleep(0)  # the running partitions step meanwhile
@@ -168,12 +174,17 @@ class Restorer:
             rows += 1
             if rows % REBUILD_CHUNK == 0:
                 await asyncio.sleep(0)  # the running partitions step meanwhile
-        if partition.unreadable:
-            log.warning(
-                "partition %d: %d tickets' state cannot be read by this version (their "
-                "next events are dead-lettered as unreadable-state), e.g. %s",
-                partition.number,
-                len(partition.unreadable),
-                partition.unreadable[:5],
-            )
+        warn_unreadable(partition)
         return rows
+
+
+def warn_unreadable(partition: Partition) -> None:
+    """After a restore or a promotion: say which tickets' state this version cannot read."""
+    if partition.unreadable:
+        log.warning(
+            "partition %d: %d tickets' state cannot be read by this version (their "
+            "next events are dead-lettered as unreadable-state), e.g. %s",
+            partition.number,
+            len(partition.unreadable),
+            partition.unreadable[:5],
+        )

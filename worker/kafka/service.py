@@ -67,7 +67,7 @@ from worker.kafka.restorer import Restorer
 from worker.kafka.snapshot import Snapshots
 from worker.kafka.standby import Standbys
 from worker.kafka.task_manager import TaskManager
-from worker.kafka.topics import changelog_topic_name
+from worker.kafka.topics import DEFAULT_DELETE_RETENTION_MS, changelog_topic_name
 from worker.kafka.view import WorkerView
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
@@ -95,7 +95,10 @@ class LiveWorker:
         clients: Clients,
         membership: Membership | None = None,
         snapshots: Snapshots | None = None,
+        tombstone_retention_ms: int | None = None,
     ) -> None:
+        """`tombstone_retention_ms`: the changelog's delete.retention.ms (a warm standby
+        that last caught up longer ago is not used; None: Kafka's default, 24 h)."""
         self.settings = settings
         self.metrics = metrics
         self.clients = clients
@@ -138,7 +141,15 @@ class LiveWorker:
         self.standbys = (
             None
             if clients.standbys is None
-            else Standbys(clients.standbys, self.topics.changelog, self.new_partition, metrics)
+            else Standbys(
+                clients.standbys,
+                self.topics.changelog,
+                self.new_partition,
+                metrics,
+                DEFAULT_DELETE_RETENTION_MS
+                if tombstone_retention_ms is None
+                else tombstone_retention_ms,
+            )
         )
         self.tasks = TaskManager(
             clients.consumer,
@@ -241,10 +252,17 @@ class LiveWorker:
                 self.joined = False
                 await self.tasks.cancel_restore()
             try:
-                await consumer.stop()  # leaves the group: the others take over at once
-                await self.clients.changelogs.stop()
-                if standby_consumer is not None:
-                    await standby_consumer.stop()
+                # Each on its own: one that fails to stop does not keep the next open.
+                # The group member first: it leaves the group, the others take over.
+                for client in (consumer, self.clients.changelogs, standby_consumer):
+                    if client is None:
+                        continue
+                    try:
+                        await client.stop()
+                    except Exception as exc:
+                        log.warning(
+                            "could not stop a Kafka client (%s: %s)", type(exc).__name__, exc
+                        )
             finally:  # whatever the consumers did: producers and stores are closed
                 try:
                     await self.committer.close_all()

@@ -48,7 +48,7 @@ from worker.kafka.committer import RESTORE_RETRY_SECONDS, Committer
 from worker.kafka.inputs import InputWatch
 from worker.kafka.restorer import Restorer
 from worker.kafka.snapshot import Snapshots, Store
-from worker.kafka.standby import Standbys
+from worker.kafka.standby import Standby, Standbys
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
 from worker.tasks.partition import Partition
@@ -298,14 +298,12 @@ class TaskManager:
             await self.restorer.read(
                 to_read,
                 ends,
-                lambda n, p: self._restored({n: p}, {n}, started, tails),  # each when read
+                lambda n, p: self._read(n, p, started, tails),  # each when read
                 froms,
                 stores,
                 stamp_ms,
                 warm=set(tails),
             )
-            for number in tails:  # the gauges of its timers, beside the loop
-                self._count_timers(number)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -345,9 +343,15 @@ class TaskManager:
         standby = await self.standbys.take(number)
         if standby is None:
             return None
-        if standby.end is None or standby.position > end:
-            # Never fetched: a cold restore is as quick. Ahead of the end: cannot be
-            # (read_committed), and never trusted.
+        why, level = await self._unusable(number, standby, end)
+        if why is not None:
+            log.log(
+                level,
+                "partition %d: not promoting its standby: it %s; restoring the partition "
+                "from the changelog",
+                number,
+                why,
+            )
             return None
         store = self.stores.pop(number, None)
         if store is not None:
@@ -362,6 +366,52 @@ class TaskManager:
             end - standby.position,
         )
         return standby.partition, standby.position
+
+    async def _unusable(self, number: int, standby: Standby, end: int) -> tuple[str | None, int]:
+        """Why the standby of `number` cannot be promoted (None: it can), and how loud to
+        say so. Its state plus the changelog's records after its position must be what a
+        cold restore reads: so a record it has not read must still be there (not before
+        the changelog's first offset, no tombstone compacted away since)."""
+        assert self.standbys is not None
+        position = standby.position
+        if position <= 0:  # a cold restore is as quick (and may use a snapshot)
+            return "has read nothing yet", logging.INFO
+        if position > end:  # cannot be (read_committed): never trusted
+            return f"is at changelog offset {position}, past the changelog's end {end}", (
+                logging.WARNING
+            )
+        retention_ms = self.standbys.tombstone_retention_ms
+        if retention_ms <= 0:
+            return "cannot be checked: the changelog's delete.retention.ms is not known", (
+                logging.WARNING
+            )
+        now_ms = int(time.time() * 1000)
+        age_ms = now_ms - standby.caught_up_ms
+        if standby.stale(now_ms, retention_ms):
+            return (
+                f"last caught up with the changelog {age_ms / 3_600_000:.1f} h ago, not "
+                f"within its delete.retention.ms ({retention_ms / 3_600_000:.1f} h): it may "
+                "miss a deletion compaction has removed since",
+                logging.WARNING,
+            )
+        beginning = (await self.restorer.beginnings([number]))[number]
+        if position < beginning:
+            return (
+                f"is at changelog offset {position}, before the changelog's first offset "
+                f"{beginning}: records it has not read are gone",
+                logging.WARNING,
+            )
+        return None, logging.INFO
+
+    def _read(
+        self, number: int, partition: Partition, started: float, tails: dict[int, int]
+    ) -> None:
+        """The restorer read `number` to its end: it starts at the next turn; a promoted
+        standby's timer gauges are filled in beside the loop from now on (whatever
+        happens to the rest of the restore job)."""
+        self._restored({number: partition}, {number}, started, tails)
+        if number in tails:
+            self._count_timers(number)
 
     def _count_timers(self, number: int) -> None:
         """Fill in the timer gauges of a promoted standby's tickets, in a task of its own

@@ -109,7 +109,8 @@ DEFAULT_DELETE_RETENTION_MS = 86_400_000
 async def tombstone_retention_ms(settings: WorkerSettings) -> int:
     """The changelog's `delete.retention.ms`, as the broker applies it (the topic's
     override, else the broker's default): a local snapshot older than it is discarded
-    (`worker.kafka.snapshot`). When the broker refuses to say (no DescribeConfigs right
+    (`worker.kafka.snapshot`), and so is a warm standby last caught up longer ago
+    (`worker.kafka.standby`). When the broker refuses to say (no DescribeConfigs right
     on the topic), 0: no snapshot is ever used, since assuming a longer retention than
     the real one could bring deleted tickets back."""
     admin = AIOKafkaAdminClient(**client_options(settings))
@@ -124,7 +125,8 @@ async def tombstone_retention_ms(settings: WorkerSettings) -> int:
         if error_code:
             log.warning(
                 "cannot read the changelog's delete.retention.ms (error %d: %s): local "
-                "snapshots will not be used; allow DescribeConfigs on the topic",
+                "snapshots and warm standbys will not be used; allow DescribeConfigs on "
+                "the topic",
                 error_code,
                 error_message,
             )
