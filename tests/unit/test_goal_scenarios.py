@@ -292,6 +292,19 @@ def test_outputs_name_the_goal_only_where_the_policy_names_goals(presets: Policy
             ],
             "goals.1: can never match: every ticket it matches matches goal 'vip' (goals.0) first",
         ),
+        # A goal's own warning fractions are checked as a plan's are.
+        (
+            [{"name": "a", "calendar": "clock", "warnings": [0.5, 0.5], "targets": {}}],
+            "goals.0.warnings: warning fractions must not repeat",
+        ),
+        (
+            [{"name": "a", "calendar": "clock", "warnings": [0.0], "targets": {}}],
+            "goals.0.warnings: warning fraction 0.0 must be between 0 and 1",
+        ),
+        (
+            [{"name": "a", "calendar": "clock", "warnings": [1.5], "targets": {}}],
+            "goals.0.warnings: warning fraction 1.5 must be between 0 and 1",
+        ),
     ],
 )
 def test_goal_problems_are_named(goals: list[dict[str, Any]], issue: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -296,3 +297,44 @@ def test_the_late_ticket_s_breach_is_not_late_in_the_metric(presets: Policy) -> 
     get = metrics.registry.get_sample_value
     assert get("sla_breach_publication_lateness_seconds_count") == 1
     assert get("sla_breach_publication_lateness_seconds_bucket", {"le": "1.0"}) == 1
+
+
+def test_a_restored_goal_ticket_is_filed_at_its_exact_due_instant() -> None:
+    """Under a goal policy the event path files a running timer at a lower bound of its
+    due instant (business time runs no faster than wall time) and computes the exact one
+    when the bound comes due. A restore files the exact instant at once: the bounds of
+    tickets stored on a Friday afternoon are past by Saturday, and a restore on Saturday
+    must not take every such ticket in its first step only to find nothing due."""
+    from worker.policy_file import load_policy
+
+    goals = load_policy(Path(__file__).resolve().parents[1] / "data" / "goals-policy.yaml")
+    friday = datetime(2026, 11, 27, 14, tzinfo=UTC)  # 15:00 in Berlin
+    saturday = friday + timedelta(hours=20)
+    # The enterprise goal (customer acme) on the eu calendar (group emea, Mon-Fri 9-17
+    # Berlin): first response PT4H, warned at 75 %: 3 business hours, 2 of them on
+    # Friday, the third on Monday 09:00-10:00 Berlin.
+    warning = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    body = event(1, "ticket-created", "A", friday, plan="pro", priority=3,
+                 customer_id="acme", group="emea")  # fmt: skip
+    live = Partition(0, TicketProcessor(Engine(goals), None), TOPICS, timedelta(0))
+    batch = live.step([message(body, 0)], friday, read_through=friday)
+    bound = live.clock.due.get("A")
+    assert bound is not None and friday < bound < warning  # the event path's lower bound
+
+    restored = Partition(0, TicketProcessor(Engine(goals), None), TOPICS, timedelta(0))
+    for write in batch.writes:
+        if write.topic == "changelog":
+            restored.load(write.key or b"", write.value)
+    assert len(list(restored.rebuild())) == 1
+    assert restored.clock.due.get("A") == warning
+
+    # Saturday: nothing is due on either; the live partition takes the ticket at its bound,
+    # finds nothing due and files it at the exact instant, without a write.
+    for owner in (live, restored):
+        assert not owner.step([], saturday, read_through=saturday)
+        assert owner.clock.due.get("A") == warning
+    # Monday 09:00 UTC: both warn, at the same instant, with the same id.
+    monday = warning + timedelta(seconds=1)
+    fired = [owner.step([], monday, read_through=monday).published for owner in (live, restored)]
+    assert [e.event_id for e in fired[0]] == [e.event_id for e in fired[1]]
+    assert [(e.type, e.due_at) for e in fired[0]] == [("sla-warning", warning)]

@@ -537,11 +537,19 @@ class Engine:
         """The next instant at which `advance` would emit something, if any."""
         return ticket.due
 
-    def refresh(self, ticket: Ticket) -> Ticket:
+    def refresh(self, ticket: Ticket, exact: bool = False) -> Ticket:
         """Recompute the cached due instant of a ticket loaded from storage (the policy
         may have changed since it was stored). A ticket whose policy version this policy
         file does not have (stored before versions were recorded, or a version since
-        removed) is judged from now on by the version in force at its last event."""
+        removed) is judged from now on by the version in force at its last event.
+
+        `exact`: a goal policy's running timers get their exact due instants, not the
+        lower bounds the event path caches (`_timer_due`). A restore asks for them: the
+        bounds of tickets stored hours ago are mostly past (a business-hours timer
+        stored on Friday afternoon has its bound that evening), so the first step after
+        the restore would take every such ticket at once, only to find nothing due.
+        The rebuild pays that arithmetic instead, in the chunks it runs in beside the
+        loop."""
         if ticket.policy_version not in self._versions:
             ticket.policy_version = self.policy.at(ticket.last_event_at).version
         if ticket.timers is not None:
@@ -549,7 +557,9 @@ class Engine:
             # timer whose calendar changed with it runs on the new one from its last event.
             ticket.goal = self.policy_of(ticket).matcher.match(ticket)
             self._resegment(ticket, ticket.last_event_at)
-        ticket.due = self._next_due(ticket)
+            ticket.due = self._refresh_dues(ticket, exact)
+        else:
+            ticket.due = self._next_due(ticket)
         return ticket
 
     def _next_due(self, ticket: Ticket) -> datetime | None:
@@ -1070,7 +1080,7 @@ class Engine:
         points.append((None, target.duration, target))
         return points
 
-    def _timer_due(self, ticket: Ticket, timer: Timer, policy: Policy) -> None:
+    def _timer_due(self, ticket: Ticket, timer: Timer, policy: Policy, exact: bool = False) -> None:
         """Refresh the timer's cached due instant: when its first point not yet emitted
         may come due, a lower bound of it while the timer runs (`Timer.due_bound`):
         `_goal_fire` computes the exact instant when the bound comes due, and fires it
@@ -1084,14 +1094,17 @@ class Engine:
                 if fraction not in timer.warned:
                     amount = target.warning_amounts[i]
                     break
-            due = timer.due_bound(amount, policy.calendars)
+            if exact:
+                due = timer.instant_at(amount, policy.calendars)
+            else:
+                due = timer.due_bound(amount, policy.calendars)
         timer.due = due
 
-    def _refresh_dues(self, ticket: Ticket) -> datetime | None:
-        """Refresh every timer's due instant; the earliest."""
+    def _refresh_dues(self, ticket: Ticket, exact: bool = False) -> datetime | None:
+        """Refresh every timer's due instant (`exact`: see `refresh`); the earliest."""
         policy = self.policy_of(ticket)
         for timer in ticket.timers or ():
-            self._timer_due(ticket, timer, policy)
+            self._timer_due(ticket, timer, policy, exact)
         return self._goal_due(ticket)
 
     def _goal_due(self, ticket: Ticket) -> datetime | None:

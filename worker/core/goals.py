@@ -19,12 +19,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from worker.core.durations import parse_duration
 from worker.core.events import ProductStage
-
-# What the engine uses per event (compiled with it); re-exported for the loaders.
 from worker.core.goal_match import (
     Goal,
     GoalMatcher,
@@ -33,6 +31,9 @@ from worker.core.goal_match import (
     attributes_of,
     match,
 )
+
+# What the engine uses per event (compiled with it); re-exported for the loaders.
+from worker.core.thresholds import warning_fractions
 
 Duration = Annotated[
     timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)
@@ -113,6 +114,11 @@ class GoalSpec(_Spec):
             GoalTargetSpec, BeforeValidator(lambda v: {"target": v} if isinstance(v, str) else v)
         ],
     ] = Field(default_factory=dict)
+
+    @field_validator("warnings")
+    @classmethod
+    def _valid_warnings(cls, value: list[float] | None) -> list[float] | None:
+        return None if value is None else warning_fractions(value)
 
 
 def conditions_of(when: WhenSpec) -> tuple[tuple[str, frozenset[str]], ...]:

@@ -38,6 +38,7 @@ from worker.core.events import METRICS, Metric, ProductStage, Status
 from worker.core.goal_policy import build_goals
 from worker.core.goals import Goal, GoalMatcher, GoalSpec
 from worker.core.metrics import MetricDef, MetricSpec, index_signals
+from worker.core.thresholds import warning_fractions
 
 Duration = Annotated[
     timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)
@@ -72,7 +73,7 @@ class PlanSpec(_Spec):
     @field_validator("warnings")
     @classmethod
     def _valid_warnings(cls, value: list[float] | None) -> list[float] | None:
-        return None if value is None else _thresholds(value)
+        return None if value is None else warning_fractions(value)
 
 
 class PolicySpec(_Spec):
@@ -94,7 +95,7 @@ class PolicySpec(_Spec):
     @field_validator("warnings")
     @classmethod
     def _valid_warnings(cls, value: list[float]) -> list[float]:
-        return _thresholds(value)
+        return warning_fractions(value)
 
 
 class GoalPolicySpec(PolicySpec):
@@ -136,15 +137,6 @@ class HistorySpec(_Spec):
             Discriminator(_version_kind),
         ]
     ] = Field(min_length=1)
-
-
-def _thresholds(values: list[float]) -> list[float]:
-    for value in values:
-        if not 0 < value < 1:
-            raise ValueError(f"warning fraction {value} must be between 0 and 1 (exclusive)")
-    if len(set(values)) != len(values):
-        raise ValueError("warning fractions must not repeat")
-    return sorted(values)
 
 
 # --- what the engine uses ----------------------------------------------------------------

@@ -329,7 +329,8 @@ class TicketProcessor:
             held = stored["held"]
             expiry = min((datetime.fromisoformat(h["until"]) for h in held), default=None)
             return partition, None, expiry
-        return partition, self._ticket(stored), None
+        # Exact due instants: see `Engine.refresh`.
+        return partition, self._ticket(stored, exact=True), None
 
     def retire_at(self, stored: dict[str, Any]) -> datetime | None:
         """When a stored ticket leaves state: `Engine.expired` holds strictly after this
@@ -338,10 +339,10 @@ class TicketProcessor:
         since = finished_since(stored)
         return None if retention is None or since is None else since + retention
 
-    def _ticket(self, stored: dict[str, Any] | None) -> Ticket | None:
+    def _ticket(self, stored: dict[str, Any] | None, exact: bool = False) -> Ticket | None:
         if not stored or "held" in stored:
             return None
-        return self.engine.refresh(load_ticket(stored))
+        return self.engine.refresh(load_ticket(stored), exact)
 
     @staticmethod
     def _store(ticket: Ticket, partition: int) -> dict[str, Any]:
