@@ -576,12 +576,7 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
                 stop = calendar.elapsed(now, horizon) // _US + _SLACK_US
             streams.append(_stream(rows, shift, keep, horizon_us, stop))
         if query.customers:
-            for rows in index.running_rows.values():
-                for row in rows:
-                    if row[1] <= horizon_us and keep.row(row):
-                        total += 1
-                        by_priority[row[6].priority] += 1
-                        by_metric[row[3]] += 1
+            total += _tally(index.running_rows.values(), keep, horizon_us, by_priority, by_metric)
         else:
             for group, deadlines in index.deadlines.items():
                 if keep.any and not keep.group(group):
@@ -605,12 +600,7 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
                 shift = clock.offset(rows[0][5].calendar)
                 streams.append(_stream(rows, shift, keep, None, None))
         if query.customers:
-            for rows in index.breached_rows.values():
-                for row in rows:
-                    if keep.row(row):
-                        breached += 1
-                        by_priority[row[6].priority] += 1
-                        by_metric[row[3]] += 1
+            breached += _tally(index.breached_rows.values(), keep, None, by_priority, by_metric)
         else:
             for group, n in index.breached_counts.items():
                 if keep.any and not keep.group(group):
@@ -648,6 +638,25 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
         by_priority=+by_priority,
         by_metric=+by_metric,
     )
+
+
+def _tally(
+    lists: Iterable[SortedList],
+    keep: _Filter,
+    horizon_us: int | None,
+    by_priority: Counter[int],
+    by_metric: Counter[str],
+) -> int:
+    """Count the rows `keep` accepts (due by `horizon_us`, when given) one by one: the
+    kept counts are per group, and a customer is not part of a group."""
+    n = 0
+    for rows in lists:
+        for row in rows:
+            if (horizon_us is None or row[1] <= horizon_us) and keep.row(row):
+                n += 1
+                by_priority[row[6].priority] += 1
+                by_metric[row[3]] += 1
+    return n
 
 
 def _running_by_scan(
