@@ -578,14 +578,8 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
         if query.customers:
             total += _tally(index.running_rows.values(), keep, horizon_us, by_priority, by_metric)
         else:
-            for group, deadlines in index.deadlines.items():
-                if keep.any and not keep.group(group):
-                    continue
-                n = deadlines.bisect_right(horizon_us)
-                if n:
-                    total += n
-                    by_priority[group[1]] += n
-                    by_metric[group[2]] += n
+            due = ((group, d.bisect_right(horizon_us)) for group, d in index.deadlines.items())
+            total += _tally_groups(due, keep, by_priority, by_metric)
     else:
         found = _running_by_scan(partition, query, now, keep)
         for row in found:
@@ -602,12 +596,7 @@ def answer(partition: Partition, query: AtRiskQuery, now: datetime) -> AtRiskAns
         if query.customers:
             breached += _tally(index.breached_rows.values(), keep, None, by_priority, by_metric)
         else:
-            for group, n in index.breached_counts.items():
-                if keep.any and not keep.group(group):
-                    continue
-                breached += n
-                by_priority[group[1]] += n
-                by_metric[group[2]] += n
+            breached += _tally_groups(index.breached_counts.items(), keep, by_priority, by_metric)
         total += breached
 
     first = list(itertools.islice(heapq.merge(*streams), query.limit))
@@ -656,6 +645,22 @@ def _tally(
                 n += 1
                 by_priority[row[6].priority] += 1
                 by_metric[row[3]] += 1
+    return n
+
+
+def _tally_groups(
+    counts: Iterable[tuple[_Group, int]],
+    keep: _Filter,
+    by_priority: Counter[int],
+    by_metric: Counter[str],
+) -> int:
+    """Add up the counts kept per group that `keep` accepts."""
+    n = 0
+    for group, count in counts:
+        if count and not (keep.any and not keep.group(group)):
+            n += count
+            by_priority[group[1]] += count
+            by_metric[group[2]] += count
     return n
 
 
