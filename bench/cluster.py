@@ -20,6 +20,7 @@ exact sets of `event_id` (and the same content per id), with no id published twi
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import subprocess
@@ -34,13 +35,28 @@ from typing import IO, Any
 
 from aiokafka import AIOKafkaConsumer
 from live import Cleanup, Run, bench_worker, committed, produce, say
-from timers_bench import bulk_events, percentile, policy_text, window_events
+from timers_bench import bulk_events, policy_text, summary, window_events
 
 from devtools.harness import WorkerProcess, create_topics, read_all, settled
 from tests.integration.fault_log import Published
 from worker.kafka.topics import default_partition
 
 SESSION_TIMEOUT = 45  # seconds, as deploy/k8s/statefulset.yaml sets it
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The options both benchmarks take: the workload, the broker, the waits."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=300_000, help="bulk tickets held")
+    parser.add_argument("--window", type=int, default=3000, help="tickets due in the run")
+    parser.add_argument("--lead", type=float, default=20, help="t0 -> the first deadline (s)")
+    parser.add_argument("--spread", type=float, default=120, help="deadlines over (s)")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--timeout", type=float, default=3600, help="per wait (s)")
+    parser.add_argument("--bootstrap", help="default: KAFKA_BOOTSTRAP_SERVERS, else own broker")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir and topics")
+    return parser
 
 
 def load_average() -> tuple[float, float, float]:
@@ -234,6 +250,21 @@ def wait_standbys(workers: Sequence[WorkerProcess], partitions: int, timeout: fl
         time.sleep(0.5)
 
 
+RESTORES = ("restored partitions", "promoted standby", "from the local snapshot")
+
+
+def say_restores(workers: Sequence[WorkerProcess]) -> None:
+    """Each worker's log lines on its restores, promotions and snapshots, in its order."""
+    for worker in workers:
+        for line in worker.log_path.read_text(errors="replace").splitlines():
+            if any(what in line for what in RESTORES):
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                say(f"  {worker.directory.name} {entry['time'][11:]}: {entry['message']}")
+
+
 def wait_until(epoch: float) -> None:
     if (wait := epoch - time.time()) > 0:
         time.sleep(wait)
@@ -322,12 +353,7 @@ def lateness(
 
 
 def stats(values: Sequence[float]) -> str:
-    if not values:
-        return "none"
-    return (
-        f"n {len(values):,}: p50 {percentile(list(values), 0.5):.3f} s, "
-        f"p99 {percentile(list(values), 0.99):.3f} s, max {max(values):.3f} s"
-    )
+    return f"n {len(values):,}: {summary(list(values))}" if values else "none"
 
 
 @dataclass
@@ -349,6 +375,21 @@ class Verdict:
             f"(read_committed): {len(self.missing)} missing, {len(self.invented)} invented, "
             f"{len(self.different)} different, {self.repeats} repeats"
         )
+
+    def short(self) -> str:
+        """For a script's last line."""
+        return f"{len(self.missing)} missing, {len(self.invented)} invented, {self.repeats} repeats"
+
+    def say(self, load: LoadWatch, setup: str) -> None:
+        """The run's load, its setup and the comparison with replay (with examples)."""
+        say(f"load during the run: {load.summary()}")
+        say(setup)
+        say(f"correctness: {self.line()}")
+        if self.missing or self.invented or self.different:
+            say(
+                f"  e.g. missing {self.missing[:5]}, invented {self.invented[:5]}, "
+                f"different {self.different[:5]}"
+            )
 
 
 async def settle_and_read(
@@ -377,6 +418,17 @@ def verdict(expected: dict[str, Any], outputs: Published) -> Verdict:
         different=sorted(i for i in expected if i in got and got[i] != expected[i]),
         repeats=sum(outputs.repeats.values()) + len(outputs.conflicts),
     )
+
+
+def judge(
+    workload: Workload,
+    until: datetime,
+    outputs: Published,
+    stamps: dict[str, float],
+    receiver: Receiver,
+) -> tuple[Verdict, list[Lateness]]:
+    """The outputs against replay of the log up to `until`, and each one's lateness."""
+    return verdict(workload.replay(until), outputs), lateness(workload, outputs, stamps, receiver)
 
 
 def settle_instant(workload: Workload, margin: float = 5) -> datetime:

@@ -40,13 +40,14 @@ from cluster import (
     LoadWatch,
     Receiver,
     Workload,
-    lateness,
+    arguments,
+    judge,
     load_average,
     owned,
     report,
+    say_restores,
     settle_and_read,
     settle_instant,
-    verdict,
     wait_committed,
     wait_standbys,
     wait_until,
@@ -68,21 +69,12 @@ class Restart:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tickets", type=int, default=300_000, help="bulk tickets held")
-    parser.add_argument("--window", type=int, default=3000, help="tickets due in the run")
-    parser.add_argument("--lead", type=float, default=20, help="t0 -> the first deadline (s)")
-    parser.add_argument("--spread", type=float, default=120, help="deadlines over (s)")
+    parser = arguments(__doc__)
     parser.add_argument(
         "--dynamic",
         action="store_true",
         help="no --instance-id: a SIGTERM leaves the group, the partitions move (control)",
     )
-    parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--timeout", type=float, default=3600, help="per wait (s)")
-    parser.add_argument("--bootstrap", help="default: KAFKA_BOOTSTRAP_SERVERS, else own broker")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir and topics")
     args = parser.parse_args()
     with Cleanup() as cleanup, LoadWatch() as load:
         run(args, cleanup, load)
@@ -130,27 +122,22 @@ def run(args: argparse.Namespace, cleanup: Cleanup, load: LoadWatch) -> None:
         until = settle_instant(workload)
         outputs, stamps = asyncio.run(settle_and_read(workload, workers, until, args.timeout))
     say(f"owners after: {[owned(w) for w in workers]}")
-    expected = workload.replay(until)
-    result = verdict(expected, outputs)
-    rows = lateness(workload, outputs, stamps, receiver)
+    say_restores(workers)
+    result, rows = judge(workload, until, outputs, stamps, receiver)
     down = {
         "due on a restarting worker's partitions": lambda r: any(
             s.down(r.partition, r.due) for s in restarts
         )
     }
     breaches = report(workload, rows, down)["all"]
-    say(f"load during the run: {load.summary()}")
-    say(
+    result.say(
+        load,
         f"tickets: {count:,} bulk + {args.window:,} window; partitions {args.partitions}; "
-        f"{'dynamic' if args.dynamic else 'static'} membership"
+        f"{'dynamic' if args.dynamic else 'static'} membership",
     )
-    say(f"correctness: {result.line()}")
-    if result.missing or result.invented:
-        say(f"  e.g. missing {result.missing[:5]}, invented {result.invented[:5]}")
     say(
         f"rolling: breach p99 {percentile(breaches, 0.99):.3f} s, max {max(breaches):.3f} s; "
-        f"{len(result.missing)} missing, {len(result.invented)} invented, "
-        f"{result.repeats} repeats"
+        f"{result.short()}"
     )
 
 

@@ -33,13 +33,14 @@ from cluster import (
     LoadWatch,
     Receiver,
     Workload,
-    lateness,
+    arguments,
+    judge,
     load_average,
     owned,
     report,
+    say_restores,
     settle_and_read,
     settle_instant,
-    verdict,
     wait_committed,
     wait_until,
 )
@@ -48,16 +49,7 @@ from timers_bench import percentile
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tickets", type=int, default=300_000, help="bulk tickets held")
-    parser.add_argument("--window", type=int, default=3000, help="tickets due in the run")
-    parser.add_argument("--lead", type=float, default=20, help="t0 -> the first deadline (s)")
-    parser.add_argument("--spread", type=float, default=120, help="deadlines over (s)")
-    parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--timeout", type=float, default=3600, help="per wait (s)")
-    parser.add_argument("--bootstrap", help="default: KAFKA_BOOTSTRAP_SERVERS, else own broker")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir and topics")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     with Cleanup() as cleanup, LoadWatch() as load:
         run(args, cleanup, load)
@@ -97,13 +89,8 @@ def run(args: argparse.Namespace, cleanup: Cleanup, load: LoadWatch) -> None:
     kept &= set(owned(first_worker))
     moved = sorted(set(range(args.partitions)) - kept)
     say(f"owners after: {[owned(w) for w in workers]}; stayed {sorted(kept)}, moved {moved}")
-    for worker in workers[1:]:
-        for line in worker.log_path.read_text().splitlines():
-            if "restored partitions" in line:
-                say(f"{worker.directory.name} log: {line[:240]}")
-    expected = workload.replay(until)
-    result = verdict(expected, outputs)
-    rows = lateness(workload, outputs, stamps, receiver)
+    say_restores(workers)
+    result, rows = judge(workload, until, outputs, stamps, receiver)
     after = joined[0]
     groups = {
         "stayed, due after the 2nd worker's start": lambda r: (
@@ -115,15 +102,12 @@ def run(args: argparse.Namespace, cleanup: Cleanup, load: LoadWatch) -> None:
     }
     late = report(workload, rows, groups)
     stayed, went = late[next(iter(groups))], late[list(groups)[1]]
-    say(f"load during the run: {load.summary()}")
-    say(f"tickets: {count:,} bulk + {args.window:,} window; partitions {args.partitions}")
-    say(f"correctness: {result.line()}")
-    if result.missing or result.invented:
-        say(f"  e.g. missing {result.missing[:5]}, invented {result.invented[:5]}")
+    result.say(
+        load, f"tickets: {count:,} bulk + {args.window:,} window; partitions {args.partitions}"
+    )
     say(
         f"scale-out: breach p99 stayed {percentile(stayed, 0.99):.3f} s, moved "
-        f"{percentile(went, 0.99):.3f} s; {len(result.missing)} missing, "
-        f"{len(result.invented)} invented, {result.repeats} repeats"
+        f"{percentile(went, 0.99):.3f} s; {result.short()}"
     )
 
 
