@@ -29,6 +29,9 @@ ON_KAFKA = {
     "eos_floor.py": ["--events", "2000"],
     "restart_bench.py": ["--tickets", "3000", "--pool", "100", "--partitions", "2"],
     "producers_bench.py": ["--partitions", "4", "--seconds", "1"],
+    # Three restarts (rolling) and two joins (scale-out) of workers holding a few tickets.
+    "rolling_bench.py": [*("--tickets", "600", "--window", "40", "--lead", "8", "--spread", "6")],
+    "scaleout_bench.py": [*("--tickets", "600", "--window", "40", "--lead", "8", "--spread", "8")],
     "timers_bench.py": [
         *("--tickets", "500", "--finished", "500", "--window", "50"),
         *("--window-delay", "8", "--window-spread", "4"),
@@ -66,5 +69,7 @@ def test_a_live_benchmark_runs(script: str, kafka_bootstrap: str) -> None:
             "worker/eos-floor ratio:",
             "restart-to-ready seconds:",
             "producers 4:",
+            "rolling:",
+            "scale-out:",
         )
     ), out
