@@ -23,6 +23,11 @@ from setuptools import setup
 # Keep in sync with worker/compiled.py (COMPILED_MODULES); a unit test checks it.
 COMPILED = [
     "worker/core/errors.py",
+    "worker/core/ticket.py",
+    "worker/core/emissions.py",
+    "worker/core/plan_path.py",
+    "worker/core/goal_deadlines.py",
+    "worker/core/goal_path.py",
     "worker/core/engine.py",
     "worker/core/goal_match.py",
     "worker/core/timers.py",

@@ -15,6 +15,11 @@ from pathlib import Path
 # Keep in sync with setup.py (COMPILED); tests/unit/test_compiled.py checks it.
 COMPILED_MODULES: tuple[str, ...] = (
     "worker.core.errors",  # the exception base of the compiled modules' exceptions
+    "worker.core.ticket",  # the engine's state of a ticket: read and written per event
+    "worker.core.emissions",
+    "worker.core.plan_path",  # the engine, split by job (worker/core/engine.py says how)
+    "worker.core.goal_deadlines",
+    "worker.core.goal_path",
     "worker.core.engine",
     "worker.core.goal_match",  # goals matched and calendars chosen, per event
     "worker.core.timers",  # a goal policy's timers: read and written on every event

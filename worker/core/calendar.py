@@ -131,6 +131,20 @@ class CalendarSpec(BaseModel):
         return Calendar(self, name=name)
 
 
+def never_opens_issue(calendar: Calendar) -> str | None:
+    """Why no target may run on `calendar`, as a policy issue's message: from some
+    instant on it never opens again, so a timer running then could never come due
+    (None: it keeps opening). Policies check every calendar a target can run on."""
+    closes = calendar.never_opens_from
+    if closes is None:
+        return None
+    return (
+        f"calendar {calendar.name!r} never opens again from {closes.date().isoformat()} on: "
+        "a timer running on it then could never come due (give it hours from then on, "
+        "in a version, or use another calendar)"
+    )
+
+
 # ----------------------------------------------------------------- compiled rules
 
 
@@ -452,6 +466,18 @@ class Calendar:
     @property
     def timezone(self) -> ZoneInfo:
         return self._c.tz
+
+    @property
+    def never_opens_from(self) -> datetime | None:
+        """The instant (a UTC midnight) from which the calendar never opens again, if it
+        has one: its last version has no hours on any weekday. None: it keeps opening.
+
+        Past this instant `add`, `next_open` and `next_close` raise CalendarError, so a
+        timer running on such a calendar could never come due: policies refuse to use one
+        (`worker.core.policy`). The instant is a safe bound (a few days after the last
+        dated fact of the spec), not necessarily the end of the last open stretch."""
+        closed_after = self._c.closed_after_us
+        return None if closed_after is None else _from_us(closed_after)
 
     # ------------------------------------------------------------- operations
 

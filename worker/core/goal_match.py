@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from worker.core.calendar import Calendar
 
 if TYPE_CHECKING:
-    from worker.core.engine import Ticket
+    from worker.core.ticket import Ticket
 
 
 @dataclass(frozen=True, slots=True)

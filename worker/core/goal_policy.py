@@ -3,6 +3,7 @@
 `build_goals` turns the `metrics:` and `goals:` of a validated policy file (and its
 `plans:`, a short form that expands to goals after the named ones) into the `Goal`s and
 `MetricDef`s the engine uses, and lists every problem: an unknown metric or calendar, a
+calendar that never opens again (fixed or mapped: a timer on it could never come due), a
 condition that can never match (an empty list of values, a goal that an earlier goal
 shadows), a goal name used twice.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from worker.core.calendar import Calendar
+from worker.core.calendar import Calendar, never_opens_issue
 from worker.core.events import Status
 from worker.core.goals import (
     ATTRIBUTES,
@@ -46,12 +47,24 @@ def build_goals(
             issues.append(f"metrics.{name}.after: unknown metric {defined.after!r}")
 
     def calendar(ref: CalendarRef, where: str) -> tuple[Calendar, str | None, dict[str, Calendar]]:
-        names = [ref] if isinstance(ref, str) else [ref.default, *ref.map.values()]
-        for name in names:
+        # (calendar name, the path of the reference) for each calendar the ref can choose
+        named = (
+            [(ref, where)]
+            if isinstance(ref, str)
+            else [
+                (ref.default, f"{where}.default"),
+                *((name, f"{where}.map.{value}") for value, name in ref.map.items()),
+            ]
+        )
+        for name, path in named:
             if name not in calendars and name not in spec.calendars:
                 issues.append(
                     f"{where}: unknown calendar {name!r} (defined: {sorted(spec.calendars)})"
                 )
+            elif name in calendars:
+                closing = never_opens_issue(calendars[name])
+                if closing is not None:
+                    issues.append(f"{path}: {closing}")
         if isinstance(ref, str):
             return calendars.get(ref) or _unknown(), None, {}
         mapped = {value: calendars.get(name) or _unknown() for value, name in ref.map.items()}

@@ -31,7 +31,7 @@ from pydantic import (
     field_validator,
 )
 
-from worker.core.calendar import Calendar, CalendarError, CalendarSpec
+from worker.core.calendar import Calendar, CalendarError, CalendarSpec, never_opens_issue
 from worker.core.durations import parse_duration
 from worker.core.errors import SlaWorkerError
 from worker.core.events import METRICS, Metric, ProductStage, Status
@@ -306,6 +306,9 @@ def _build(spec: PolicySpec, source: str) -> Policy:
                             f"{target_spec.calendar!r} (defined: {sorted(spec.calendars)})"
                         )
                     continue
+                closing = never_opens_issue(calendar)
+                if closing is not None:
+                    issues.append(f"{where}.priorities.{priority}.{metric}.calendar: {closing}")
                 targets[priority][metric] = Target(target_spec.target, calendar, warnings)
         plans[plan_name] = Plan(
             plan_name, plan.default_priority, targets, frozenset(plan.exempt_stages)

@@ -15,9 +15,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from worker.core.engine import Clock, Pause, Ticket
 from worker.core.errors import SlaWorkerError
 from worker.core.events import Metric
+from worker.core.ticket import Clock, Pause, Ticket
 from worker.core.timers import Segment, Timer
 
 FORMAT_VERSION = 1

@@ -1,6 +1,6 @@
 """The timers of a goal policy: business time banked per running stretch, per calendar.
 
-A plan x priority policy's clocks (`engine.Clock`) are measured again from their start,
+A plan x priority policy's clocks (`ticket.Clock`) are measured again from their start,
 on the calendar of the current target, whenever asked. A goal policy's timers instead
 keep *segments*: stretches during which the timer ran, each on the calendar in force
 then. A stretch ends when the timer pauses, stops, or its calendar changes (the ticket
@@ -124,7 +124,7 @@ class Timer:
         paused (None: nothing is due while it stays paused).
 
         The engine schedules a running timer at this bound and computes the exact
-        instant only when the bound comes due (`Engine._goal_fire`), then fires or waits
+        instant only when the bound comes due (`goal_deadlines.fire`), then fires or waits
         for the exact instant: most timers stop long before their deadline, so most
         never need the calendar arithmetic of a due instant at all."""
         if amount <= self.banked or not self.running:
