@@ -40,6 +40,7 @@ from aiokafka.structs import TopicPartition
 from live import Cleanup, bench_worker, produce, say, start_run, timed_terminate, wait_consumed
 
 from devtools.harness import create_topics
+from worker.kafka.clients import PRODUCER_BATCH_BYTES
 from worker.traffic import synthetic_stream
 
 MAX_RECORDS = 2000  # as the worker's loop (worker/kafka/service.py)
@@ -78,6 +79,9 @@ async def floor(
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            # As the worker's producers (worker/kafka/clients.py): the floor and the
+            # worker batch their sends alike.
+            max_batch_size=PRODUCER_BATCH_BYTES,
             transaction_timeout_ms=10_000,
         )
         for p in range(partitions)
