@@ -406,6 +406,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
     """Message headers as (name, bytes) pairs, whatever shape the client gave them."""
+    if not headers:  # most inputs carry none: no generator per message
+        return ()
     return tuple(
         (str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in headers or ()
     )
