@@ -83,6 +83,22 @@ class ChangelogConsumer(Protocol):
     def last_poll_timestamp(self, partition: TopicPartition) -> int | None: ...
 
 
+class RecordBatch(Protocol):
+    """A record batch being filled (aiokafka's `BatchBuilder`)."""
+
+    def append(
+        self,
+        *,
+        timestamp: int | None,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Any:
+        """The record's metadata; None when the batch is full (nothing was added)."""
+
+    def close(self) -> None: ...
+
+
 class TransactionalProducer(Protocol):
     """The calls the worker makes on a partition's transactional producer."""
 
@@ -96,6 +112,11 @@ class TransactionalProducer(Protocol):
         key: bytes | None = None,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]: ...
+    async def partitions_for(self, topic: str) -> set[int]: ...
+    def create_batch(self) -> RecordBatch: ...
+    async def send_batch(
+        self, batch: RecordBatch, topic: str, *, partition: int
     ) -> asyncio.Future[Any]: ...
     async def send_offsets_to_transaction(
         self, offsets: dict[TopicPartition, int], group_id: str
