@@ -101,6 +101,7 @@ class LiveWorker:
         that last caught up longer ago is not used; None: Kafka's default, 24 h)."""
         self.settings = settings
         self.metrics = metrics
+        self.snapshots = snapshots
         self.clients = clients
         self.membership = membership or Membership()
         several_inputs = len(settings.input_topics) > 1
@@ -338,13 +339,16 @@ class LiveWorker:
             partition = self.tasks.running().get(batch.partition)
             if partition is not None and result.changelog_end is not None:
                 partition.changelog_end = result.changelog_end
-                # Only now, the transaction committed: the local snapshot follows it.
-                records = [
-                    (w.key or b"", w.value)
-                    for w in batch.writes
-                    if w.topic == self.topics.changelog
-                ]
-                self.tasks.snapshot(batch.partition, records, result.changelog_end, result.began_ms)
+                if self.snapshots is not None:
+                    # Only now, the transaction committed: the local snapshot follows it.
+                    records = [
+                        (w.key or b"", w.value)
+                        for w in batch.writes
+                        if w.topic == self.topics.changelog
+                    ]
+                    self.tasks.snapshot(
+                        batch.partition, records, result.changelog_end, result.began_ms
+                    )
             _log_batch(batch)
         else:
             self.tasks.lose(batch.partition, result.why, result.retry_in)
