@@ -70,6 +70,7 @@ from worker.kafka.task_manager import TaskManager
 from worker.kafka.topics import DEFAULT_DELETE_RETENTION_MS, changelog_topic_name
 from worker.kafka.view import WorkerView
 from worker.metrics import Metrics
+from worker.replay import relaxed_garbage_collection
 from worker.settings import WorkerSettings
 from worker.tasks import cloudevents
 from worker.tasks.partition import Batch, Message, Partition, Topics
@@ -240,9 +241,16 @@ class LiveWorker:
         probe = asyncio.create_task(self.brokers.run())
         follow = None if self.standbys is None else asyncio.create_task(self.standbys.run())
         try:
-            while not stop.is_set():
-                records = await consumer.getmany(timeout_ms=interval_ms, max_records=MAX_RECORDS)
-                await self.turn(records)
+            # The cycle collector tuned as for a replay (see there): the tickets' state is
+            # long-lived and cycle-free, and a step's thousands of short-lived objects made
+            # the default thresholds run it every 700 allocations, a tenth of the loop's
+            # time in the #23 profile (BENCHMARKS.md) for no garbage found.
+            with relaxed_garbage_collection():
+                while not stop.is_set():
+                    records = await consumer.getmany(
+                        timeout_ms=interval_ms, max_records=MAX_RECORDS
+                    )
+                    await self.turn(records)
         finally:
             probe.cancel()
             if follow is not None:
