@@ -209,7 +209,7 @@ class Committer:
                     )
                     is None
                 ):
-                    if count == 0:  # cannot happen below PRODUCER_BATCH_BYTES a record
+                    if count == 0:  # never: aiokafka takes a batch's first record, any size
                         raise ValueError(f"a record for {topic} does not fit in a record batch")
                     builder.close()
                     sent.append(await producer.send_batch(builder, topic, partition=number))
