@@ -17,7 +17,10 @@ timers, dead letters, metrics) is the cost the ratio shows.
    deadline has passed, so the worker publishes while it reads.
 3. The floor reads them all: timed from its first record to its last commit.
 4. A worker subprocess (fresh app id, default settings, `--worker-arg` extra flags) reads
-   the same topic; events/s from /metrics, as bench/worker_bench.py measures it.
+   the same topic; events/s from /metrics, as bench/worker_bench.py measures it, and
+   the worker process's CPU per event (/proc) over the same span: on a shared machine
+   the rate moves with the load, the CPU per event much less (the floor prints its own
+   client's CPU per record likewise).
 5. The floor again (the machine is shared: the faster of the two floors is the floor).
 
     .venv/bin/python bench/eos_floor.py [--events 100000] [--bootstrap HOST:PORT]
@@ -30,8 +33,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -40,16 +45,27 @@ from aiokafka.structs import TopicPartition
 from live import Cleanup, bench_worker, produce, say, start_run, timed_terminate, wait_consumed
 
 from devtools.harness import create_topics
+from worker.kafka.clients import PRODUCER_BATCH_BYTES
 from worker.traffic import synthetic_stream
 
 MAX_RECORDS = 2000  # as the worker's loop (worker/kafka/service.py)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds a process has used so far (Linux /proc; else None)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name: state is field 3
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def floor(
     bootstrap: str, topic: str, partitions: int, expected: int, name: str
-) -> tuple[int, float, int]:
+) -> tuple[int, float, int, float]:
     """The floor loop over `topic`; (records, seconds first record -> last commit,
-    transactions)."""
+    transactions, CPU seconds of this process over the same span)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     changelog, output = f"{name}-changelog", f"{name}-out"
@@ -78,6 +94,9 @@ async def floor(
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            # As the worker's producers (worker/kafka/clients.py): the floor and the
+            # worker batch their sends alike.
+            max_batch_size=PRODUCER_BATCH_BYTES,
             transaction_timeout_ms=10_000,
         )
         for p in range(partitions)
@@ -85,7 +104,8 @@ async def floor(
     await asyncio.gather(*(producer.start() for producer in producers))
     await consumer.start()
     count = transactions = 0
-    first = None
+    first: float | None = None
+    first_cpu = 0.0
 
     async def step(p: int, records: list[Any]) -> None:
         producer = producers[p]
@@ -106,16 +126,16 @@ async def floor(
             if not batches:
                 continue
             if first is None:
-                first = time.perf_counter()
+                first, first_cpu = time.perf_counter(), time.process_time()
             await asyncio.gather(*(step(p, records) for p, records in batches))
             transactions += len(batches)
             count += sum(len(records) for _, records in batches)
-        ended = time.perf_counter()
+        ended, cpu = time.perf_counter(), time.process_time() - first_cpu
     finally:
         await consumer.stop()
         await asyncio.gather(*(producer.stop() for producer in producers))
     assert first is not None
-    return count, ended - first, transactions
+    return count, ended - first, transactions, cpu
 
 
 def main() -> None:
@@ -145,13 +165,14 @@ def main() -> None:
 
         def run_floor(label: str) -> None:
             name = f"{this.run_id}-floor{len(floors)}"
-            count, secs, txns = asyncio.run(
+            count, secs, txns, cpu = asyncio.run(
                 floor(this.bootstrap, this.topic, args.partitions, n, name)
             )
             floors.append(count / secs)
             say(
                 f"floor ({label}): {count:,} records in {secs:.2f} s = {count / secs:,.0f}/s, "
-                f"{txns:,} transactions ({count / max(txns, 1):,.0f} records each)"
+                f"{txns:,} transactions ({count / max(txns, 1):,.0f} records each), "
+                f"client CPU {cpu / count * 1e6:.0f} us per record"
             )
 
         run_floor("before")
@@ -167,13 +188,25 @@ def main() -> None:
         cleanup.callback(worker.stop_quietly)
         worker.start()
         worker.wait_readyz(200, timeout=300, poll=0.1)
-        progress = wait_consumed(worker, n, timeout=args.timeout)
+        # The worker's own CPU per event, which the machine's load changes far less than
+        # its rate (other processes take turns on the cores, they do not add work).
+        cpu_marks: list[tuple[int, float | None]] = []
+
+        def on_poll(_: float, consumed: int, __: int) -> None:
+            assert worker.process is not None
+            cpu_marks.append((consumed, cpu_seconds(worker.process.pid)))
+
+        progress = wait_consumed(worker, n, timeout=args.timeout, on_poll=on_poll)
         first = progress.first_consumed()
         assert first is not None
         t_end, c_end, _, _ = progress.polls[-1]
         rate = (c_end - first[1]) / max(t_end - first[0], 1e-3)
+        started = next((mark for mark in cpu_marks if mark[0] > 0), None)
         timed_terminate(worker)
         say(f"worker: {c_end - first[1]:,} events in {t_end - first[0]:.2f} s = {rate:,.0f}/s")
+        if started is not None and started[1] is not None and cpu_marks[-1][1] is not None:
+            events, cpu = cpu_marks[-1][0] - started[0], cpu_marks[-1][1] - started[1]
+            say(f"worker CPU: {cpu:.1f} s, {cpu / max(events, 1) * 1e6:.0f} us per event")
         run_floor("after")
         best = max(floors)
         say(f"eos floor events/s: {best:,.0f}; worker events/s: {rate:,.0f}")

@@ -25,6 +25,27 @@ class Sent:
         self.offset = offset
 
 
+class FakeBatch:
+    """A record batch (aiokafka's `BatchBuilder`): `full_at` records fill it."""
+
+    full_at = 1000
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes | None, Any]] = []
+        self.closed = False
+
+    def append(
+        self, *, timestamp: int | None, key: bytes | None, value: bytes | None, headers: Any
+    ) -> object | None:
+        if self.closed or len(self.records) >= self.full_at:
+            return None
+        self.records.append((key, value, headers))
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class RecordingProducer:
     """Records the transaction's calls in order; `fail_on` makes that call raise."""
 
@@ -41,6 +62,10 @@ class RecordingProducer:
         self.changelogs = changelogs
         """Where committed changelog records land (with their commit marker), if given."""
         self.pending: list[tuple[int, bytes, bytes | None]] = []
+        self.partitions = 6
+        """Partitions of every topic (`partitions_for`)."""
+        self.batches: list[tuple[str, int, list[tuple[bytes | None, bytes | None, Any]]]] = []
+        """(topic, partition, records (key, value, headers)) of each batch sent."""
 
     def _call(self, *call: Any) -> None:
         self.calls.append(call)
@@ -64,6 +89,28 @@ class RecordingProducer:
             self.pending.append((number, options["key"], value))
         future: asyncio.Future[Sent] = asyncio.get_running_loop().create_future()
         future.set_result(Sent(offset))
+        return future
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
+
+    async def send_batch(
+        self, batch: FakeBatch, topic: str, *, partition: int
+    ) -> asyncio.Future[Sent]:
+        """As `send` of each of the batch's records; the future gives its first offset."""
+        self._call("send", topic)
+        self.batches.append((topic, partition, list(batch.records)))
+        first = self.offset + 1
+        self.offset += len(batch.records)
+        if self.changelogs is not None and topic.endswith("-changelog"):
+            log = self.changelogs.records.setdefault(partition, [])
+            first = len(log) + sum(1 for p, _, _ in self.pending if p == partition)
+            self.pending.extend((partition, key, value) for key, value, _ in batch.records)
+        future: asyncio.Future[Sent] = asyncio.get_running_loop().create_future()
+        future.set_result(Sent(first))
         return future
 
     async def send_offsets_to_transaction(self, offsets: dict[Any, int], group: str) -> None:

@@ -12,6 +12,7 @@ same under SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -403,3 +404,37 @@ async def test_a_restore_that_fails_after_one_partition_was_restored_keeps_that_
     await worker.tasks.restored()
     assert list(worker.partitions) == [0] and worker.tasks.tasks[0].partition is not None
     assert worker.tasks.tasks[1].state is TaskState.RESTORING
+
+
+async def test_the_loop_runs_with_the_cycle_collector_tuned_as_replay_does(
+    presets: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer collections of the long-lived state while the loop runs; the thresholds
+    are given back when it stops."""
+
+    class Idle:  # a consumer with nothing to read (group member and changelogs alike)
+        async def start(self) -> None: ...
+        async def stop(self) -> None: ...
+        def subscribe(self, topics: list[str], listener: object) -> None: ...
+        async def getmany(self, *tps: object, **options: object) -> dict[object, object]:
+            await asyncio.sleep(0)
+            return {}
+
+        async def topics(self) -> set[str]:
+            return set()
+
+    settings = WorkerSettings(partitions=1, app_id="unit")
+    producer = RecordingProducer()
+    clients = Clients(Idle(), Idle(), lambda number: producer)  # type: ignore[arg-type]
+    worker = LiveWorker(settings, presets, Metrics(presets), clients)
+    stop = asyncio.Event()
+    seen = []
+
+    async def turn(records: dict[TopicPartition, list[Record]]) -> None:
+        seen.append(gc.get_threshold())
+        stop.set()
+
+    monkeypatch.setattr(worker, "turn", turn)
+    before = gc.get_threshold()
+    await worker.run(stop)
+    assert seen == [(10_000, 10, 10)] and gc.get_threshold() == before

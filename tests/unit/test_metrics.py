@@ -261,6 +261,60 @@ def test_warnings_breaches_and_met_timers_by_plan_priority_and_metric(metrics: M
     assert value(metrics, "sla_breach_publication_lateness_seconds_bucket", le="5.0") == 1
 
 
+def counters(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every counter sample and histogram count (not the sums: they depend on the clock)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in metrics.registry.collect()
+        if family.type in ("counter", "histogram")
+        for sample in family.samples
+        if not sample.name.endswith("_sum")
+    }
+
+
+def test_a_step_counts_its_outcomes_as_they_would_count_one_by_one(policy: Policy) -> None:
+    """`step` adds up a step's outcomes per label set before touching the counters (one
+    increment per series, not per message): the totals are those of counting each."""
+    now = datetime.now(UTC)
+    warning = SlaWarning(**sla_fields(threshold=0.5))
+    breach = SlaBreach(**sla_fields(event_id="e-2"))
+    letter = DeadLetter(source({"type": "priority-changed"}), Reason.UNKNOWN_PRIORITY, "x")
+    inputs = [
+        Outcome(event_type="ticket-created", applied=True, occurred_at=now),
+        Outcome(event_type="ticket-created", applied=True, occurred_at=now, publish=[breach]),
+        Outcome(event_type="reply-sent", duplicate=True, occurred_at=now),
+        Outcome(dead_letters=[letter]),
+        Outcome(dead_letters=[letter]),
+        Outcome(event_type="ticket-created", applied=True, occurred_at=now, dead_letters=[letter]),
+    ]
+    timers = [
+        Outcome(publish=[warning, breach], finished=[finished(priority=2), finished(met=False)]),
+        Outcome(publish=[warning], finished=[finished(priority=2)]),
+    ]
+    batched, one_by_one = Metrics(policy), Metrics(policy)
+    batched.step(Batch(0, inputs=inputs, timers=timers), 0.01)
+    one_by_one.processing.observe(0.01)
+    for outcome in inputs:
+        one_by_one.outcome(outcome, timer=False)
+    for outcome in timers:
+        one_by_one.outcome(outcome, timer=True)
+
+    assert counters(batched) == counters(one_by_one)
+    labels = {"plan": "fast", "priority": "1", "metric": "first_response"}
+    assert value(batched, "sla_breaches_published_total", **labels) == 2
+    assert value(batched, "sla_timers_breached_total", **labels) == 2
+    assert value(batched, "sla_warnings_published_total", **labels) == 2
+    assert value(batched, "sla_dead_letters_total", reason="unknown-priority") == 3
+    consumed = "sla_events_consumed_total"
+    assert value(batched, consumed, type="ticket-created", outcome="applied", reason="") == 3
+    assert (
+        value(batched, consumed, type="unknown", outcome="dead_lettered", reason="unknown-priority")
+        == 2
+    )
+    assert value(batched, "sla_event_lag_seconds_count") == 3
+    assert value(batched, "sla_breach_publication_lateness_seconds_count") == 2
+
+
 def test_a_breach_published_before_its_deadline_counts_zero_lateness(metrics: Metrics) -> None:
     future = datetime.now(UTC) + timedelta(seconds=30)
     breach = SlaBreach(**sla_fields(due_at=future, deadline=future))

@@ -29,6 +29,15 @@ from worker.kafka.assignment import ticket_assignor
 from worker.kafka.topics import client_options
 from worker.settings import WorkerSettings
 
+PRODUCER_BATCH_BYTES = 512 * 1024
+"""Most bytes of one partition's record batch in a transactional producer (aiokafka's
+default: 16 KiB). aiokafka keeps one produce request in flight per broker, and a send
+into a full batch waits until the sender has drained it; with 16 KiB batches a step of
+1,000 tickets (about 0.7 KiB of state and an output each) took some 100 round trips to
+the broker one after another before its commit. 512 KiB makes that a handful, and stays
+under the broker's default `message.max.bytes` (1 MiB) and the producer's
+`max_request_size` (1 MiB). See BENCHMARKS.md (#23, exactly-once floor)."""
+
 FETCH_MAX_WAIT_MS = 100
 """An idle fetch comes back after this long: how fresh the "read everything up to"
 instant is that lets timers fire on the wall clock (worker/tasks/clocks.py)."""
@@ -74,6 +83,22 @@ class ChangelogConsumer(Protocol):
     def last_poll_timestamp(self, partition: TopicPartition) -> int | None: ...
 
 
+class RecordBatch(Protocol):
+    """A record batch being filled (aiokafka's `BatchBuilder`)."""
+
+    def append(
+        self,
+        *,
+        timestamp: int | None,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Any:
+        """The record's metadata; None when the batch is full (nothing was added)."""
+
+    def close(self) -> None: ...
+
+
 class TransactionalProducer(Protocol):
     """The calls the worker makes on a partition's transactional producer."""
 
@@ -87,6 +112,11 @@ class TransactionalProducer(Protocol):
         key: bytes | None = None,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]: ...
+    async def partitions_for(self, topic: str) -> set[int]: ...
+    def create_batch(self) -> RecordBatch: ...
+    async def send_batch(
+        self, batch: RecordBatch, topic: str, *, partition: int
     ) -> asyncio.Future[Any]: ...
     async def send_offsets_to_transaction(
         self, offsets: dict[TopicPartition, int], group_id: str
@@ -189,6 +219,7 @@ def kafka_clients(settings: WorkerSettings, membership: Membership) -> Clients:
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            max_batch_size=PRODUCER_BATCH_BYTES,
             transaction_timeout_ms=int(settings.transaction_timeout_seconds * 1000),
         )
         return producer

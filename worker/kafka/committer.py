@@ -44,8 +44,9 @@ from aiokafka.structs import TopicPartition
 
 from worker.core.errors import SlaWorkerError
 from worker.kafka.clients import TransactionalProducer
+from worker.kafka.topics import default_partition
 from worker.metrics import Metrics
-from worker.tasks.partition import Batch
+from worker.tasks.partition import Batch, Write
 
 log = logging.getLogger("sla_worker")
 
@@ -140,12 +141,7 @@ class Committer:
         began_ms = int(time.time() * 1000)
         try:
             await producer.begin_transaction()
-            for w in batch.writes:
-                sent.append(
-                    await producer.send(
-                        w.topic, w.value, key=w.key, partition=w.partition, headers=list(w.headers)
-                    )
-                )
+            counts = await self._send(producer, batch.writes, sent)
             acknowledged = await asyncio.gather(*sent)
             if batch.offsets:
                 offsets = {TopicPartition(t, p): o for (t, p), o in batch.offsets.items()}
@@ -165,13 +161,65 @@ class Committer:
             self._count_failure(batch.partition, exc)
             return Failed(f"{type(exc).__name__}: {exc}", RESTORE_RETRY_SECONDS)
         self.failures.pop(batch.partition, None)
+        # The last changelog record's offset: a record batch's metadata gives its first.
         changelog = [
-            meta.offset
-            for write, meta in zip(batch.writes, acknowledged, strict=True)
-            if write.topic == self.changelog
+            meta.offset + count - 1
+            for (topic, count), meta in zip(counts, acknowledged, strict=True)
+            if topic == self.changelog
         ]
         self.metrics.step(batch, time.perf_counter() - started)
         return Committed(max(changelog) + 2 if changelog else None, began_ms)
+
+    @staticmethod
+    async def _send(
+        producer: TransactionalProducer, writes: list[Write], sent: list[asyncio.Future[Any]]
+    ) -> list[tuple[str, int]]:
+        """Send `writes` in record batches, one per topic partition (as many as its bytes
+        need), each record as `send` would have written it; their futures go into `sent`,
+        and the result says, for each, its topic and how many records it holds.
+
+        Why batches: `send` costs a future, a lookup and a callback per record, and the
+        futures' completions one loop callback each; a step writes a few thousand
+        records. Records keep their order within each partition (the changelog's order
+        is the state's); a write without a partition goes where the default partitioner
+        puts its key (murmur2, as `send` would choose), and one without a key either
+        (never written by the worker) is sent on its own."""
+        groups: dict[tuple[str, int], list[Write]] = {}
+        counts: list[tuple[str, int]] = []
+        partitions: dict[str, int] = {}
+        for w in writes:
+            number = w.partition
+            if number is None:
+                if w.key is None:
+                    sent.append(
+                        await producer.send(w.topic, w.value, key=None, headers=list(w.headers))
+                    )
+                    counts.append((w.topic, 1))
+                    continue
+                if w.topic not in partitions:
+                    partitions[w.topic] = len(await producer.partitions_for(w.topic))
+                number = default_partition(w.key, partitions[w.topic])
+            groups.setdefault((w.topic, number), []).append(w)
+        for (topic, number), group in groups.items():
+            builder, count = producer.create_batch(), 0
+            for w in group:
+                while (
+                    builder.append(
+                        timestamp=None, key=w.key, value=w.value, headers=list(w.headers)
+                    )
+                    is None
+                ):
+                    if count == 0:  # never: aiokafka takes a batch's first record, any size
+                        raise ValueError(f"a record for {topic} does not fit in a record batch")
+                    builder.close()
+                    sent.append(await producer.send_batch(builder, topic, partition=number))
+                    counts.append((topic, count))
+                    builder, count = producer.create_batch(), 0
+                count += 1
+            builder.close()
+            sent.append(await producer.send_batch(builder, topic, partition=number))
+            counts.append((topic, count))
+        return counts
 
     def _count_failure(self, number: int, exc: Exception) -> None:
         """Count a failed commit; raise `CommitsFailing` once a partition's steps failed

@@ -70,6 +70,7 @@ from worker.kafka.task_manager import TaskManager
 from worker.kafka.topics import DEFAULT_DELETE_RETENTION_MS, changelog_topic_name
 from worker.kafka.view import WorkerView
 from worker.metrics import Metrics
+from worker.replay import relaxed_garbage_collection
 from worker.settings import WorkerSettings
 from worker.tasks import cloudevents
 from worker.tasks.partition import Batch, Message, Partition, Topics
@@ -101,6 +102,7 @@ class LiveWorker:
         that last caught up longer ago is not used; None: Kafka's default, 24 h)."""
         self.settings = settings
         self.metrics = metrics
+        self.snapshots = snapshots
         self.clients = clients
         self.membership = membership or Membership()
         several_inputs = len(settings.input_topics) > 1
@@ -239,9 +241,16 @@ class LiveWorker:
         probe = asyncio.create_task(self.brokers.run())
         follow = None if self.standbys is None else asyncio.create_task(self.standbys.run())
         try:
-            while not stop.is_set():
-                records = await consumer.getmany(timeout_ms=interval_ms, max_records=MAX_RECORDS)
-                await self.turn(records)
+            # The cycle collector tuned as for a replay (see there): the tickets' state is
+            # long-lived and cycle-free, and a step's thousands of short-lived objects made
+            # the default thresholds run it every 700 allocations, a tenth of the loop's
+            # time in the #23 profile (BENCHMARKS.md) for no garbage found.
+            with relaxed_garbage_collection():
+                while not stop.is_set():
+                    records = await consumer.getmany(
+                        timeout_ms=interval_ms, max_records=MAX_RECORDS
+                    )
+                    await self.turn(records)
         finally:
             probe.cancel()
             if follow is not None:
@@ -338,13 +347,16 @@ class LiveWorker:
             partition = self.tasks.running().get(batch.partition)
             if partition is not None and result.changelog_end is not None:
                 partition.changelog_end = result.changelog_end
-                # Only now, the transaction committed: the local snapshot follows it.
-                records = [
-                    (w.key or b"", w.value)
-                    for w in batch.writes
-                    if w.topic == self.topics.changelog
-                ]
-                self.tasks.snapshot(batch.partition, records, result.changelog_end, result.began_ms)
+                if self.snapshots is not None:
+                    # Only now, the transaction committed: the local snapshot follows it.
+                    records = [
+                        (w.key or b"", w.value)
+                        for w in batch.writes
+                        if w.topic == self.topics.changelog
+                    ]
+                    self.tasks.snapshot(
+                        batch.partition, records, result.changelog_end, result.began_ms
+                    )
             _log_batch(batch)
         else:
             self.tasks.lose(batch.partition, result.why, result.retry_in)
@@ -406,6 +418,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
     """Message headers as (name, bytes) pairs, whatever shape the client gave them."""
+    if not headers:  # most inputs carry none: no generator per message
+        return ()
     return tuple(
         (str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in headers or ()
     )
