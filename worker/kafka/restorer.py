@@ -22,9 +22,9 @@ from aiokafka.structs import TopicPartition
 
 from worker.core.state_codec import StateFormatError
 from worker.kafka.clients import ChangelogConsumer
-from worker.kafka.snapshot import Store
+from worker.kafka.snapshot import RECORD, Store, StoredStates, settled
 from worker.metrics import Metrics
-from worker.tasks.partition import Partition
+from worker.tasks.partition import CLOCK_KEY, Partition
 
 log = logging.getLogger("sla_worker")
 
@@ -57,14 +57,18 @@ class Restorer:
         return {tp.partition: starts[tp] for tp in tps}
 
     async def load(self, partition: Partition, store: Store) -> int:
-        """The records of a local snapshot into `partition`, in chunks; returns how many."""
-        count = 0
-        for key, value in store.records():
-            partition.load(key, value)
-            count += 1
-            if count % READ_CHUNK == 0:
-                await asyncio.sleep(0)  # the running partitions step meanwhile
-        return count
+        """Make a usable local snapshot `partition`'s state: its tickets stay in the store
+        (`StoredStates`), its clock record is read, and its due index, holds,
+        retirements and at-risk index are rebuilt from the stored states, in chunks
+        (each ticket decoded once; `docs/worker.md`, "Local snapshots"). Returns the
+        tickets. Raises whatever the store raises (a damaged file: the caller discards
+        it)."""
+        partition.tickets = StoredStates(store)
+        clock = store.db.get(RECORD + CLOCK_KEY)
+        if clock is not None:
+            partition.load(CLOCK_KEY, bytes(clock))
+        await self.rebuild(partition, warn=False)
+        return len(partition.tickets)
 
     async def read(
         self,
@@ -75,6 +79,7 @@ class Restorer:
         stores: dict[int, Store] | None = None,
         stamp_ms: int = 0,
         warm: set[int] | None = None,
+        gauged: set[int] | None = None,
     ) -> None:
         """Load each partition's changelog from `froms` (default: its beginning) up to
         `ends`, then rebuild its due index, and hand it to `done` at once (the others may
@@ -86,8 +91,9 @@ class Restorer:
 
         A partition in `warm` is a promoted standby's (`worker.kafka.standby`), indexed
         as it was followed: each record of its tail is applied with `Partition.follow`,
-        and it needs no rebuild."""
-        froms, stores, warm = froms or {}, stores or {}, warm or set()
+        and it needs no rebuild; so is one loaded from its local snapshot, whose tickets
+        are in `gauged` too: the timer gauges follow each record of its tail."""
+        froms, stores, warm, gauged = froms or {}, stores or {}, warm or set(), gauged or set()
         tps = {TopicPartition(self.topic, p): part for p, part in partitions.items()}
         if not tps:
             return
@@ -122,12 +128,21 @@ class Restorer:
                 for tp, records in fetched.items():
                     partition = tps[tp]
                     pairs = [(record.key or b"", record.value) for record in records]
-                    apply = partition.follow if tp.partition in warm else partition.load
-                    for key, value in pairs:
-                        apply(key, value)
+                    if tp.partition in gauged:
+                        for key, value in pairs:
+                            stored = partition.follow(key, value)
+                            if key != CLOCK_KEY:
+                                self.metrics.state(key.decode(), stored)
+                    elif tp.partition in warm:
+                        for key, value in pairs:
+                            partition.follow(key, value)
+                    else:
+                        for key, value in pairs:
+                            partition.load(key, value)
                     store = stores.get(tp.partition)
                     if store is not None:
                         store.write(pairs, None, stamp_ms)
+                        settled(partition, pairs)  # a store-backed state's overlay empties
                 if fetched:
                     progress = time.monotonic()
                 elif time.monotonic() - progress > CHANGELOG_STALL_SECONDS:
@@ -165,7 +180,7 @@ class Restorer:
                 await asyncio.sleep(0)  # the running partitions step meanwhile
         return rows
 
-    async def rebuild(self, partition: Partition) -> int:
+    async def rebuild(self, partition: Partition, warn: bool = True) -> int:
         """The partition's due index and holds from its state, in chunks; metrics learn
         each ticket's timers. Returns the tickets rebuilt."""
         rows = 0
@@ -174,7 +189,8 @@ class Restorer:
             rows += 1
             if rows % REBUILD_CHUNK == 0:
                 await asyncio.sleep(0)  # the running partitions step meanwhile
-        warn_unreadable(partition)
+        if warn:
+            warn_unreadable(partition)
         return rows
 
 

@@ -41,11 +41,13 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import rocksdict
+
+from worker.tasks.partition import Partition, StateUnavailable
 
 log = logging.getLogger("sla_worker")
 
@@ -130,6 +132,129 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+_ABSENT = object()
+
+
+class StoredStates(MutableMapping[str, bytes]):
+    """A partition's ticket states (`Partition.tickets`) kept in its local store, not in
+    RAM: the store's committed records, seen through an overlay of the writes not
+    committed yet (Kafka Streams: RocksDB is the state, the changelog its backup).
+
+    The store only ever holds what Kafka committed. A step writes here, into the
+    overlay (a tombstone: None); reads see the overlay first, then the store. Once the
+    step's transaction committed, the task manager writes its changelog records (with
+    the new offset) to the store in one `WriteBatch` and calls `settle`, which empties
+    the overlay of what reached the store. A step that fails to commit throws the whole
+    `Partition` away, overlay included, and the partition is restored from the store
+    (which still reflects the last committed step) and the changelog. A restore loads
+    through the same overlay, one chunk of changelog records at a time.
+
+    RAM: the overlay (one step's or one chunk's writes) and RocksDB's caches, whatever
+    the number of tickets. `len` is counted once, by the first complete pass over the
+    store (the restore's rebuild makes one), and kept from then on.
+    """
+
+    def __init__(self, store: Store, count: int | None = None) -> None:
+        self.store = store
+        self.overlay: dict[str, bytes | None] = {}
+        self._count = count
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def _read(self, ticket_id: str) -> bytes | None:
+        try:
+            value = self.store.db.get(RECORD + ticket_id.encode())
+        except Exception as exc:  # a damaged or vanished file: the step fails
+            raise StateUnavailable(f"ticket {ticket_id!r}: {type(exc).__name__}: {exc}") from exc
+        return None if value is None else bytes(value)
+
+    def get(self, ticket_id: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        value = self.overlay.get(ticket_id, _ABSENT)
+        if value is _ABSENT:
+            value = self._read(ticket_id)
+        return default if value is None else value  # type: ignore[return-value]
+
+    def __getitem__(self, ticket_id: str) -> bytes:
+        value = self.get(ticket_id)
+        if value is None:
+            raise KeyError(ticket_id)
+        return value
+
+    def __contains__(self, ticket_id: object) -> bool:
+        return isinstance(ticket_id, str) and self.get(ticket_id) is not None
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = sum(1 for _ in self)
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        for ticket_id, _ in self.items():
+            yield ticket_id
+
+    def items(self) -> Iterator[tuple[str, bytes]]:  # type: ignore[override]
+        """(ticket id, stored) of every ticket, the store's in key order, then the
+        overlay's new ones. A complete pass with nothing pending learns `len`."""
+        overlay = dict(self.overlay)
+        rows = 0
+        for key, value in self.store.records():
+            if not key:  # the clock record
+                continue
+            ticket_id = key.decode()
+            if overlay:
+                pending = overlay.pop(ticket_id, _ABSENT)
+                if pending is not _ABSENT:
+                    if pending is not None:
+                        rows += 1
+                        yield ticket_id, pending  # type: ignore[misc]
+                    continue
+            rows += 1
+            yield ticket_id, value
+        for ticket_id, pending in overlay.items():
+            if pending is not None:
+                rows += 1
+                yield ticket_id, pending
+        self._count = rows
+
+    # --- writes (into the overlay) ----------------------------------------------------------
+
+    def __setitem__(self, ticket_id: str, value: bytes) -> None:
+        if self._count is not None and self.get(ticket_id) is None:
+            self._count += 1
+        self.overlay[ticket_id] = value
+
+    def __delitem__(self, ticket_id: str) -> None:
+        if self.pop(ticket_id, None) is None:
+            raise KeyError(ticket_id)
+
+    def pop(self, ticket_id: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        value = self.get(ticket_id)
+        if value is None:
+            return default
+        self.overlay[ticket_id] = None
+        if self._count is not None:
+            self._count -= 1
+        return value
+
+    def settle(self, written: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """These changelog records (key, value or None) reached the store: the overlay
+        keeps only what differs (a write of this ticket after them)."""
+        overlay = self.overlay
+        if not overlay:
+            return
+        for key, value in written:
+            if key:
+                ticket_id = key.decode()
+                if overlay.get(ticket_id, _ABSENT) == value:
+                    del overlay[ticket_id]
+
+
+def settled(partition: Partition, written: Iterable[tuple[bytes, bytes | None]]) -> None:
+    """After `written` reached the partition's store: its overlay lets go of them."""
+    if isinstance(partition.tickets, StoredStates):
+        partition.tickets.settle(written)
 
 
 WRITE_BUFFER_BYTES = 8 << 20

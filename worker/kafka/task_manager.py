@@ -47,7 +47,7 @@ from worker.kafka.clients import GroupConsumer
 from worker.kafka.committer import RESTORE_RETRY_SECONDS, Committer
 from worker.kafka.inputs import InputWatch
 from worker.kafka.restorer import Restorer
-from worker.kafka.snapshot import Snapshots, Store
+from worker.kafka.snapshot import Snapshots, Store, StoredStates, settled
 from worker.kafka.standby import Standby, Standbys
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
@@ -157,7 +157,13 @@ class TaskManager:
         for number in list(self.tasks):
             if number not in numbers:
                 task = self.tasks.pop(number)
-                if number in warm and task.partition is not None:
+                # A standby keeps its state in RAM: one kept in the partition's local
+                # store (closed below) is not adopted; the standby reads the changelog.
+                if (
+                    number in warm
+                    and task.partition is not None
+                    and not isinstance(task.partition.tickets, StoredStates)
+                ):
                     adopt[number] = task.partition
                 self._forget(task)
         if self.standbys is not None:
@@ -205,7 +211,10 @@ class TaskManager:
     def _forget(self, task: Task) -> None:
         task.restored = False
         if task.partition is not None:
-            self.metrics.forget(task.partition.tickets)
+            # A store-backed state whose store failed cannot be listed: its gauges stay
+            # until the restore writes every ticket's again.
+            with contextlib.suppress(Exception):
+                self.metrics.forget(task.partition.tickets)
             task.partition = None
 
     # --- inputs --------------------------------------------------------------------------------
@@ -292,7 +301,8 @@ class TaskManager:
                     to_read[number] = self.new_partition(number)
             self._restored(kept, set(), started)  # these run at once, whatever the
             cold = {n: p for n, p in to_read.items() if n not in tails}  # others take
-            froms = await self._load_snapshots(cold, ends) | tails  # to read
+            loaded = await self._load_snapshots(cold, ends)  # to read
+            froms = loaded | tails
             to_read.update(cold)  # (a snapshot that failed to load: an empty partition)
             stores = {n: self.stores[n] for n in cold if n in self.stores}
             await self.restorer.read(
@@ -302,7 +312,8 @@ class TaskManager:
                 froms,
                 stores,
                 stamp_ms,
-                warm=set(tails),
+                warm=set(tails) | set(loaded),
+                gauged=set(loaded),
             )
         except asyncio.CancelledError:
             raise
@@ -434,10 +445,11 @@ class TaskManager:
     async def _load_snapshots(
         self, partitions: dict[int, Partition], ends: dict[int, int]
     ) -> dict[int, int]:
-        """Load the usable local snapshots into `partitions`; discard the others (the
-        partition is read from the changelog's beginning into a fresh store; one that
-        fails while loaded is replaced in `partitions` by an empty one). Returns the
-        offsets to read each changelog from."""
+        """Make each partition with a local store keep its tickets there
+        (`StoredStates`): a usable snapshot is loaded (clock, indexes), the others are
+        discarded (the partition is read from the changelog's beginning into the fresh
+        store; one that fails while loaded is replaced in `partitions` by an empty one).
+        Returns the offsets to read the loaded ones' changelogs from."""
         if self.snapshots is None or not partitions:
             return {}
         starts = await self.restorer.beginnings(sorted(partitions))
@@ -457,6 +469,7 @@ class TaskManager:
                 level = logging.INFO if why.startswith("has no offset") else logging.WARNING
                 log.log(level, "partition %d: discarding the local snapshot: it %s", number, why)
                 store.wipe()
+                partition.tickets = StoredStates(store, count=0)
                 continue
             try:
                 count = await self.restorer.load(partition, store)
@@ -467,12 +480,13 @@ class TaskManager:
                     type(exc).__name__,
                     exc,
                 )
-                partitions[number] = self.new_partition(number)
                 store.wipe()
+                partitions[number] = fresh = self.new_partition(number)
+                fresh.tickets = StoredStates(store, count=0)
                 continue
             froms[number] = offset
             log.info(
-                "partition %d: %d records from the local snapshot at changelog offset %d; "
+                "partition %d: %d tickets from the local snapshot at changelog offset %d; "
                 "reading the changelog's %d records after it",
                 number,
                 count,
@@ -489,6 +503,8 @@ class TaskManager:
         store = self.stores.get(number)
         if store is None:
             return
+        task = self.tasks.get(number)
+        partition = None if task is None else task.partition
         try:
             store.write(records, end, stamp_ms)
         except Exception as exc:  # the store would lag its offset: start it afresh
@@ -499,11 +515,17 @@ class TaskManager:
                 type(exc).__name__,
                 exc,
             )
+            if partition is not None and isinstance(partition.tickets, StoredStates):
+                # Its tickets are in that store: restored from the changelog, into RAM.
+                self.lose(number, "its local store could not be written", 0.0)
             self.stores.pop(number, None)
             self.storeless.add(number)
             with contextlib.suppress(Exception):
                 store.wipe()
                 store.close()
+            return
+        if partition is not None:
+            settled(partition, records)
 
     def close_stores(self) -> None:
         for counting in list(self._counting):  # the worker stops: the gauges go anyway

@@ -342,7 +342,9 @@ class TimerSummaries:
             return None
         engine = partition.processor.engine
         cached = self._cache.get(ticket_id)
-        if cached is not None and cached.value is value and cached.engine is engine:
+        # Equal bytes, not the same object: a store-backed state (`--state-dir`) reads
+        # a new bytes object each time (comparing is a length check, then memcmp).
+        if cached is not None and cached.value == value and cached.engine is engine:
             return cached
         if self.reference is None:
             self.reference = now
@@ -358,7 +360,7 @@ class TimerSummaries:
         cached = self._cache.get(ticket_id)
         return (
             cached is not None
-            and cached.value is partition.tickets.get(ticket_id)
+            and cached.value == partition.tickets.get(ticket_id)
             and cached.engine is partition.processor.engine
         )
 
@@ -377,7 +379,7 @@ class TimerSummaries:
         self._cache = {
             t: s
             for t, s in self._cache.items()
-            if tickets.get(t) is s.value and (due.get(t) is not None or t in breached)
+            if tickets.get(t) == s.value and (due.get(t) is not None or t in breached)
         }
         self._kept = len(self._cache)
 
