@@ -21,16 +21,45 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_standby import TOPICS, body, created, indexes
 from worker.core.engine import Engine
 from worker.core.policy import Policy
 from worker.kafka.restorer import Restorer
 from worker.kafka.snapshot import Store, StoredStates, settled
 from worker.metrics import Metrics
-from worker.tasks.partition import CLOCK_KEY, Message, Partition, StateUnavailable
+from worker.tasks.partition import CLOCK_KEY, Message, Partition, StateUnavailable, Topics
 from worker.tasks.processor import TicketProcessor
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+TOPICS = Topics("warnings", "breaches", "dead", "changelog")
+
+
+def body(n: int, kind: str, ticket: str, at: datetime, **fields: Any) -> bytes:
+    event = {
+        "event_id": f"e{n}-{ticket}",
+        "type": kind,
+        "ticket_id": ticket,
+        "occurred_at": at.isoformat(),
+        **fields,
+    }
+    return json.dumps(event).encode()
+
+
+def created(n: int, ticket: str, at: datetime) -> bytes:
+    return body(n, "ticket-created", ticket, at, plan="vip", priority=1)
+
+
+def indexes(partition: Partition) -> tuple[Any, ...]:
+    """The state and every index a restore rebuilds (as tests/unit/test_standby.py)."""
+    return (
+        dict(partition.tickets.items()),
+        dict(partition.clock.due._due),
+        dict(partition.clock.holds._due),
+        dict(partition.retirements._due),
+        set(partition.at_risk),
+        sorted(partition.unreadable),
+        partition.clock.event_time,
+        partition.offsets,
+    )
 
 
 @pytest.fixture

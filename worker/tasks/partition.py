@@ -26,6 +26,7 @@ from typing import Any
 
 from worker.core.due_index import DueIndex
 from worker.core.engine import finished_record
+from worker.core.errors import SlaWorkerError
 from worker.core.events import SlaEvent
 from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, from_us, to_us
@@ -35,7 +36,7 @@ from worker.tasks.clocks import PartitionClock
 from worker.tasks.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
 
 
-class StateUnavailable(Exception):
+class StateUnavailable(SlaWorkerError, OSError):
     """The tickets' states could not be read or written (a local store's I/O error, see
     `worker.kafka.snapshot.StoredStates`). Not the input's fault: `step` raises it
     rather than dead-letter anything, and the service restores the partition."""
