@@ -23,6 +23,7 @@ from worker.core.policy import Policy
 from worker.kafka.clients import Clients
 from worker.kafka.service import LiveWorker
 from worker.kafka.snapshot import OFFSET, Checkpoint, Snapshots, Store, StoredStates
+from worker.kafka.stored_index import StoredDueIndex
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
 
@@ -92,8 +93,9 @@ async def deployment(presets: Policy, tmp_path: Path) -> AsyncIterator[Deploymen
 
 
 async def test_a_restart_reads_only_the_changelog_after_the_snapshot(
-    deployment: Deployment,
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "sla_worker")
     worker = await deployment.start()
     assert deployment.changelogs.read_from == {}  # an empty changelog: nothing to read
     for n in range(3):
@@ -107,9 +109,12 @@ async def test_a_restart_reads_only_the_changelog_after_the_snapshot(
     assert deployment.changelogs.read_from == {}  # the snapshot was at the end: no read
     assert set(again.partitions[0].tickets) == {"HD-0", "HD-1", "HD-2"}
     assert again.partitions[0].offsets == {"tickets": 3}
-    # The tickets stay in the store, not in RAM, and its indexes are rebuilt from them.
-    assert isinstance(again.partitions[0].tickets, StoredStates)
-    assert set(again.partitions[0].clock.due._due) == {"HD-0", "HD-1", "HD-2"}
+    # The tickets and their timer indexes stay in the store, not in RAM: read, not rebuilt.
+    partition = again.partitions[0]
+    assert isinstance(partition.tickets, StoredStates)
+    assert isinstance(partition.clock.due, StoredDueIndex)
+    assert {t for t, _ in partition.clock.due.items()} == {"HD-0", "HD-1", "HD-2"}
+    assert "timer indexes as stored" in caplog.text
 
 
 async def test_a_store_that_cannot_be_written_after_a_commit_restores_the_partition_into_ram(
@@ -188,6 +193,7 @@ async def test_a_step_that_did_not_commit_never_reaches_the_snapshot(
         ("too-old", "delete.retention.ms"),
         ("garbage", "cannot be read"),
         ("format", "has format 0"),
+        ("format-1", "has format 1"),  # before #23 stage 2: no timer indexes
     ],
 )
 async def test_a_snapshot_that_could_be_wrong_is_discarded_for_a_full_restore(
@@ -211,6 +217,7 @@ async def test_a_snapshot_that_could_be_wrong_is_discarded_for_a_full_restore(
             "beyond-end": {"offset": checkpoint.offset + 10},
             "too-old": {"stamp_ms": int(time.time() * 1000) - DAY_MS - 1},
             "format": {"format": 0},
+            "format-1": {"format": 1},
         }[damage]
         data = json.loads(checkpoint.dump()) | changed
         store.db.put(OFFSET, Checkpoint(**data).dump())

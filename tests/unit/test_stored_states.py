@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from worker.core.engine import Engine
 from worker.core.policy import Policy
 from worker.kafka.restorer import Restorer
-from worker.kafka.snapshot import Store, StoredStates, settled
+from worker.kafka.snapshot import Store, StoredStates, index_ops, keep_in, settled
+from worker.kafka.stored_index import FINGERPRINT, StoredDueIndex, fingerprint
 from worker.metrics import Metrics
 from worker.tasks.partition import CLOCK_KEY, Message, Partition, StateUnavailable, Topics
 from worker.tasks.processor import TicketProcessor
@@ -48,13 +49,17 @@ def created(n: int, ticket: str, at: datetime) -> bytes:
     return body(n, "ticket-created", ticket, at, plan="vip", priority=1)
 
 
+def entries(index: Any) -> dict[str, datetime]:
+    return dict(index.items()) if isinstance(index, StoredDueIndex) else dict(index._due)
+
+
 def indexes(partition: Partition) -> tuple[Any, ...]:
     """The state and every index a restore rebuilds (as tests/unit/test_standby.py)."""
     return (
         dict(partition.tickets.items()),
-        dict(partition.clock.due._due),
-        dict(partition.clock.holds._due),
-        dict(partition.retirements._due),
+        entries(partition.clock.due),
+        entries(partition.clock.holds),
+        entries(partition.retirements),
         set(partition.at_risk),
         sorted(partition.unreadable),
         partition.clock.event_time,
@@ -165,7 +170,7 @@ def run(
         outputs.append([(w.topic, w.key, w.value) for w in batch.writes])
         if store is not None:
             records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
-            store.write(records, offset, 0)
+            store.write(records, offset, 0, index_ops(partition))
             settled(partition, records)
     return outputs
 
@@ -185,7 +190,7 @@ def test_a_partition_on_stored_states_decides_as_one_on_a_dict(
     store = Store(path, "unit", 0)
     try:
         stored = Partition(0, processor, TOPICS, timedelta(0))
-        stored.tickets = StoredStates(store, count=0)
+        keep_in(stored, store, count=0)
 
         assert run(stored, history, store) == run(in_memory, history, None)
         assert indexes(stored) == indexes(in_memory)
@@ -193,13 +198,19 @@ def test_a_partition_on_stored_states_decides_as_one_on_a_dict(
         assert stored.tickets.overlay == {}  # type: ignore[attr-defined]
         assert {k.decode(): v for k, v in store.records() if k} == in_memory.tickets
 
-        # A restart: the snapshot loaded (indexes rebuilt from the stored states).
-        restarted = Partition(0, processor, TOPICS, timedelta(0))
-        restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
-        asyncio.run(restorer.load(restarted, store))
+        # A restart: the snapshot loaded with its indexes as stored (this engine's
+        # fingerprint), then once more with indexes rebuilt from the stored states.
         in_memory.clock.read_through = None
-        restarted.offsets = in_memory.offsets  # the offsets live in the clock record,
-        assert indexes(restarted)[:6] == indexes(in_memory)[:6]  # written by commits
+        restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
+        store.db.put(FINGERPRINT, fingerprint(processor.engine))
+        for as_stored in (True, False):
+            if not as_stored:
+                store.db.delete(FINGERPRINT)
+            restarted = Partition(0, processor, TOPICS, timedelta(0))
+            assert asyncio.run(restorer.load(restarted, store)) is as_stored
+            restarted.offsets = in_memory.offsets  # the offsets live in the clock record,
+            assert indexes(restarted)[:6] == indexes(in_memory)[:6]  # written by commits
+            assert len(restarted.tickets) == len(in_memory.tickets)
     finally:
         store.close()
 
@@ -209,20 +220,49 @@ def test_a_loaded_snapshot_is_the_clock_and_the_tickets_of_the_store(
 ) -> None:
     processor = TicketProcessor(Engine(presets, timedelta(days=30)), None)
     owner = Partition(0, processor, TOPICS, timedelta(0))
-    owner.tickets = StoredStates(store, count=0)
+    keep_in(owner, store, count=0)
     at = NOW - timedelta(hours=1)
     messages = [
         Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
     ]
     batch = owner.step(messages, NOW, None)
     records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
-    store.write(records, len(records), 0)
+    store.write(records, len(records), 0, index_ops(owner))
     settled(owner, records)
 
     loaded = Partition(0, processor, TOPICS, timedelta(0))
-    count = asyncio.run(Restorer(None, "changelog", Metrics(presets)).load(loaded, store))  # type: ignore[arg-type]
+    restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
+    assert asyncio.run(restorer.load(loaded, store)) is False  # no fingerprint: rebuilt
 
-    assert count == 3 and sorted(loaded.tickets) == ["X", "Y", "Z"]
+    assert len(loaded.tickets) == 3 and sorted(loaded.tickets) == ["X", "Y", "Z"]
     assert loaded.offsets == {"tickets": 3} and loaded.clock.event_time == at
     assert json.loads(loaded.tickets["X"])["id"] == "X"
     assert indexes(loaded) == indexes(owner)
+    assert store.db.get(FINGERPRINT) == fingerprint(processor.engine)  # the next: as stored
+    again = Partition(0, processor, TOPICS, timedelta(0))
+    assert asyncio.run(restorer.load(again, store)) is True
+    assert indexes(again) == indexes(owner)
+
+
+def test_a_policy_that_changed_while_the_worker_was_down_rebuilds_the_indexes(
+    presets: Policy, store: Store
+) -> None:
+    """Indexes computed under another policy or retention may hold deadlines later than
+    this one's: they are never used, but rebuilt from the states."""
+    day = timedelta(days=30)
+    owner = Partition(0, TicketProcessor(Engine(presets, day), None), TOPICS, timedelta(0))
+    keep_in(owner, store, count=0)
+    message = Message("tickets", 0, 0, b"X", created(0, "X", NOW))
+    batch = owner.step([message], NOW, None)
+    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
+    store.write(records, 1, 0, index_ops(owner))
+    settled(owner, records)
+    store.db.put(FINGERPRINT, fingerprint(owner.processor.engine))
+
+    other = TicketProcessor(Engine(presets, 2 * day), None)
+    loaded = Partition(0, other, TOPICS, timedelta(0))
+    restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
+
+    assert asyncio.run(restorer.load(loaded, store)) is False
+    assert store.db.get(FINGERPRINT) == fingerprint(other.engine)
+    assert entries(loaded.clock.due) == entries(owner.clock.due)

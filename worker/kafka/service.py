@@ -329,7 +329,7 @@ class LiveWorker:
             try:
                 batch = partition.step(messages.get(number, []), now, read_through)
             except StateUnavailable as exc:  # its local store failed: nothing to commit
-                self.tasks.lose(number, f"its state could not be read: {exc}", 0.0)
+                self.tasks.state_failed(number, str(exc))
                 continue
             if batch:
                 batches.append((batch, started))

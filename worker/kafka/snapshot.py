@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import struct
 import time
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import asdict, dataclass
@@ -47,11 +48,13 @@ from pathlib import Path
 
 import rocksdict
 
+from worker.kafka import stored_index
+from worker.kafka.stored_index import StoredDueIndex
 from worker.tasks.partition import Partition, StateUnavailable
 
 log = logging.getLogger("sla_worker")
 
-FORMAT = 1
+FORMAT = 2
 """Version of the store's layout; a store of another version is discarded."""
 RECORD = b"r"
 """Prefix of the changelog records' keys in the store (the clock record's is empty)."""
@@ -109,16 +112,26 @@ class Store:
             yield key[len(RECORD) :], bytes(value)
 
     def write(
-        self, records: list[tuple[bytes, bytes | None]], offset: int | None, stamp_ms: int
+        self,
+        records: list[tuple[bytes, bytes | None]],
+        offset: int | None,
+        stamp_ms: int,
+        indexes: Iterable[tuple[bytes, bytes | None]] = (),
     ) -> None:
-        """Apply committed changelog records (None: a tombstone) and, if `offset` is given,
-        record that the store now reflects the changelog up to it; atomically."""
+        """Apply committed changelog records (None: a tombstone), the index entries
+        derived from them (`worker.kafka.stored_index`: raw keys) and, if `offset` is
+        given, record that the store now reflects the changelog up to it; atomically."""
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:
                 batch.delete(RECORD + key)
             else:
                 batch.put(RECORD + key, value)
+        for key, value in indexes:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
         if offset is not None:
             checkpoint = Checkpoint(self.app_id, self.partition, offset, stamp_ms)
             batch.put(OFFSET, checkpoint.dump())
@@ -152,14 +165,14 @@ class StoredStates(MutableMapping[str, bytes]):
     through the same overlay, one chunk of changelog records at a time.
 
     RAM: the overlay (one step's or one chunk's writes) and RocksDB's caches, whatever
-    the number of tickets. `len` is counted once, by the first complete pass over the
-    store (the restore's rebuild makes one), and kept from then on.
+    the number of tickets. `count`: the tickets, kept up to date once known (the store
+    keeps it beside its indexes; a rebuild counts them), else counted when asked.
     """
 
     def __init__(self, store: Store, count: int | None = None) -> None:
         self.store = store
         self.overlay: dict[str, bytes | None] = {}
-        self._count = count
+        self.count = count
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -186,9 +199,9 @@ class StoredStates(MutableMapping[str, bytes]):
         return isinstance(ticket_id, str) and self.get(ticket_id) is not None
 
     def __len__(self) -> int:
-        if self._count is None:
-            self._count = sum(1 for _ in self)
-        return self._count
+        if self.count is None:
+            self.count = sum(1 for _ in self)
+        return self.count
 
     def __iter__(self) -> Iterator[str]:
         for ticket_id, _ in self.items():
@@ -196,9 +209,8 @@ class StoredStates(MutableMapping[str, bytes]):
 
     def items(self) -> Iterator[tuple[str, bytes]]:  # type: ignore[override]
         """(ticket id, stored) of every ticket, the store's in key order, then the
-        overlay's new ones. A complete pass with nothing pending learns `len`."""
+        overlay's new ones (as of the call: the store's iterator reads one snapshot)."""
         overlay = dict(self.overlay)
-        rows = 0
         for key, value in self.store.records():
             if not key:  # the clock record
                 continue
@@ -207,22 +219,18 @@ class StoredStates(MutableMapping[str, bytes]):
                 pending = overlay.pop(ticket_id, _ABSENT)
                 if pending is not _ABSENT:
                     if pending is not None:
-                        rows += 1
                         yield ticket_id, pending  # type: ignore[misc]
                     continue
-            rows += 1
             yield ticket_id, value
         for ticket_id, pending in overlay.items():
             if pending is not None:
-                rows += 1
                 yield ticket_id, pending
-        self._count = rows
 
     # --- writes (into the overlay) ----------------------------------------------------------
 
     def __setitem__(self, ticket_id: str, value: bytes) -> None:
-        if self._count is not None and self.get(ticket_id) is None:
-            self._count += 1
+        if self.count is not None and self.get(ticket_id) is None:
+            self.count += 1
         self.overlay[ticket_id] = value
 
     def __delitem__(self, ticket_id: str) -> None:
@@ -234,8 +242,8 @@ class StoredStates(MutableMapping[str, bytes]):
         if value is None:
             return default
         self.overlay[ticket_id] = None
-        if self._count is not None:
-            self._count -= 1
+        if self.count is not None:
+            self.count -= 1
         return value
 
     def settle(self, written: Iterable[tuple[bytes, bytes | None]]) -> None:
@@ -251,10 +259,67 @@ class StoredStates(MutableMapping[str, bytes]):
                     del overlay[ticket_id]
 
 
+def keep_in(partition: Partition, store: Store, count: int | None = None) -> None:
+    """Make `partition` keep its tickets and its timer indexes in `store`
+    (`StoredStates`, `StoredDueIndex`), with `count` tickets there (None: not known).
+    Its indexes start as the store holds them: empty for a fresh store."""
+    partition.tickets = StoredStates(store, count)
+    partition.clock.due = StoredDueIndex(store.db, stored_index.DUE)
+    partition.clock.holds = StoredDueIndex(store.db, stored_index.HOLDS)
+    partition.retirements = StoredDueIndex(store.db, stored_index.RETIREMENTS)
+    partition.breached_changes = {}
+
+
+def store_of(partition: Partition) -> Store | None:
+    """The store `partition` keeps its tickets in (None: RAM)."""
+    return partition.tickets.store if isinstance(partition.tickets, StoredStates) else None
+
+
+def index_ops(partition: Partition) -> list[tuple[bytes, bytes | None]]:
+    """The store's writes that carry `partition`'s index changes since the last
+    `settled` (and its ticket count); they join the `WriteBatch` of the records they
+    derive from."""
+    if not isinstance(partition.tickets, StoredStates):
+        return []
+    ops: list[tuple[bytes, bytes | None]] = []
+    count = partition.tickets.count
+    if count is not None:
+        ops.append((stored_index.COUNT + RECORD, _COUNT.pack(count)))
+    for index in (partition.clock.due, partition.clock.holds, partition.retirements):
+        if isinstance(index, StoredDueIndex):
+            ops += index.ops()
+    for ticket_id, breached in (partition.breached_changes or {}).items():
+        ops.append((stored_index.BREACHED + ticket_id.encode(), b"" if breached else None))
+    return ops
+
+
 def settled(partition: Partition, written: Iterable[tuple[bytes, bytes | None]]) -> None:
-    """After `written` reached the partition's store: its overlay lets go of them."""
+    """After `written` (changelog records) and `index_ops` reached the partition's
+    store: its overlays let go of them."""
     if isinstance(partition.tickets, StoredStates):
         partition.tickets.settle(written)
+        for index in (partition.clock.due, partition.clock.holds, partition.retirements):
+            if isinstance(index, StoredDueIndex):
+                index.settled()
+        if partition.breached_changes:
+            partition.breached_changes.clear()
+
+
+def stored_count(store: Store) -> int | None:
+    raw = store.db.get(stored_index.COUNT + RECORD)
+    return None if raw is None else int(_COUNT.unpack(bytes(raw))[0])
+
+
+def breached(store: Store) -> Iterator[str]:
+    """The at-risk index's breached tickets, as the store keeps them."""
+    prefix = stored_index.BREACHED
+    for key in store.db.keys(from_key=prefix):
+        if not isinstance(key, bytes) or not key.startswith(prefix):
+            break
+        yield key[len(prefix) :].decode()
+
+
+_COUNT = struct.Struct(">Q")
 
 
 WRITE_BUFFER_BYTES = 8 << 20

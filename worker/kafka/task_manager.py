@@ -47,7 +47,7 @@ from worker.kafka.clients import GroupConsumer
 from worker.kafka.committer import RESTORE_RETRY_SECONDS, Committer
 from worker.kafka.inputs import InputWatch
 from worker.kafka.restorer import Restorer
-from worker.kafka.snapshot import Snapshots, Store, StoredStates, settled
+from worker.kafka.snapshot import Snapshots, Store, StoredStates, index_ops, keep_in, settled
 from worker.kafka.standby import Standby, Standbys
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
@@ -114,6 +114,9 @@ class TaskManager:
         self._job: asyncio.Task[None] | None = None
         self._counting: set[asyncio.Task[int]] = set()
         """Promoted standbys' timer gauges being filled in (`_count_timers`)."""
+        self._indexed: set[int] = set()
+        """Partitions of the restore under way loaded with their stored indexes (no
+        rebuild): their timer gauges are filled in once they run."""
 
     # --- what the view reads ----------------------------------------------------------------
 
@@ -192,6 +195,17 @@ class TaskManager:
         self._forget(task)
         task.state, task.retry_at = TaskState.RESTORING, time.monotonic() + wait
         self.pause(number)
+
+    def state_failed(self, number: int, why: str) -> None:
+        """A step could not read the partition's local store (a damaged file): restore
+        it from the changelog, without the store (given up until the worker restarts)."""
+        self.lose(number, f"its local store failed: {why}", 0.0)
+        store = self.stores.pop(number, None)
+        if store is not None:
+            self.storeless.add(number)
+            with contextlib.suppress(Exception):
+                store.wipe()
+                store.close()
 
     async def drop_state(self) -> None:
         """Forget the state of every task but the running ones (a new policy: what was
@@ -301,7 +315,8 @@ class TaskManager:
                     to_read[number] = self.new_partition(number)
             self._restored(kept, set(), started)  # these run at once, whatever the
             cold = {n: p for n, p in to_read.items() if n not in tails}  # others take
-            loaded = await self._load_snapshots(cold, ends)  # to read
+            loaded, indexed = await self._load_snapshots(cold, ends)  # to read
+            self._indexed = indexed
             froms = loaded | tails
             to_read.update(cold)  # (a snapshot that failed to load: an empty partition)
             stores = {n: self.stores[n] for n in cold if n in self.stores}
@@ -421,7 +436,7 @@ class TaskManager:
         standby's timer gauges are filled in beside the loop from now on (whatever
         happens to the rest of the restore job)."""
         self._restored({number: partition}, {number}, started, tails)
-        if number in tails:
+        if number in tails or number in self._indexed:
             self._count_timers(number)
 
     def _count_timers(self, number: int) -> None:
@@ -444,16 +459,17 @@ class TaskManager:
 
     async def _load_snapshots(
         self, partitions: dict[int, Partition], ends: dict[int, int]
-    ) -> dict[int, int]:
-        """Make each partition with a local store keep its tickets there
-        (`StoredStates`): a usable snapshot is loaded (clock, indexes), the others are
+    ) -> tuple[dict[int, int], set[int]]:
+        """Make each partition with a local store keep its tickets and timer indexes
+        there (`keep_in`): a usable snapshot is loaded (`Restorer.load`), the others are
         discarded (the partition is read from the changelog's beginning into the fresh
         store; one that fails while loaded is replaced in `partitions` by an empty one).
-        Returns the offsets to read the loaded ones' changelogs from."""
+        Returns the offsets to read the loaded ones' changelogs from, and those loaded
+        with their stored indexes as they were (nothing decoded)."""
         if self.snapshots is None or not partitions:
-            return {}
+            return {}, set()
         starts = await self.restorer.beginnings(sorted(partitions))
-        froms = {}
+        froms, indexed = {}, set()
         for number, partition in partitions.items():
             store = self.stores.get(number)
             if store is None and number in self.storeless:
@@ -469,10 +485,10 @@ class TaskManager:
                 level = logging.INFO if why.startswith("has no offset") else logging.WARNING
                 log.log(level, "partition %d: discarding the local snapshot: it %s", number, why)
                 store.wipe()
-                partition.tickets = StoredStates(store, count=0)
+                keep_in(partition, store)
                 continue
             try:
-                count = await self.restorer.load(partition, store)
+                as_stored = await self.restorer.load(partition, store)
             except Exception as exc:  # a damaged file: read the changelog instead
                 log.warning(
                     "partition %d: discarding the local snapshot: it cannot be read (%s: %s)",
@@ -482,18 +498,21 @@ class TaskManager:
                 )
                 store.wipe()
                 partitions[number] = fresh = self.new_partition(number)
-                fresh.tickets = StoredStates(store, count=0)
+                keep_in(fresh, store)
                 continue
             froms[number] = offset
+            if as_stored:
+                indexed.add(number)
             log.info(
-                "partition %d: %d tickets from the local snapshot at changelog offset %d; "
-                "reading the changelog's %d records after it",
+                "partition %d: %d tickets from the local snapshot at changelog offset %d "
+                "(%s); reading the changelog's %d records after it",
                 number,
-                count,
+                len(partition.tickets),
                 offset,
+                "its timer indexes as stored" if as_stored else "timer indexes rebuilt",
                 ends[number] - offset,
             )
-        return froms
+        return froms, indexed
 
     def snapshot(
         self, number: int, records: list[tuple[bytes, bytes | None]], end: int, stamp_ms: int
@@ -506,7 +525,7 @@ class TaskManager:
         task = self.tasks.get(number)
         partition = None if task is None else task.partition
         try:
-            store.write(records, end, stamp_ms)
+            store.write(records, end, stamp_ms, [] if partition is None else index_ops(partition))
         except Exception as exc:  # the store would lag its offset: start it afresh
             log.warning(
                 "partition %d: could not write the local snapshot (%s: %s); discarding it and "

@@ -188,6 +188,14 @@ class AtRiskIndex:
             if len(self.dirty) > DIRTY_LIMIT:
                 self.forget()
 
+    def restore_breached(self, ticket_ids: Iterable[str]) -> None:
+        """After a restart from a local snapshot that kept the breached tickets
+        (`worker.kafka.stored_index`): they are known without decoding every ticket;
+        their rows are made at the next `refresh`, as after `note`."""
+        for ticket_id in ticket_ids:
+            self._breached.add(ticket_id)
+            self.dirty.add(ticket_id)
+
     def clear(self) -> None:
         """Before a rebuild: nothing is known."""
         self._breached.clear()

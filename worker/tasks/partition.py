@@ -32,7 +32,7 @@ from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, from_us, to_us
 from worker.tasks import cloudevents
 from worker.tasks.at_risk import AtRiskIndex, TimerSummaries
-from worker.tasks.clocks import PartitionClock
+from worker.tasks.clocks import PartitionClock, TimerIndex
 from worker.tasks.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
 
 
@@ -149,11 +149,15 @@ class Partition:
         self.offsets: dict[str, int] = {}  # input topic -> next offset, as committed
         self.changelog_end = -1  # the changelog's committed end as of this state
         self.unreadable: list[str] = []  # tickets whose stored state this version cannot read
-        self.retirements = DueIndex()  # finished tickets, at their last event + retention
+        self.retirements: TimerIndex = DueIndex()  # finished: at last event + retention
         # The at-risk timers in order (breached ones, which the due index no longer holds,
         # and those due soon) and the at-risk query's cache (`worker.tasks.at_risk`, #24).
         self.at_risk = AtRiskIndex()
         self.at_risk_summaries = TimerSummaries()
+        # With a local store: which tickets joined (True) or left (False) the at-risk
+        # index's breached ones since the store was last written, so that the store
+        # keeps that set too (a restart then needs no decoding). None: not kept.
+        self.breached_changes: dict[str, bool] | None = None
         # Tickets whose scheduled due instant had already passed when the input record that
         # set it was produced (a ticket created or reclassified late: a late upstream, a
         # backfill): ticket -> that record's timestamp. Breach publication lateness counts
@@ -196,6 +200,8 @@ class Partition:
                 self.clock.holds.schedule(ticket_id, hold_until)
             self.retirements.schedule(ticket_id, self.processor.retire_at(stored))
             self.at_risk.note(ticket_id, stored)
+            if self.breached_changes is not None and ticket_id in self.at_risk:
+                self.breached_changes[ticket_id] = True  # (a rebuild starts from none)
             yield ticket_id, stored
 
     def follow(self, key: bytes, value: bytes | None) -> dict[str, Any] | None:
@@ -231,6 +237,8 @@ class Partition:
             ticket_id, None if stored is None else self.processor.retire_at(stored)
         )
         self.at_risk.note(ticket_id, stored)
+        if self.breached_changes is not None:
+            self.breached_changes[ticket_id] = ticket_id in self.at_risk
         return stored
 
     # --- one step --------------------------------------------------------------------------
@@ -360,6 +368,8 @@ class Partition:
             del self.tickets[ticket_id]
             self.clock.due.schedule(ticket_id, None)
             self.at_risk.note(ticket_id, None)
+            if self.breached_changes is not None:
+                self.breached_changes[ticket_id] = ticket_id in self.at_risk
             self.known_since.pop(ticket_id, None)
             key = ticket_id.encode()
             batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
@@ -401,6 +411,8 @@ class Partition:
                 batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
             batch.state_changes.append((ticket_id, outcome.state or None, previous))
             self.at_risk.note(ticket_id, outcome.state or None)
+            if self.breached_changes is not None:
+                self.breached_changes[ticket_id] = ticket_id in self.at_risk
             if outcome.state:
                 self.retirements.schedule(ticket_id, self.processor.retire_at(outcome.state))
         if outcome.rescheduled:
