@@ -47,7 +47,15 @@ from worker.kafka.clients import GroupConsumer
 from worker.kafka.committer import RESTORE_RETRY_SECONDS, Committer
 from worker.kafka.inputs import InputWatch
 from worker.kafka.restorer import Restorer
-from worker.kafka.snapshot import Snapshots, Store, StoredStates, index_ops, keep_in, settled
+from worker.kafka.snapshot import (
+    Snapshots,
+    Store,
+    StoredStates,
+    index_ops,
+    keep_in,
+    settled,
+    store_of,
+)
 from worker.kafka.standby import Standby, Standbys
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
@@ -524,8 +532,10 @@ class TaskManager:
             return
         task = self.tasks.get(number)
         partition = None if task is None else task.partition
+        if partition is None or store_of(partition) is not store:
+            return  # (a state in RAM never writes to a store: its indexes would be stale)
         try:
-            store.write(records, end, stamp_ms, [] if partition is None else index_ops(partition))
+            store.write(records, end, stamp_ms, index_ops(partition))
         except Exception as exc:  # the store would lag its offset: start it afresh
             log.warning(
                 "partition %d: could not write the local snapshot (%s: %s); discarding it and "
@@ -543,8 +553,7 @@ class TaskManager:
                 store.wipe()
                 store.close()
             return
-        if partition is not None:
-            settled(partition, records)
+        settled(partition, records)
 
     def close_stores(self) -> None:
         for counting in list(self._counting):  # the worker stops: the gauges go anyway
