@@ -266,3 +266,42 @@ def test_a_policy_that_changed_while_the_worker_was_down_rebuilds_the_indexes(
     assert asyncio.run(restorer.load(loaded, store)) is False
     assert store.db.get(FINGERPRINT) == fingerprint(other.engine)
     assert entries(loaded.clock.due) == entries(owner.clock.due)
+
+
+def test_a_rebuild_cut_short_leaves_indexes_the_next_start_does_not_trust(
+    presets: Policy, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy reload (or a restore) rebuilds the stored indexes chunk by chunk, each
+    chunk written as it goes: the fingerprint goes first and comes back only with the
+    last chunk, so a crash in between makes the next start rebuild again."""
+    from worker.kafka import restorer as restorer_module
+
+    monkeypatch.setattr(restorer_module, "REBUILD_CHUNK", 1)
+    processor = TicketProcessor(Engine(presets, timedelta(days=30)), None)
+    owner = Partition(0, processor, TOPICS, timedelta(0))
+    keep_in(owner, store, count=0)
+    at = NOW - timedelta(hours=1)
+    messages = [
+        Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
+    ]
+    batch = owner.step(messages, NOW, None)
+    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
+    store.write(records, len(records), 0, index_ops(owner))
+    settled(owner, records)
+    restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
+    asyncio.run(restorer.rebuild(owner))
+    assert store.db.get(FINGERPRINT) == fingerprint(processor.engine)
+
+    async def cut_short() -> None:
+        rebuilding = asyncio.create_task(restorer.rebuild(owner))
+        await asyncio.sleep(0)  # one chunk written
+        rebuilding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rebuilding
+
+    asyncio.run(cut_short())
+
+    assert store.db.get(FINGERPRINT) is None
+    again = Partition(0, processor, TOPICS, timedelta(0))
+    assert asyncio.run(restorer.load(again, store)) is False  # rebuilt, not trusted
+    assert indexes(again) == indexes(owner)
