@@ -85,6 +85,7 @@ def test_writes_are_seen_at_once_and_reach_the_store_only_when_settled(store: St
     del states["B"]
 
     assert dict(states.items()) == {"A": b"a1", "C": b"c1"} and len(states) == 2
+    assert sorted(states) == ["A", "C"]  # ids alone (no value read) see the overlay too
     assert "B" not in states and states.get("B") is None and states.pop("B", None) is None
     assert dict(store.records()) == {b"A": b"a0", b"B": b"b0"}  # nothing committed yet
 

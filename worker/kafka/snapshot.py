@@ -204,8 +204,23 @@ class StoredStates(MutableMapping[str, bytes]):
         return self.count
 
     def __iter__(self) -> Iterator[str]:
-        for ticket_id, _ in self.items():
+        """Every ticket id (keys only: no value is read), the store's then the
+        overlay's new ones, as of the call."""
+        overlay = dict(self.overlay)
+        for key in self.store.db.keys(from_key=RECORD):
+            if not isinstance(key, bytes) or not key.startswith(RECORD):
+                break
+            if key == RECORD:  # the clock record
+                continue
+            ticket_id = key[len(RECORD) :].decode()
+            if overlay and ticket_id in overlay:
+                if overlay.pop(ticket_id) is not None:
+                    yield ticket_id
+                continue
             yield ticket_id
+        for ticket_id, pending in overlay.items():
+            if pending is not None:
+                yield ticket_id
 
     def items(self) -> Iterator[tuple[str, bytes]]:  # type: ignore[override]
         """(ticket id, stored) of every ticket, the store's in key order, then the
