@@ -237,13 +237,9 @@ def fingerprint(engine: object) -> bytes | None:
     some part cannot be written out faithfully (the indexes are then always rebuilt)."""
     try:
         text = repr(_canonical((engine.policy, engine.retention)))  # type: ignore[attr-defined]
-    except _NotCanonical:
+    except TypeError:  # a part not written out: the indexes are always rebuilt (safe)
         return None
     return hashlib.sha256(text.encode()).hexdigest().encode()
-
-
-class _NotCanonical(Exception):
-    pass
 
 
 def _canonical(value: object) -> object:
@@ -273,4 +269,4 @@ def _canonical(value: object) -> object:
     slots = getattr(type(value), "__slots__", None)
     if isinstance(slots, (tuple, list)):  # a plain class of slots (a goal matcher)
         return (type(value).__name__, [(n, _canonical(getattr(value, n, None))) for n in slots])
-    raise _NotCanonical(type(value).__name__)
+    raise TypeError(f"no canonical form for {type(value).__name__}")
