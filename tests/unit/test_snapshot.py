@@ -115,6 +115,9 @@ async def test_a_restart_reads_only_the_changelog_after_the_snapshot(
     assert isinstance(partition.clock.due, StoredDueIndex)
     assert {t for t, _ in partition.clock.due.items()} == {"HD-0", "HD-1", "HD-2"}
     assert "timer indexes as stored" in caplog.text
+    # The timer gauges are filled in beside the loop once the restore job ended.
+    await again.tasks.counted()
+    assert len(again.metrics.timers) == 3
 
 
 async def test_a_store_that_cannot_be_written_after_a_commit_restores_the_partition_into_ram(

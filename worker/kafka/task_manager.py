@@ -124,7 +124,9 @@ class TaskManager:
         """Promoted standbys' timer gauges being filled in (`_count_timers`)."""
         self._indexed: set[int] = set()
         """Partitions of the restore under way loaded with their stored indexes (no
-        rebuild): their timer gauges are filled in once they run."""
+        rebuild): their timer gauges are filled in once the restore job ended."""
+        self._uncounted: set[int] = set()
+        """Those of them restored: counted when the job ends, whatever it ends with."""
 
     # --- what the view reads ----------------------------------------------------------------
 
@@ -289,6 +291,14 @@ class TaskManager:
                 await job
 
     async def _restore(self, numbers: list[int]) -> None:
+        try:
+            await self._restore_job(numbers)
+        finally:
+            uncounted, self._uncounted, self._indexed = self._uncounted, set(), set()
+            for number in sorted(uncounted):
+                self._count_timers(number)
+
+    async def _restore_job(self, numbers: list[int]) -> None:
         started = time.monotonic()
         log.info("restoring partitions %s", numbers)
         for number in numbers:
@@ -444,7 +454,12 @@ class TaskManager:
         standby's timer gauges are filled in beside the loop from now on (whatever
         happens to the rest of the restore job)."""
         self._restored({number: partition}, {number}, started, tails)
-        if number in tails or number in self._indexed:
+        if number in self._indexed:
+            # Its gauges are filled in once the whole restore job ended: decoding every
+            # ticket beside the loop must not hold back the partitions still restoring
+            # (readiness waits for them), only the gauges wait.
+            self._uncounted.add(number)
+        elif number in tails:
             self._count_timers(number)
 
     def _count_timers(self, number: int) -> None:
