@@ -45,6 +45,10 @@ READ_CHUNK = 2000
 """Most changelog records loaded between two yields to the main loop."""
 REBUILD_CHUNK = 500
 """Most tickets decoded into the due index between two yields to the main loop."""
+GAUGE_CHUNK = 100
+"""Most tickets decoded into the timer gauges between two yields to the main loop, after
+a restart from the snapshot or a promotion: the partitions already run, and every turn
+of their loop (a fetch, a seek, a commit: each an await) waits for one such chunk."""
 
 
 class Restorer:
@@ -203,7 +207,7 @@ class Restorer:
                     # promotion logged it): no timer to count, as `rebuild` skips it.
                     continue
             rows += 1
-            if rows % REBUILD_CHUNK == 0:
+            if rows % GAUGE_CHUNK == 0:
                 await asyncio.sleep(0)  # the running partitions step meanwhile
         return rows
 

@@ -125,6 +125,7 @@ class TaskManager:
         self._indexed: set[int] = set()
         """Partitions of the restore under way loaded with their stored indexes (no
         rebuild): their timer gauges are filled in once the restore job ended."""
+        self._counting_lock = asyncio.Lock()
         self._uncounted: set[int] = set()
         """Those of them restored: counted when the job ends, whatever it ends with."""
 
@@ -476,7 +477,11 @@ class TaskManager:
             now = self.tasks.get(number)
             return now is not None and now.partition is partition
 
-        counting = asyncio.create_task(self.restorer.count_timers(partition, held))
+        async def count() -> int:
+            async with self._counting_lock:  # one partition at a time: one chunk per turn
+                return await self.restorer.count_timers(partition, held)
+
+        counting = asyncio.create_task(count())
         self._counting.add(counting)
         counting.add_done_callback(self._counting.discard)
 
