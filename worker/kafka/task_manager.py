@@ -126,6 +126,8 @@ class TaskManager:
         """Partitions of the restore under way loaded with their stored indexes (no
         rebuild): their timer gauges are filled in once the restore job ended."""
         self._counting_lock = asyncio.Lock()
+        self._to_count: set[int] = set()
+        """Restored with their stored indexes: their gauges are filled in once they run."""
         self._uncounted: set[int] = set()
         """Those of them restored: counted when the job ends, whatever it ends with."""
 
@@ -294,10 +296,9 @@ class TaskManager:
     async def _restore(self, numbers: list[int]) -> None:
         try:
             await self._restore_job(numbers)
-        finally:
-            uncounted, self._uncounted, self._indexed = self._uncounted, set(), set()
-            for number in sorted(uncounted):
-                self._count_timers(number)
+        finally:  # counted once they run (`start_restored`), whatever the job ended with
+            self._to_count |= self._uncounted
+            self._uncounted, self._indexed = set(), set()
 
     async def _restore_job(self, numbers: list[int]) -> None:
         started = time.monotonic()
@@ -635,6 +636,12 @@ class TaskManager:
             task.state, task.restored = TaskState.RUNNING, False
             if self.reachable():  # else they resume when the brokers are back
                 self.consumer.resume(*self.inputs.of(task.number))
+        for task in ready:
+            if task.number in self._to_count:
+                # Decoding every ticket beside the loop starts only now: until the task
+                # ran, every await of its start (seeks, offsets) waited for its chunks.
+                self._to_count.discard(task.number)
+                self._count_timers(task.number)
         if ready:
             seconds = time.monotonic() - min(t.since for t in ready)
             tickets = sum(len(p.tickets) for p in self.running().values())
