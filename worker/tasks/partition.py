@@ -36,7 +36,7 @@ from worker.tasks.clocks import PartitionClock, TimerIndex
 from worker.tasks.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
 
 
-class StateUnavailable(SlaWorkerError, OSError):
+class StateUnavailable(SlaWorkerError, RuntimeError):
     """The tickets' states could not be read or written (a local store's I/O error, see
     `worker.kafka.snapshot.StoredStates`). Not the input's fault: `step` raises it
     rather than dead-letter anything, and the service restores the partition."""
