@@ -285,10 +285,11 @@ class WorkerSettings(StreamSettings):
     )
     state_dir: Path | None = Field(
         default=None,
-        description="Where each partition keeps a local snapshot of its state (RocksDB, "
-        "<dir>/<app-id>/<partition>), written only after each step committed, so that a "
-        "restart or a takeover reads only the changelog's tail. Unset: nothing on disk, "
-        "every restore reads the whole changelog.",
+        description="Where each partition keeps its state (RocksDB, "
+        "<dir>/<app-id>/<partition>): ticket states and timer indexes live there, not in "
+        "RAM, written only after each step committed, so that a restart reads only the "
+        "changelog's tail and decodes nothing. Unset: all state in RAM, every restore "
+        "reads the whole changelog.",
         json_schema_extra=_cli("DIR"),
     )
     standby_replicas: int = Field(

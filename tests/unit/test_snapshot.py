@@ -22,7 +22,8 @@ from tests.kafka_fakes import FakeChangelogs, FakeConsumer, Record, RecordingPro
 from worker.core.policy import Policy
 from worker.kafka.clients import Clients
 from worker.kafka.service import LiveWorker
-from worker.kafka.snapshot import OFFSET, Checkpoint, Snapshots, Store
+from worker.kafka.snapshot import OFFSET, Checkpoint, Snapshots, Store, StoredStates
+from worker.kafka.stored_index import StoredDueIndex
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
 
@@ -92,8 +93,9 @@ async def deployment(presets: Policy, tmp_path: Path) -> AsyncIterator[Deploymen
 
 
 async def test_a_restart_reads_only_the_changelog_after_the_snapshot(
-    deployment: Deployment,
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "sla_worker")
     worker = await deployment.start()
     assert deployment.changelogs.read_from == {}  # an empty changelog: nothing to read
     for n in range(3):
@@ -107,6 +109,43 @@ async def test_a_restart_reads_only_the_changelog_after_the_snapshot(
     assert deployment.changelogs.read_from == {}  # the snapshot was at the end: no read
     assert set(again.partitions[0].tickets) == {"HD-0", "HD-1", "HD-2"}
     assert again.partitions[0].offsets == {"tickets": 3}
+    # The tickets and their timer indexes stay in the store, not in RAM: read, not rebuilt.
+    partition = again.partitions[0]
+    assert isinstance(partition.tickets, StoredStates)
+    assert isinstance(partition.clock.due, StoredDueIndex)
+    assert {t for t, _ in partition.clock.due.items()} == {"HD-0", "HD-1", "HD-2"}
+    assert "timer indexes as stored" in caplog.text
+    # The timer gauges are filled in beside the loop once the restore job ended.
+    await again.tasks.counted()
+    assert len(again.metrics.timers) == 3
+
+
+async def test_a_store_that_cannot_be_written_after_a_commit_restores_the_partition_into_ram(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step committed, but its records cannot reach the store that holds the
+    partition's tickets: the partition is restored from the changelog, in RAM, as
+    without --state-dir, and the store is given up until the worker restarts."""
+    from worker.kafka import task_manager
+
+    monkeypatch.setattr(task_manager, "RESTORE_RETRY_SECONDS", 0.0)
+    worker = await deployment.start()
+    await worker.turn({INPUT: [created(0, "HD-0")]})
+
+    def full(self: Store, *args: object) -> None:
+        raise OSError("IO error: No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Store, "write", full)
+        await worker.turn({INPUT: [created(1, "HD-1")]})
+    assert worker.restoring == [0] and 0 not in worker.tasks.stores
+
+    await worker.turn({})
+    await worker.tasks.restored()
+    await worker.turn({})
+
+    assert worker.ready and set(worker.partitions[0].tickets) == {"HD-0", "HD-1"}
+    assert isinstance(worker.partitions[0].tickets, dict)
 
 
 async def test_a_snapshot_behind_the_changelog_reads_the_tail(deployment: Deployment) -> None:
@@ -115,9 +154,14 @@ async def test_a_snapshot_behind_the_changelog_reads_the_tail(deployment: Deploy
     worker = await deployment.start()
     await worker.turn({INPUT: [created(0, "HD-0")]})
     behind = len(deployment.changelogs.records[0])
-    worker.tasks.stores.pop(0).close()  # the next commit's snapshot write never happens
-    await worker.turn({INPUT: [created(1, "HD-1")]})
+    snapshot = worker.tasks.snapshot
+    worker.tasks.snapshot = lambda *args: None  # type: ignore[method-assign]
+    await worker.turn({INPUT: [created(1, "HD-1")]})  # its snapshot write never happens
+    worker.tasks.snapshot = snapshot  # type: ignore[method-assign]
     assert len(deployment.changelogs.records[0]) > behind  # committed in Kafka
+    # What the store lacks, the overlay of uncommitted-to-the-store writes still shows.
+    assert set(worker.partitions[0].tickets) == {"HD-0", "HD-1"}
+    deployment.stop(worker)
 
     again = await deployment.start()
 
@@ -152,6 +196,7 @@ async def test_a_step_that_did_not_commit_never_reaches_the_snapshot(
         ("too-old", "delete.retention.ms"),
         ("garbage", "cannot be read"),
         ("format", "has format 0"),
+        ("format-1", "has format 1"),  # before #23 stage 2: no timer indexes
     ],
 )
 async def test_a_snapshot_that_could_be_wrong_is_discarded_for_a_full_restore(
@@ -175,6 +220,7 @@ async def test_a_snapshot_that_could_be_wrong_is_discarded_for_a_full_restore(
             "beyond-end": {"offset": checkpoint.offset + 10},
             "too-old": {"stamp_ms": int(time.time() * 1000) - DAY_MS - 1},
             "format": {"format": 0},
+            "format-1": {"format": 1},
         }[damage]
         data = json.loads(checkpoint.dump()) | changed
         store.db.put(OFFSET, Checkpoint(**data).dump())

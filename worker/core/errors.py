@@ -18,6 +18,7 @@ in `worker` derives from this one and appears in the tree below.
     ├── TopicMismatch (RuntimeError)        worker.kafka.topics
     ├── CommitsFailing (RuntimeError)       worker.kafka.committer
     ├── BadParameter (ValueError)           worker.kafka.at_risk_web
+    ├── StateUnavailable (RuntimeError)     worker.tasks.partition
     ├── BrokerError (RuntimeError)          devtools.harness.broker (a checkout only)
     └── WorkerExited (RuntimeError)         worker.harness.process
 

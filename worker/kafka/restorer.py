@@ -21,10 +21,21 @@ from collections.abc import Callable
 from aiokafka.structs import TopicPartition
 
 from worker.core.state_codec import StateFormatError
+from worker.kafka import stored_index
 from worker.kafka.clients import ChangelogConsumer
-from worker.kafka.snapshot import Store
+from worker.kafka.snapshot import (
+    RECORD,
+    Store,
+    StoredStates,
+    breached,
+    index_ops,
+    keep_in,
+    settled,
+    store_of,
+    stored_count,
+)
 from worker.metrics import Metrics
-from worker.tasks.partition import Partition
+from worker.tasks.partition import CLOCK_KEY, Partition
 
 log = logging.getLogger("sla_worker")
 
@@ -34,6 +45,10 @@ READ_CHUNK = 2000
 """Most changelog records loaded between two yields to the main loop."""
 REBUILD_CHUNK = 500
 """Most tickets decoded into the due index between two yields to the main loop."""
+GAUGE_CHUNK = 100
+"""Most tickets decoded into the timer gauges between two yields to the main loop, after
+a restart from the snapshot or a promotion: the partitions already run, and every turn
+of their loop (a fetch, a seek, a commit: each an await) waits for one such chunk."""
 
 
 class Restorer:
@@ -56,15 +71,28 @@ class Restorer:
         starts = await self.changelogs.beginning_offsets(tps)
         return {tp.partition: starts[tp] for tp in tps}
 
-    async def load(self, partition: Partition, store: Store) -> int:
-        """The records of a local snapshot into `partition`, in chunks; returns how many."""
-        count = 0
-        for key, value in store.records():
-            partition.load(key, value)
-            count += 1
-            if count % READ_CHUNK == 0:
-                await asyncio.sleep(0)  # the running partitions step meanwhile
-        return count
+    async def load(self, partition: Partition, store: Store) -> bool:
+        """Make a usable local snapshot `partition`'s state: its tickets and its timer
+        indexes stay in the store (`keep_in`), its clock record is read. Indexes the
+        store computed under this engine (policy, retention: `stored_index.fingerprint`)
+        are used as they are, and only the at-risk index's breached tickets are read:
+        nothing is decoded, whatever the number of tickets. Otherwise they are rebuilt
+        from the stored states, in chunks. Returns whether they were used as they are
+        (the timer gauges are then filled in after the partition runs, `count_timers`).
+        Raises whatever the store raises (a damaged file: the caller discards it)."""
+        keep_in(partition, store, stored_count(store))
+        clock = store.db.get(RECORD + CLOCK_KEY)
+        if clock is not None:
+            partition.load(CLOCK_KEY, bytes(clock))
+        expected = stored_index.fingerprint(partition.processor.engine)
+        if expected is not None and store.db.get(stored_index.FINGERPRINT) == expected:
+            partition.at_risk.restore_breached(breached(store))
+            len(partition.tickets)  # (counted here if the store did not say)
+            return True
+        stored_index.clear(store.db)
+        keep_in(partition, store, None)  # the indexes afresh: empty
+        await self.rebuild(partition, warn=False)
+        return False
 
     async def read(
         self,
@@ -75,6 +103,7 @@ class Restorer:
         stores: dict[int, Store] | None = None,
         stamp_ms: int = 0,
         warm: set[int] | None = None,
+        gauged: set[int] | None = None,
     ) -> None:
         """Load each partition's changelog from `froms` (default: its beginning) up to
         `ends`, then rebuild its due index, and hand it to `done` at once (the others may
@@ -86,8 +115,9 @@ class Restorer:
 
         A partition in `warm` is a promoted standby's (`worker.kafka.standby`), indexed
         as it was followed: each record of its tail is applied with `Partition.follow`,
-        and it needs no rebuild."""
-        froms, stores, warm = froms or {}, stores or {}, warm or set()
+        and it needs no rebuild; so is one loaded from its local snapshot, whose tickets
+        are in `gauged` too: the timer gauges follow each record of its tail."""
+        froms, stores, warm, gauged = froms or {}, stores or {}, warm or set(), gauged or set()
         tps = {TopicPartition(self.topic, p): part for p, part in partitions.items()}
         if not tps:
             return
@@ -106,13 +136,15 @@ class Restorer:
                         remaining.discard(tp)
                         partition = tps[tp]
                         partition.changelog_end = ends[tp.partition]
-                        store = stores.get(tp.partition)
-                        if store is not None:
-                            store.write([], partition.changelog_end, stamp_ms)
                         if tp.partition not in warm:
                             await self.rebuild(partition)
                         else:  # indexed as followed: only the warning rebuild gives
                             warn_unreadable(partition)
+                        store = stores.get(tp.partition)
+                        if store is not None:  # after the indexes: a store with an
+                            # offset always has them complete
+                            store.write([], partition.changelog_end, stamp_ms, index_ops(partition))
+                            settled(partition, [])
                         done(tp.partition, partition)
                 if not remaining:
                     break
@@ -122,12 +154,21 @@ class Restorer:
                 for tp, records in fetched.items():
                     partition = tps[tp]
                     pairs = [(record.key or b"", record.value) for record in records]
-                    apply = partition.follow if tp.partition in warm else partition.load
-                    for key, value in pairs:
-                        apply(key, value)
+                    if tp.partition in gauged:
+                        for key, value in pairs:
+                            stored = partition.follow(key, value)
+                            if key != CLOCK_KEY:
+                                self.metrics.state(key.decode(), stored)
+                    elif tp.partition in warm:
+                        for key, value in pairs:
+                            partition.follow(key, value)
+                    else:
+                        for key, value in pairs:
+                            partition.load(key, value)
                     store = stores.get(tp.partition)
                     if store is not None:
-                        store.write(pairs, None, stamp_ms)
+                        store.write(pairs, None, stamp_ms, index_ops(partition))
+                        settled(partition, pairs)  # a store-backed state's overlays empty
                 if fetched:
                     progress = time.monotonic()
                 elif time.monotonic() - progress > CHANGELOG_STALL_SECONDS:
@@ -142,16 +183,21 @@ class Restorer:
     async def count_timers(
         self, partition: Partition, held: Callable[[], bool] = lambda: True
     ) -> int:
-        """A promoted standby's tickets into the timer gauges, in chunks, while the
-        partition may already run: each ticket's state is read when it is counted (a step
-        may have changed it since the promotion). Stops as soon as `held()` turns false
-        (the worker no longer holds this state). Returns the tickets counted."""
+        """A promoted standby's, or a partition loaded from its snapshot's, tickets into
+        the timer gauges, in chunks, while the partition may already run: each ticket's
+        state is read when it is counted (a step may have changed it since). Stops as
+        soon as `held()` turns false (the worker no longer holds this state). Returns the
+        tickets counted."""
         rows = 0
         unreadable = set(partition.unreadable)
-        for ticket_id in list(partition.tickets):
+        # A store's iterator reads one snapshot of it, whatever steps write meanwhile;
+        # a dict is copied (its ids), as it may change size under the loop.
+        tickets = partition.tickets
+        ids = iter(tickets) if isinstance(tickets, StoredStates) else iter(list(tickets))
+        for ticket_id in ids:
             if not held():
                 break
-            value = partition.tickets.get(ticket_id)
+            value = tickets.get(ticket_id)
             if value is not None and ticket_id not in unreadable:
                 try:
                     stored = json.loads(value)
@@ -161,20 +207,37 @@ class Restorer:
                     # promotion logged it): no timer to count, as `rebuild` skips it.
                     continue
             rows += 1
-            if rows % REBUILD_CHUNK == 0:
+            if rows % GAUGE_CHUNK == 0:
                 await asyncio.sleep(0)  # the running partitions step meanwhile
         return rows
 
-    async def rebuild(self, partition: Partition) -> int:
+    async def rebuild(self, partition: Partition, warn: bool = True) -> int:
         """The partition's due index and holds from its state, in chunks; metrics learn
         each ticket's timers. Returns the tickets rebuilt."""
         rows = 0
+        store = store_of(partition)
+        if store is not None:  # the store's indexes are not whole until the end
+            store.db.delete(stored_index.FINGERPRINT)
+            store.db.delete_range(stored_index.BREACHED, bytes([stored_index.BREACHED[0] + 1]))
         for ticket_id, stored in partition.rebuild():
             self.metrics.state(ticket_id, stored)
             rows += 1
             if rows % REBUILD_CHUNK == 0:
+                if store is not None:  # the overlays stay one chunk small
+                    store.write([], None, 0, index_ops(partition))
+                    settled(partition, [])
                 await asyncio.sleep(0)  # the running partitions step meanwhile
-        warn_unreadable(partition)
+        if store is not None:
+            assert isinstance(partition.tickets, StoredStates)
+            partition.tickets.count = rows + len(partition.unreadable)
+            mark = stored_index.fingerprint(partition.processor.engine)
+            ops = index_ops(partition)
+            if mark is not None:
+                ops.append((stored_index.FINGERPRINT, mark))
+            store.write([], None, 0, ops)
+            settled(partition, [])
+        if warn:
+            warn_unreadable(partition)
         return rows
 
 

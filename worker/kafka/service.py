@@ -73,7 +73,7 @@ from worker.metrics import Metrics
 from worker.replay import relaxed_garbage_collection
 from worker.settings import WorkerSettings
 from worker.tasks import cloudevents
-from worker.tasks.partition import Batch, Message, Partition, Topics
+from worker.tasks.partition import Batch, Message, Partition, StateUnavailable, Topics
 from worker.tasks.processor import TicketProcessor
 
 __all__ = ["CommitsFailing", "LiveWorker"]
@@ -335,7 +335,11 @@ class LiveWorker:
         for number, partition in running.items():
             read_through = await self.inputs.caught_up(number)
             started = time.perf_counter()
-            batch = partition.step(messages.get(number, []), now, read_through)
+            try:
+                batch = partition.step(messages.get(number, []), now, read_through)
+            except StateUnavailable as exc:  # its local store failed: nothing to commit
+                self.tasks.state_failed(number, str(exc))
+                continue
             if batch:
                 batches.append((batch, started))
         if batches:

@@ -40,16 +40,21 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import rocksdict
 
+from worker.kafka import stored_index
+from worker.kafka.stored_index import StoredDueIndex
+from worker.tasks.partition import Partition, StateUnavailable
+
 log = logging.getLogger("sla_worker")
 
-FORMAT = 1
+FORMAT = 2
 """Version of the store's layout; a store of another version is discarded."""
 RECORD = b"r"
 """Prefix of the changelog records' keys in the store (the clock record's is empty)."""
@@ -107,16 +112,26 @@ class Store:
             yield key[len(RECORD) :], bytes(value)
 
     def write(
-        self, records: list[tuple[bytes, bytes | None]], offset: int | None, stamp_ms: int
+        self,
+        records: list[tuple[bytes, bytes | None]],
+        offset: int | None,
+        stamp_ms: int,
+        indexes: Iterable[tuple[bytes, bytes | None]] = (),
     ) -> None:
-        """Apply committed changelog records (None: a tombstone) and, if `offset` is given,
-        record that the store now reflects the changelog up to it; atomically."""
+        """Apply committed changelog records (None: a tombstone), the index entries
+        derived from them (`worker.kafka.stored_index`: raw keys) and, if `offset` is
+        given, record that the store now reflects the changelog up to it; atomically."""
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:
                 batch.delete(RECORD + key)
             else:
                 batch.put(RECORD + key, value)
+        for key, value in indexes:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
         if offset is not None:
             checkpoint = Checkpoint(self.app_id, self.partition, offset, stamp_ms)
             batch.put(OFFSET, checkpoint.dump())
@@ -130,6 +145,196 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+_ABSENT = object()
+
+
+class StoredStates(MutableMapping[str, bytes]):
+    """A partition's ticket states (`Partition.tickets`) kept in its local store, not in
+    RAM: the store's committed records, seen through an overlay of the writes not
+    committed yet (Kafka Streams: RocksDB is the state, the changelog its backup).
+
+    The store only ever holds what Kafka committed. A step writes here, into the
+    overlay (a tombstone: None); reads see the overlay first, then the store. Once the
+    step's transaction committed, the task manager writes its changelog records (with
+    the new offset) to the store in one `WriteBatch` and calls `settle`, which empties
+    the overlay of what reached the store. A step that fails to commit throws the whole
+    `Partition` away, overlay included, and the partition is restored from the store
+    (which still reflects the last committed step) and the changelog. A restore loads
+    through the same overlay, one chunk of changelog records at a time.
+
+    RAM: the overlay (one step's or one chunk's writes) and RocksDB's caches, whatever
+    the number of tickets. `count`: the tickets, kept up to date once known (the store
+    keeps it beside its indexes; a rebuild counts them), else counted when asked.
+    """
+
+    def __init__(self, store: Store, count: int | None = None) -> None:
+        self.store = store
+        self.overlay: dict[str, bytes | None] = {}
+        self.count = count
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def _read(self, ticket_id: str) -> bytes | None:
+        try:
+            value = self.store.db.get(RECORD + ticket_id.encode())
+        except Exception as exc:  # a damaged or vanished file: the step fails
+            raise StateUnavailable(f"ticket {ticket_id!r}: {type(exc).__name__}: {exc}") from exc
+        return None if value is None else bytes(value)
+
+    def get(self, ticket_id: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        value = self.overlay.get(ticket_id, _ABSENT)
+        if value is _ABSENT:
+            value = self._read(ticket_id)
+        return default if value is None else value  # type: ignore[return-value]
+
+    def __getitem__(self, ticket_id: str) -> bytes:
+        value = self.get(ticket_id)
+        if value is None:
+            raise KeyError(ticket_id)
+        return value
+
+    def __contains__(self, ticket_id: object) -> bool:
+        return isinstance(ticket_id, str) and self.get(ticket_id) is not None
+
+    def __len__(self) -> int:
+        if self.count is None:
+            self.count = sum(1 for _ in self)
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        """Every ticket id (keys only: no value is read), the store's then the
+        overlay's new ones, as of the call."""
+        overlay = dict(self.overlay)
+        for key in self.store.db.keys(from_key=RECORD):
+            if not isinstance(key, bytes) or not key.startswith(RECORD):
+                break
+            if key == RECORD:  # the clock record
+                continue
+            ticket_id = key[len(RECORD) :].decode()
+            if overlay and ticket_id in overlay:
+                if overlay.pop(ticket_id) is not None:
+                    yield ticket_id
+                continue
+            yield ticket_id
+        for ticket_id, pending in overlay.items():
+            if pending is not None:
+                yield ticket_id
+
+    def items(self) -> Iterator[tuple[str, bytes]]:  # type: ignore[override]
+        """(ticket id, stored) of every ticket, the store's in key order, then the
+        overlay's new ones (as of the call: the store's iterator reads one snapshot)."""
+        overlay = dict(self.overlay)
+        for key, value in self.store.records():
+            if not key:  # the clock record
+                continue
+            ticket_id = key.decode()
+            if overlay:
+                pending = overlay.pop(ticket_id, _ABSENT)
+                if pending is not _ABSENT:
+                    if pending is not None:
+                        yield ticket_id, pending  # type: ignore[misc]
+                    continue
+            yield ticket_id, value
+        for ticket_id, pending in overlay.items():
+            if pending is not None:
+                yield ticket_id, pending
+
+    # --- writes (into the overlay) ----------------------------------------------------------
+
+    def __setitem__(self, ticket_id: str, value: bytes) -> None:
+        if self.count is not None and self.get(ticket_id) is None:
+            self.count += 1
+        self.overlay[ticket_id] = value
+
+    def __delitem__(self, ticket_id: str) -> None:
+        if self.pop(ticket_id, None) is None:
+            raise KeyError(ticket_id)
+
+    def pop(self, ticket_id: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        value = self.get(ticket_id)
+        if value is None:
+            return default
+        self.overlay[ticket_id] = None
+        if self.count is not None:
+            self.count -= 1
+        return value
+
+    def settle(self, written: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """These changelog records (key, value or None) reached the store: the overlay
+        keeps only what differs (a write of this ticket after them)."""
+        overlay = self.overlay
+        if not overlay:
+            return
+        for key, value in written:
+            if key:
+                ticket_id = key.decode()
+                if overlay.get(ticket_id, _ABSENT) == value:
+                    del overlay[ticket_id]
+
+
+def keep_in(partition: Partition, store: Store, count: int | None = None) -> None:
+    """Make `partition` keep its tickets and its timer indexes in `store`
+    (`StoredStates`, `StoredDueIndex`), with `count` tickets there (None: not known).
+    Its indexes start as the store holds them: empty for a fresh store."""
+    partition.tickets = StoredStates(store, count)
+    partition.clock.due = StoredDueIndex(store.db, stored_index.DUE)
+    partition.clock.holds = StoredDueIndex(store.db, stored_index.HOLDS)
+    partition.retirements = StoredDueIndex(store.db, stored_index.RETIREMENTS)
+    partition.breached_changes = {}
+
+
+def store_of(partition: Partition) -> Store | None:
+    """The store `partition` keeps its tickets in (None: RAM)."""
+    return partition.tickets.store if isinstance(partition.tickets, StoredStates) else None
+
+
+def index_ops(partition: Partition) -> list[tuple[bytes, bytes | None]]:
+    """The store's writes that carry `partition`'s index changes since the last
+    `settled` (and its ticket count); they join the `WriteBatch` of the records they
+    derive from."""
+    if not isinstance(partition.tickets, StoredStates):
+        return []
+    ops: list[tuple[bytes, bytes | None]] = []
+    count = partition.tickets.count
+    if count is not None:
+        ops.append((stored_index.COUNT + RECORD, _COUNT.pack(count)))
+    for index in (partition.clock.due, partition.clock.holds, partition.retirements):
+        if isinstance(index, StoredDueIndex):
+            ops += index.ops()
+    for ticket_id, breached in (partition.breached_changes or {}).items():
+        ops.append((stored_index.BREACHED + ticket_id.encode(), b"" if breached else None))
+    return ops
+
+
+def settled(partition: Partition, written: Iterable[tuple[bytes, bytes | None]]) -> None:
+    """After `written` (changelog records) and `index_ops` reached the partition's
+    store: its overlays let go of them."""
+    if isinstance(partition.tickets, StoredStates):
+        partition.tickets.settle(written)
+        for index in (partition.clock.due, partition.clock.holds, partition.retirements):
+            if isinstance(index, StoredDueIndex):
+                index.settled()
+        if partition.breached_changes:
+            partition.breached_changes.clear()
+
+
+def stored_count(store: Store) -> int | None:
+    raw = store.db.get(stored_index.COUNT + RECORD)
+    return None if raw is None else int(_COUNT.unpack(bytes(raw))[0])
+
+
+def breached(store: Store) -> Iterator[str]:
+    """The at-risk index's breached tickets, as the store keeps them."""
+    prefix = stored_index.BREACHED
+    for key in store.db.keys(from_key=prefix):
+        if not isinstance(key, bytes) or not key.startswith(prefix):
+            break
+        yield key[len(prefix) :].decode()
+
+
+_COUNT = struct.Struct(">Q")
 
 
 WRITE_BUFFER_BYTES = 8 << 20

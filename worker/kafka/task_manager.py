@@ -47,7 +47,15 @@ from worker.kafka.clients import GroupConsumer
 from worker.kafka.committer import RESTORE_RETRY_SECONDS, Committer
 from worker.kafka.inputs import InputWatch
 from worker.kafka.restorer import Restorer
-from worker.kafka.snapshot import Snapshots, Store
+from worker.kafka.snapshot import (
+    Snapshots,
+    Store,
+    StoredStates,
+    index_ops,
+    keep_in,
+    settled,
+    store_of,
+)
 from worker.kafka.standby import Standby, Standbys
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
@@ -114,6 +122,14 @@ class TaskManager:
         self._job: asyncio.Task[None] | None = None
         self._counting: set[asyncio.Task[int]] = set()
         """Promoted standbys' timer gauges being filled in (`_count_timers`)."""
+        self._indexed: set[int] = set()
+        """Partitions of the restore under way loaded with their stored indexes (no
+        rebuild): their timer gauges are filled in once the restore job ended."""
+        self._counting_lock = asyncio.Lock()
+        self._to_count: set[int] = set()
+        """Restored with their stored indexes: their gauges are filled in once they run."""
+        self._uncounted: set[int] = set()
+        """Those of them restored: counted when the job ends, whatever it ends with."""
 
     # --- what the view reads ----------------------------------------------------------------
 
@@ -157,7 +173,13 @@ class TaskManager:
         for number in list(self.tasks):
             if number not in numbers:
                 task = self.tasks.pop(number)
-                if number in warm and task.partition is not None:
+                # A standby keeps its state in RAM: one kept in the partition's local
+                # store (closed below) is not adopted; the standby reads the changelog.
+                if (
+                    number in warm
+                    and task.partition is not None
+                    and not isinstance(task.partition.tickets, StoredStates)
+                ):
                     adopt[number] = task.partition
                 self._forget(task)
         if self.standbys is not None:
@@ -187,6 +209,17 @@ class TaskManager:
         task.state, task.retry_at = TaskState.RESTORING, time.monotonic() + wait
         self.pause(number)
 
+    def state_failed(self, number: int, why: str) -> None:
+        """A step could not read the partition's local store (a damaged file): restore
+        it from the changelog, without the store (given up until the worker restarts)."""
+        self.lose(number, f"its local store failed: {why}", 0.0)
+        store = self.stores.pop(number, None)
+        if store is not None:
+            self.storeless.add(number)
+            with contextlib.suppress(Exception):
+                store.wipe()
+                store.close()
+
     async def drop_state(self) -> None:
         """Forget the state of every task but the running ones (a new policy: what was
         kept was scheduled under the old one); a restore under way starts again."""
@@ -205,7 +238,10 @@ class TaskManager:
     def _forget(self, task: Task) -> None:
         task.restored = False
         if task.partition is not None:
-            self.metrics.forget(task.partition.tickets)
+            # A store-backed state whose store failed cannot be listed: its gauges stay
+            # until the restore writes every ticket's again.
+            with contextlib.suppress(Exception):
+                self.metrics.forget(task.partition.tickets)
             task.partition = None
 
     # --- inputs --------------------------------------------------------------------------------
@@ -258,6 +294,13 @@ class TaskManager:
                 await job
 
     async def _restore(self, numbers: list[int]) -> None:
+        try:
+            await self._restore_job(numbers)
+        finally:  # counted once they run (`start_restored`), whatever the job ended with
+            self._to_count |= self._uncounted
+            self._uncounted, self._indexed = set(), set()
+
+    async def _restore_job(self, numbers: list[int]) -> None:
         started = time.monotonic()
         log.info("restoring partitions %s", numbers)
         for number in numbers:
@@ -292,7 +335,9 @@ class TaskManager:
                     to_read[number] = self.new_partition(number)
             self._restored(kept, set(), started)  # these run at once, whatever the
             cold = {n: p for n, p in to_read.items() if n not in tails}  # others take
-            froms = await self._load_snapshots(cold, ends) | tails  # to read
+            loaded, indexed = await self._load_snapshots(cold, ends)  # to read
+            self._indexed = indexed
+            froms = loaded | tails
             to_read.update(cold)  # (a snapshot that failed to load: an empty partition)
             stores = {n: self.stores[n] for n in cold if n in self.stores}
             await self.restorer.read(
@@ -302,7 +347,8 @@ class TaskManager:
                 froms,
                 stores,
                 stamp_ms,
-                warm=set(tails),
+                warm=set(tails) | set(loaded),
+                gauged=set(loaded),
             )
         except asyncio.CancelledError:
             raise
@@ -410,7 +456,12 @@ class TaskManager:
         standby's timer gauges are filled in beside the loop from now on (whatever
         happens to the rest of the restore job)."""
         self._restored({number: partition}, {number}, started, tails)
-        if number in tails:
+        if number in self._indexed:
+            # Its gauges are filled in once the whole restore job ended: decoding every
+            # ticket beside the loop must not hold back the partitions still restoring
+            # (readiness waits for them), only the gauges wait.
+            self._uncounted.add(number)
+        elif number in tails:
             self._count_timers(number)
 
     def _count_timers(self, number: int) -> None:
@@ -427,21 +478,27 @@ class TaskManager:
             now = self.tasks.get(number)
             return now is not None and now.partition is partition
 
-        counting = asyncio.create_task(self.restorer.count_timers(partition, held))
+        async def count() -> int:
+            async with self._counting_lock:  # one partition at a time: one chunk per turn
+                return await self.restorer.count_timers(partition, held)
+
+        counting = asyncio.create_task(count())
         self._counting.add(counting)
         counting.add_done_callback(self._counting.discard)
 
     async def _load_snapshots(
         self, partitions: dict[int, Partition], ends: dict[int, int]
-    ) -> dict[int, int]:
-        """Load the usable local snapshots into `partitions`; discard the others (the
-        partition is read from the changelog's beginning into a fresh store; one that
-        fails while loaded is replaced in `partitions` by an empty one). Returns the
-        offsets to read each changelog from."""
+    ) -> tuple[dict[int, int], set[int]]:
+        """Make each partition with a local store keep its tickets and timer indexes
+        there (`keep_in`): a usable snapshot is loaded (`Restorer.load`), the others are
+        discarded (the partition is read from the changelog's beginning into the fresh
+        store; one that fails while loaded is replaced in `partitions` by an empty one).
+        Returns the offsets to read the loaded ones' changelogs from, and those loaded
+        with their stored indexes as they were (nothing decoded)."""
         if self.snapshots is None or not partitions:
-            return {}
+            return {}, set()
         starts = await self.restorer.beginnings(sorted(partitions))
-        froms = {}
+        froms, indexed = {}, set()
         for number, partition in partitions.items():
             store = self.stores.get(number)
             if store is None and number in self.storeless:
@@ -457,9 +514,10 @@ class TaskManager:
                 level = logging.INFO if why.startswith("has no offset") else logging.WARNING
                 log.log(level, "partition %d: discarding the local snapshot: it %s", number, why)
                 store.wipe()
+                keep_in(partition, store)
                 continue
             try:
-                count = await self.restorer.load(partition, store)
+                as_stored = await self.restorer.load(partition, store)
             except Exception as exc:  # a damaged file: read the changelog instead
                 log.warning(
                     "partition %d: discarding the local snapshot: it cannot be read (%s: %s)",
@@ -467,19 +525,23 @@ class TaskManager:
                     type(exc).__name__,
                     exc,
                 )
-                partitions[number] = self.new_partition(number)
                 store.wipe()
+                partitions[number] = fresh = self.new_partition(number)
+                keep_in(fresh, store)
                 continue
             froms[number] = offset
+            if as_stored:
+                indexed.add(number)
             log.info(
-                "partition %d: %d records from the local snapshot at changelog offset %d; "
-                "reading the changelog's %d records after it",
+                "partition %d: %d tickets from the local snapshot at changelog offset %d "
+                "(%s); reading the changelog's %d records after it",
                 number,
-                count,
+                len(partition.tickets),
                 offset,
+                "its timer indexes as stored" if as_stored else "timer indexes rebuilt",
                 ends[number] - offset,
             )
-        return froms
+        return froms, indexed
 
     def snapshot(
         self, number: int, records: list[tuple[bytes, bytes | None]], end: int, stamp_ms: int
@@ -489,8 +551,12 @@ class TaskManager:
         store = self.stores.get(number)
         if store is None:
             return
+        task = self.tasks.get(number)
+        partition = None if task is None else task.partition
+        if partition is None or store_of(partition) is not store:
+            return  # (a state in RAM never writes to a store: its indexes would be stale)
         try:
-            store.write(records, end, stamp_ms)
+            store.write(records, end, stamp_ms, index_ops(partition))
         except Exception as exc:  # the store would lag its offset: start it afresh
             log.warning(
                 "partition %d: could not write the local snapshot (%s: %s); discarding it and "
@@ -499,11 +565,16 @@ class TaskManager:
                 type(exc).__name__,
                 exc,
             )
+            if partition is not None and isinstance(partition.tickets, StoredStates):
+                # Its tickets are in that store: restored from the changelog, into RAM.
+                self.lose(number, "its local store could not be written", 0.0)
             self.stores.pop(number, None)
             self.storeless.add(number)
             with contextlib.suppress(Exception):
                 store.wipe()
                 store.close()
+            return
+        settled(partition, records)
 
     def close_stores(self) -> None:
         for counting in list(self._counting):  # the worker stops: the gauges go anyway
@@ -565,6 +636,12 @@ class TaskManager:
             task.state, task.restored = TaskState.RUNNING, False
             if self.reachable():  # else they resume when the brokers are back
                 self.consumer.resume(*self.inputs.of(task.number))
+        for task in ready:
+            if task.number in self._to_count:
+                # Decoding every ticket beside the loop starts only now: until the task
+                # ran, every await of its start (seeks, offsets) waited for its chunks.
+                self._to_count.discard(task.number)
+                self._count_timers(task.number)
         if ready:
             seconds = time.monotonic() - min(t.since for t in ready)
             tickets = sum(len(p.tickets) for p in self.running().values())

@@ -188,6 +188,14 @@ class AtRiskIndex:
             if len(self.dirty) > DIRTY_LIMIT:
                 self.forget()
 
+    def restore_breached(self, ticket_ids: Iterable[str]) -> None:
+        """After a restart from a local snapshot that kept the breached tickets
+        (`worker.kafka.stored_index`): they are known without decoding every ticket;
+        their rows are made at the next `refresh`, as after `note`."""
+        for ticket_id in ticket_ids:
+            self._breached.add(ticket_id)
+            self.dirty.add(ticket_id)
+
     def clear(self) -> None:
         """Before a rebuild: nothing is known."""
         self._breached.clear()
@@ -342,7 +350,9 @@ class TimerSummaries:
             return None
         engine = partition.processor.engine
         cached = self._cache.get(ticket_id)
-        if cached is not None and cached.value is value and cached.engine is engine:
+        # Equal bytes, not the same object: a store-backed state (`--state-dir`) reads
+        # a new bytes object each time (comparing is a length check, then memcmp).
+        if cached is not None and cached.value == value and cached.engine is engine:
             return cached
         if self.reference is None:
             self.reference = now
@@ -358,7 +368,7 @@ class TimerSummaries:
         cached = self._cache.get(ticket_id)
         return (
             cached is not None
-            and cached.value is partition.tickets.get(ticket_id)
+            and cached.value == partition.tickets.get(ticket_id)
             and cached.engine is partition.processor.engine
         )
 
@@ -377,7 +387,7 @@ class TimerSummaries:
         self._cache = {
             t: s
             for t, s in self._cache.items()
-            if tickets.get(t) is s.value and (due.get(t) is not None or t in breached)
+            if tickets.get(t) == s.value and (due.get(t) is not None or t in breached)
         }
         self._kept = len(self._cache)
 

@@ -23,18 +23,34 @@ here reads it. Nor does it ever fire ahead of the wall clock.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from worker.core.due_index import DueIndex
 
 _TICK = timedelta(microseconds=1)
 
 
+class TimerIndex(Protocol):
+    """What a partition asks of a timer index: `DueIndex` in RAM, or, with a local
+    store, `worker.kafka.stored_index.StoredDueIndex`."""
+
+    def __len__(self) -> int: ...
+    def schedule(self, ticket_id: str, due: datetime | None) -> None: ...
+    def get(self, ticket_id: str) -> datetime | None: ...
+    def peek(self) -> datetime | None: ...
+    def pop_due(
+        self, now: datetime, *, inclusive: bool = True
+    ) -> Iterator[tuple[str, datetime]]: ...
+    def until(self, horizon: datetime) -> Iterator[tuple[str, datetime]]: ...
+
+
 @dataclass
 class PartitionClock:
-    due: DueIndex = field(default_factory=DueIndex)
-    holds: DueIndex = field(default_factory=DueIndex)  # wall-clock expiry of held events
+    due: TimerIndex = field(default_factory=DueIndex)
+    holds: TimerIndex = field(default_factory=DueIndex)  # wall-clock expiry of held events
     event_time: datetime | None = None  # latest occurred_at applied in this partition
     read_through: datetime | None = None  # input read completely as of (None: behind)
 

@@ -19,20 +19,28 @@ clock and the positions of one and the same committed step.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.core.due_index import DueIndex
 from worker.core.engine import finished_record
+from worker.core.errors import SlaWorkerError
 from worker.core.events import SlaEvent
 from worker.core.reasons import Reason
 from worker.core.state_codec import StateFormatError, from_us, to_us
 from worker.tasks import cloudevents
 from worker.tasks.at_risk import AtRiskIndex, TimerSummaries
-from worker.tasks.clocks import PartitionClock
+from worker.tasks.clocks import PartitionClock, TimerIndex
 from worker.tasks.processor import DeadLetter, Outcome, Source, TicketProcessor, encode_event
+
+
+class StateUnavailable(SlaWorkerError, RuntimeError):
+    """The tickets' states could not be read or written (a local store's I/O error, see
+    `worker.kafka.snapshot.StoredStates`). Not the input's fault: `step` raises it
+    rather than dead-letter anything, and the service restores the partition."""
+
 
 CLOCK_KEY = b""
 """Changelog key of the partition's own record (event time, offsets); never a ticket id."""
@@ -132,16 +140,24 @@ class Partition:
         self.processor = processor
         self.topics = topics
         self.lateness = lateness
-        self.tickets: dict[str, bytes] = {}
+        # Ticket id -> stored JSON. A dict in memory; with a local store (`--state-dir`)
+        # the task manager puts a store-backed mapping here instead
+        # (`worker.kafka.snapshot.StoredStates`): this class only ever gets, sets and
+        # deletes, and never decides where the bytes live.
+        self.tickets: MutableMapping[str, bytes] = {}
         self.clock = PartitionClock()
         self.offsets: dict[str, int] = {}  # input topic -> next offset, as committed
         self.changelog_end = -1  # the changelog's committed end as of this state
         self.unreadable: list[str] = []  # tickets whose stored state this version cannot read
-        self.retirements = DueIndex()  # finished tickets, at their last event + retention
+        self.retirements: TimerIndex = DueIndex()  # finished: at last event + retention
         # The at-risk timers in order (breached ones, which the due index no longer holds,
         # and those due soon) and the at-risk query's cache (`worker.tasks.at_risk`, #24).
         self.at_risk = AtRiskIndex()
         self.at_risk_summaries = TimerSummaries()
+        # With a local store: which tickets joined (True) or left (False) the at-risk
+        # index's breached ones since the store was last written, so that the store
+        # keeps that set too (a restart then needs no decoding). None: not kept.
+        self.breached_changes: dict[str, bool] | None = None
         # Tickets whose scheduled due instant had already passed when the input record that
         # set it was produced (a ticket created or reclassified late: a late upstream, a
         # backfill): ticket -> that record's timestamp. Breach publication lateness counts
@@ -184,17 +200,21 @@ class Partition:
                 self.clock.holds.schedule(ticket_id, hold_until)
             self.retirements.schedule(ticket_id, self.processor.retire_at(stored))
             self.at_risk.note(ticket_id, stored)
+            if self.breached_changes is not None and ticket_id in self.at_risk:
+                self.breached_changes[ticket_id] = True  # (a rebuild starts from none)
             yield ticket_id, stored
 
-    def follow(self, key: bytes, value: bytes | None) -> None:
+    def follow(self, key: bytes, value: bytes | None) -> dict[str, Any] | None:
         """Apply one changelog record and index its ticket at once, as `rebuild` would:
         how a warm standby (`worker.kafka.standby`) keeps a partition ready to run, so
-        that its promotion needs no rebuild. After any sequence of `follow`s the state and
-        the due-index, holds, retirements and at-risk index equal what `load` of the same
-        records and one `rebuild` make."""
+        that its promotion needs no rebuild, and how the tail after a local snapshot is
+        read. After any sequence of `follow`s the state and the due-index, holds,
+        retirements and at-risk index equal what `load` of the same records and one
+        `rebuild` make. Returns the ticket's decoded state (None: deleted, unreadable,
+        or the clock record), for the timer gauges."""
         self.load(key, value)
         if key == CLOCK_KEY:
-            return
+            return None
         ticket_id = key.decode()
         stored: dict[str, Any] | None = None
         ticket, hold_until = None, None
@@ -217,6 +237,9 @@ class Partition:
             ticket_id, None if stored is None else self.processor.retire_at(stored)
         )
         self.at_risk.note(ticket_id, stored)
+        if self.breached_changes is not None:
+            self.breached_changes[ticket_id] = ticket_id in self.at_risk
+        return stored
 
     # --- one step --------------------------------------------------------------------------
 
@@ -257,6 +280,8 @@ class Partition:
         try:
             stored = self._stored(ticket_id)
             outcome = self.processor.on_event(source, stored, now, self.clock.event_time)
+        except StateUnavailable:
+            raise  # not the message's fault: the step fails, nothing is dead-lettered
         except Exception as exc:  # a bug must not stop the stream: dead-letter the message
             letter = DeadLetter(source, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             outcome = Outcome(dead_letters=[letter])
@@ -288,6 +313,8 @@ class Partition:
                     outcome = self.processor.expire_held(stored, self.number, until)
                 else:
                     outcome = self.processor.on_due(stored, self.number, until)
+            except StateUnavailable:
+                raise
             except Exception as exc:  # a bug: report it, and keep the partition going
                 batch.errors.append((ticket_id, f"{type(exc).__name__}: {exc}"))
                 continue
@@ -341,6 +368,8 @@ class Partition:
             del self.tickets[ticket_id]
             self.clock.due.schedule(ticket_id, None)
             self.at_risk.note(ticket_id, None)
+            if self.breached_changes is not None:
+                self.breached_changes[ticket_id] = ticket_id in self.at_risk
             self.known_since.pop(ticket_id, None)
             key = ticket_id.encode()
             batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
@@ -382,6 +411,8 @@ class Partition:
                 batch.writes.append(Write(self.topics.changelog, key, None, partition=self.number))
             batch.state_changes.append((ticket_id, outcome.state or None, previous))
             self.at_risk.note(ticket_id, outcome.state or None)
+            if self.breached_changes is not None:
+                self.breached_changes[ticket_id] = ticket_id in self.at_risk
             if outcome.state:
                 self.retirements.schedule(ticket_id, self.processor.retire_at(outcome.state))
         if outcome.rescheduled:

@@ -1,0 +1,125 @@
+"""Timer indexes kept in the partition's local store (`StoredDueIndex`): whatever is
+scheduled, taken or settled, they answer what the in-memory `DueIndex` answers, and the
+store holds, once settled, exactly what the overlay said.
+
+A real RocksDB (rocksdict) in a temporary directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from worker.core.due_index import DueIndex
+from worker.kafka.snapshot import Store
+from worker.kafka.stored_index import DUE, StoredDueIndex, fingerprint
+
+T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+TICKETS = [f"T{n}" for n in range(6)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "0", "unit", 0)
+    yield opened
+    opened.close()
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def settle(index: StoredDueIndex, store: Store) -> None:
+    store.write([], None, 0, index.ops())
+    index.settled()
+
+
+def test_the_earliest_is_read_from_the_store_and_what_changed_from_the_overlay(
+    store: Store,
+) -> None:
+    index = StoredDueIndex(store.db, DUE)
+    index.schedule("A", at(10))
+    index.schedule("B", at(5))
+    settle(index, store)
+    again = StoredDueIndex(store.db, DUE)  # as a restart opens it: nothing in RAM
+
+    assert len(again) == 2 and again.peek() == at(5) and again.get("A") == at(10)
+    again.schedule("B", at(20))  # not settled: the store still says 5
+    assert again.peek() == at(10)
+    assert list(again.pop_due(at(15))) == [("A", at(10))]
+    assert again.peek() == at(20) and again.get("A") is None and len(again) == 1
+    assert sorted(again.until(at(30))) == [("B", at(20))]
+
+
+# --- the same answers as DueIndex ----------------------------------------------------------------
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("schedule"), st.sampled_from(TICKETS), st.none() | st.integers(0, 30)),
+        st.tuples(st.just("pop"), st.integers(0, 30), st.booleans()),
+        st.tuples(st.just("peek")),
+        st.tuples(st.just("until"), st.integers(0, 30)),
+        st.tuples(st.just("settle")),
+        st.tuples(st.just("reopen")),
+    ),
+    max_size=60,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=operations)
+def test_a_stored_index_answers_what_an_index_in_memory_answers(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, ...]]
+) -> None:
+    """Reopening drops what was not settled from the stored one, as a failed commit
+    throws a partition away: the in-memory one goes back to the last settled state."""
+    store = Store(tmp_path_factory.mktemp("index"), "unit", 0)
+    try:
+        stored = StoredDueIndex(store.db, DUE)
+        memory, committed = DueIndex(), DueIndex()
+        for op in ops:
+            if op[0] == "schedule":
+                due = None if op[2] is None else at(op[2])
+                stored.schedule(op[1], due)
+                memory.schedule(op[1], due)
+            elif op[0] == "pop":
+                taken = list(stored.pop_due(at(op[1]), inclusive=op[2]))
+                expected = list(memory.pop_due(at(op[1]), inclusive=op[2]))
+                assert taken == expected
+            elif op[0] == "peek":
+                assert stored.peek() == memory.peek()
+            elif op[0] == "until":
+                # As sets: DueIndex may yield one entry twice (pushed twice, both live);
+                # its callers take sets.
+                assert set(stored.until(at(op[1]))) == set(memory.until(at(op[1])))
+            elif op[0] == "settle":
+                settle(stored, store)
+                committed = DueIndex()
+                for ticket_id, due in memory._due.items():
+                    committed.schedule(ticket_id, due)
+            else:  # reopen: what was not settled is gone
+                stored = StoredDueIndex(store.db, DUE)
+                memory = DueIndex()
+                for ticket_id, due in committed._due.items():
+                    memory.schedule(ticket_id, due)
+            assert len(stored) == len(memory)
+            assert dict(stored.items()) == memory._due
+    finally:
+        store.close()
+
+
+def test_the_fingerprint_follows_the_policy_and_the_retention(presets: Any) -> None:
+    from worker.core.engine import Engine
+
+    day = timedelta(days=1)
+    assert fingerprint(Engine(presets, day)) == fingerprint(Engine(presets, day))
+    assert fingerprint(Engine(presets, day)) is not None
+    assert fingerprint(Engine(presets, day)) != fingerprint(Engine(presets, 2 * day))
