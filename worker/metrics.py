@@ -85,17 +85,23 @@ class TimerTable:
     def __init__(self) -> None:
         self._by_ticket: dict[str, tuple[_TimerKey, ...]] = {}
         self.counts: Tally[_TimerKey] = Tally()
+        # Every distinct tuple of timers, once. Tickets share a handful of them (plan,
+        # metrics, paused, breached), so each ticket's entry points at a shared tuple
+        # instead of holding a fresh one: with the states in a local store, this table is
+        # most of what RAM holds per open ticket (about 250 bytes less each).
+        self._shapes: dict[tuple[_TimerKey, ...], tuple[_TimerKey, ...]] = {}
 
     def put(self, ticket_id: str, timers: tuple[_TimerKey, ...]) -> None:
         """Record a ticket's timers (an empty tuple forgets the ticket)."""
         self.counts.subtract(self._by_ticket.pop(ticket_id, ()))
         if timers:
-            self._by_ticket[ticket_id] = timers
+            self._by_ticket[ticket_id] = self._shapes.setdefault(timers, timers)
             self.counts.update(timers)
 
     def clear(self) -> None:
         self._by_ticket.clear()
         self.counts.clear()
+        self._shapes.clear()
 
     def __len__(self) -> int:
         return len(self._by_ticket)

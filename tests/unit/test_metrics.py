@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -429,6 +430,26 @@ def test_running_paused_and_overdue_timers_follow_each_state_write(metrics: Metr
     assert timers(metrics, "sla_running_timers", "follow_up") == 0
     assert timers(metrics, "sla_overdue_timers") == 0
     assert len(metrics.timers) == 1 and "C" in metrics.timers
+
+
+def test_the_timer_gauges_cost_about_a_dict_entry_per_ticket(metrics: Metrics) -> None:
+    """With the states in a local store, the gauges' table is most of what RAM holds per
+    open ticket (#23: 5,000,000 tickets in 1 GiB). Tickets with the same timers share one
+    tuple of them, so an entry costs its dict slot, not a fresh tuple of label tuples
+    (about 250 bytes each before)."""
+    states = [stored_ticket(), stored_ticket(fu=True), stored_ticket(paused=True)]
+    ids = [f"T-{i:06d}" for i in range(30_000)]  # made before: ids are not the table's
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i, ticket_id in enumerate(ids):
+            metrics.state(ticket_id, states[i % 3])
+        per_ticket = (tracemalloc.get_traced_memory()[0] - before) / len(ids)
+    finally:
+        tracemalloc.stop()
+    assert len(metrics.timers) == len(ids)
+    assert timers(metrics, "sla_paused_timers") == 10_000
+    assert per_ticket < 100, f"{per_ticket:.0f} bytes per ticket"
 
 
 def test_unmeasured_timers_are_not_counted(metrics: Metrics) -> None:
