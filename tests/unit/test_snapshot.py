@@ -302,6 +302,47 @@ async def test_a_damaged_snapshot_file_means_a_full_restore(
     assert said in caplog.text
 
 
+async def test_a_store_whose_index_read_fails_is_given_up_and_the_partition_restored(
+    deployment: Deployment,
+) -> None:
+    """A step that only fires timers reads the due index: a store that fails that read
+    is given up, and the partition restored from the changelog into RAM, as when a
+    ticket's state cannot be read; the worker goes on."""
+    worker = await deployment.start()
+    for n in range(3):
+        await worker.turn({INPUT: [created(n, f"HD-{n}")]})
+    deployment.store_of(worker).db.close()  # every read fails from now on
+
+    await worker.turn({})  # a timer-only step: it fails, and the partition restores
+    await worker.turn({})
+    await worker.tasks.restored()
+    await worker.turn({})
+
+    assert worker.ready and 0 not in worker.tasks.stores
+    assert not isinstance(worker.partitions[0].tickets, StoredStates)
+    assert len(worker.partitions[0].tickets) == 3
+
+
+async def test_a_policy_reload_whose_rebuild_fails_restores_that_partition(
+    deployment: Deployment, presets: Policy
+) -> None:
+    """SIGHUP rebuilds every running partition's indexes from its state: one whose
+    store fails meanwhile is given up and restored from the changelog (under the new
+    policy), not left half rebuilt, and the reload ends."""
+    worker = await deployment.start()
+    for n in range(3):
+        await worker.turn({INPUT: [created(n, f"HD-{n}")]})
+    deployment.store_of(worker).db.close()
+
+    await worker.reload_policy(presets)
+    await worker.turn({})
+    await worker.tasks.restored()
+    await worker.turn({})
+
+    assert worker.ready and 0 not in worker.tasks.stores
+    assert len(worker.partitions[0].tickets) == 3
+
+
 async def test_a_store_that_cannot_be_written_during_a_restore_is_dropped(
     presets: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,10 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.core.due_index import DueIndex
-from worker.kafka.snapshot import Store
+from worker.core.engine import Engine
+from worker.kafka.snapshot import Store, keep_in
 from worker.kafka.stored_index import DUE, StoredDueIndex, fingerprint
+from worker.tasks.partition import Message, Partition, StateUnavailable, Topics
+from worker.tasks.processor import TicketProcessor
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+TOPICS = Topics("warnings", "breaches", "dead", "changelog")
 TICKETS = [f"T{n}" for n in range(6)]
 
 
@@ -116,9 +120,29 @@ def test_a_stored_index_answers_what_an_index_in_memory_answers(
         store.close()
 
 
-def test_the_fingerprint_follows_the_policy_and_the_retention(presets: Any) -> None:
-    from worker.core.engine import Engine
+@pytest.mark.parametrize("messages", ["an event", "none: only timers"])
+def test_an_index_read_that_fails_fails_the_step_as_state_unavailable(
+    presets: Any, tmp_path: Path, messages: str
+) -> None:
+    """A damaged block or a vanished file under the indexes fails the step as a failed
+    state read does (the service gives the store up and restores the partition from the
+    changelog), never with a raw RocksDB error that would stop the worker: with or
+    without messages, a step reads the due index (the earliest entry, a ticket's due)."""
+    partition = Partition(0, TicketProcessor(Engine(presets), None), TOPICS, timedelta(0))
+    store = Store(tmp_path / "0", "unit", 0)
+    keep_in(partition, store, count=0)
+    store.db.close()  # every read fails from now on
+    body = (
+        b'{"event_id": "e1", "type": "ticket-created", "ticket_id": "A", "plan": "vip", '
+        b'"priority": 1, "occurred_at": "2026-12-03T11:59:00+00:00"}'
+    )
+    inputs = [Message("tickets", 0, 0, b"A", body)] if messages == "an event" else []
 
+    with pytest.raises(StateUnavailable, match="timer index"):
+        partition.step(inputs, T0, T0)
+
+
+def test_the_fingerprint_follows_the_policy_and_the_retention(presets: Any) -> None:
     day = timedelta(days=1)
     assert fingerprint(Engine(presets, day)) == fingerprint(Engine(presets, day))
     assert fingerprint(Engine(presets, day)) is not None

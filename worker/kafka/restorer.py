@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aiokafka.structs import TopicPartition
 
@@ -35,7 +35,7 @@ from worker.kafka.snapshot import (
     stored_count,
 )
 from worker.metrics import Metrics
-from worker.tasks.partition import CLOCK_KEY, Partition
+from worker.tasks.partition import CLOCK_KEY, Partition, StateUnavailable
 
 log = logging.getLogger("sla_worker")
 
@@ -188,12 +188,25 @@ class Restorer:
         state is read when it is counted (a step may have changed it since). Stops as
         soon as `held()` turns false (the worker no longer holds this state). Returns the
         tickets counted."""
-        rows = 0
         unreadable = set(partition.unreadable)
         # A store's iterator reads one snapshot of it, whatever steps write meanwhile;
         # a dict is copied (its ids), as it may change size under the loop.
         tickets = partition.tickets
         ids = iter(tickets) if isinstance(tickets, StoredStates) else iter(list(tickets))
+        try:
+            return await self._count(partition, ids, unreadable, held)
+        except StateUnavailable as exc:  # the next step fails too, and restores it
+            log.warning("partition %d: timer gauges not filled in: %s", partition.number, exc)
+            return 0
+
+    async def _count(
+        self,
+        partition: Partition,
+        ids: Iterator[str],
+        unreadable: set[str],
+        held: Callable[[], bool],
+    ) -> int:
+        rows, tickets = 0, partition.tickets
         for ticket_id in ids:
             if not held():
                 break

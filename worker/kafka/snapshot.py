@@ -49,7 +49,7 @@ from pathlib import Path
 import rocksdict
 
 from worker.kafka import stored_index
-from worker.kafka.stored_index import StoredDueIndex
+from worker.kafka.stored_index import StoredDueIndex, read, scan, unavailable
 from worker.tasks.partition import Partition, StateUnavailable
 
 log = logging.getLogger("sla_worker")
@@ -105,11 +105,22 @@ class Store:
         return None if value is None else Checkpoint.load(bytes(value))
 
     def records(self) -> Iterator[tuple[bytes, bytes]]:
-        """The changelog records the store holds (key, value), in key order."""
-        for key, value in self.db.items(from_key=RECORD):
-            if not isinstance(key, bytes) or not key.startswith(RECORD):
-                break
-            yield key[len(RECORD) :], bytes(value)
+        """The changelog records the store holds (key, value), in key order. A failed
+        read: `StateUnavailable` (never the records' end)."""
+        try:
+            it = self.db.iter()
+            it.seek(RECORD)
+            while it.valid():
+                key = bytes(it.key())
+                if not key.startswith(RECORD):
+                    return
+                yield key[len(RECORD) :], bytes(it.value())
+                it.next()
+            it.status()
+        except StateUnavailable:
+            raise
+        except Exception as exc:
+            raise unavailable("the stored states", exc) from exc
 
     def write(
         self,
@@ -177,11 +188,8 @@ class StoredStates(MutableMapping[str, bytes]):
     # --- reads ------------------------------------------------------------------------------
 
     def _read(self, ticket_id: str) -> bytes | None:
-        try:
-            value = self.store.db.get(RECORD + ticket_id.encode())
-        except Exception as exc:  # a damaged or vanished file: the step fails
-            raise StateUnavailable(f"ticket {ticket_id!r}: {type(exc).__name__}: {exc}") from exc
-        return None if value is None else bytes(value)
+        # A damaged or vanished file: the step fails (StateUnavailable).
+        return read(self.store.db, RECORD + ticket_id.encode(), f"ticket {ticket_id!r}")
 
     def get(self, ticket_id: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
         value = self.overlay.get(ticket_id, _ABSENT)
@@ -207,9 +215,7 @@ class StoredStates(MutableMapping[str, bytes]):
         """Every ticket id (keys only: no value is read), the store's then the
         overlay's new ones, as of the call."""
         overlay = dict(self.overlay)
-        for key in self.store.db.keys(from_key=RECORD):
-            if not isinstance(key, bytes) or not key.startswith(RECORD):
-                break
+        for key in scan(self.store.db, RECORD, RECORD, "the stored states"):
             if key == RECORD:  # the clock record
                 continue
             ticket_id = key[len(RECORD) :].decode()
@@ -321,16 +327,14 @@ def settled(partition: Partition, written: Iterable[tuple[bytes, bytes | None]])
 
 
 def stored_count(store: Store) -> int | None:
-    raw = store.db.get(stored_index.COUNT + RECORD)
-    return None if raw is None else int(_COUNT.unpack(bytes(raw))[0])
+    raw = read(store.db, stored_index.COUNT + RECORD, "the ticket count")
+    return None if raw is None else int(_COUNT.unpack(raw)[0])
 
 
 def breached(store: Store) -> Iterator[str]:
     """The at-risk index's breached tickets, as the store keeps them."""
     prefix = stored_index.BREACHED
-    for key in store.db.keys(from_key=prefix):
-        if not isinstance(key, bytes) or not key.startswith(prefix):
-            break
+    for key in scan(store.db, prefix, prefix, "the breached tickets"):
         yield key[len(prefix) :].decode()
 
 

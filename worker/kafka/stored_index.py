@@ -38,6 +38,7 @@ from enum import Enum
 from pydantic import BaseModel
 
 from worker.core.state_codec import from_us, to_us
+from worker.tasks.partition import StateUnavailable
 
 _BIAS = 1 << 63
 """Added to an instant (µs, signed) so that unsigned big-endian bytes sort in time order."""
@@ -50,6 +51,44 @@ BREACHED = b"B"
 """Prefix of the at-risk index's breached tickets (`prefix + ticket id` -> b"")."""
 COUNT = b"n"
 """`COUNT + index prefix` -> be64 number of tickets the index holds."""
+
+
+def unavailable(what: str, exc: Exception) -> StateUnavailable:
+    """A store read that failed (a damaged block, a vanished file, a closed store), as
+    the step's callers handle it: the store is given up and the partition restored from
+    the changelog. Never a raw RocksDB error: one would leave the loop and stop the
+    worker, and, as a restart from the snapshot reads no index key, stop it again at the
+    first step after every restart."""
+    return StateUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def read(db: object, key: bytes, what: str) -> bytes | None:
+    """`db.get(key)`, a failure raised as `StateUnavailable`."""
+    try:
+        raw = db.get(key)  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise unavailable(what, exc) from exc
+    return None if raw is None else bytes(raw)
+
+
+def scan(db: object, start: bytes, prefix: bytes, what: str) -> Iterator[bytes]:
+    """The keys from `start` on that begin with `prefix`, in order; a failure (of the
+    seek, of a step, or one the iterator met and stopped at: its `status`) raised as
+    `StateUnavailable`, so a damaged block never reads as the index's end."""
+    try:
+        it = db.iter()  # type: ignore[attr-defined]
+        it.seek(start)
+        while it.valid():
+            key = bytes(it.key())
+            if not key.startswith(prefix):
+                return
+            yield key
+            it.next()
+        it.status()
+    except StateUnavailable:
+        raise
+    except Exception as exc:
+        raise unavailable(what, exc) from exc
 
 
 def _instant(us: int) -> bytes:
@@ -69,8 +108,9 @@ class StoredDueIndex:
         self.reverse = prefix.lower()
         self.pending: dict[str, int | None] = {}
         self._heap: list[tuple[int, str]] = []  # instants of `pending`, maybe stale
-        raw = db.get(COUNT + prefix)  # type: ignore[attr-defined]
-        self._count = 0 if raw is None else _PACK.unpack(bytes(raw))[0]
+        self.what = f"timer index {prefix.decode()!r}"
+        raw = read(db, COUNT + prefix, self.what)
+        self._count = 0 if raw is None else _PACK.unpack(raw)[0]
         # No entry before this instant (µs) in the store that the overlay does not
         # override: where a look for the earliest starts (the store keeps deleted keys a
         # while, and the earliest entries are the ones deleted most).
@@ -85,8 +125,8 @@ class StoredDueIndex:
         value = self.pending.get(ticket_id, _ABSENT)
         if value is not _ABSENT:
             return value  # type: ignore[return-value]
-        raw = self.db.get(self.reverse + ticket_id.encode())  # type: ignore[attr-defined]
-        return None if raw is None else _us(bytes(raw))
+        raw = read(self.db, self.reverse + ticket_id.encode(), self.what)
+        return None if raw is None else _us(raw)
 
     def get(self, ticket_id: str) -> datetime | None:
         us = self._get_us(ticket_id)
@@ -94,22 +134,16 @@ class StoredDueIndex:
 
     def _stored(self, upto: int | None = None) -> Iterator[tuple[int, str, bytes]]:
         """(instant, ticket, key) of the store's entries not overridden by the overlay,
-        in time order (up to `upto` µs, inclusive)."""
+        in time order (up to `upto` µs, inclusive). A failed read: `StateUnavailable`."""
         prefix, pending = self.prefix, self.pending
         start = prefix if self._low is None else prefix + _instant(self._low)
-        it = self.db.iter()  # type: ignore[attr-defined]
-        it.seek(start)
-        while it.valid():
-            key = bytes(it.key())
-            if not key.startswith(prefix):
-                return
+        for key in scan(self.db, start, prefix, self.what):
             us = _us(key[1:9])
             if upto is not None and us > upto:
                 return
             ticket_id = key[9:].decode()
             if ticket_id not in pending:
                 yield us, ticket_id, key
-            it.next()
 
     def _pending_head(self) -> tuple[int, str] | None:
         heap, pending = self._heap, self.pending
@@ -191,14 +225,13 @@ class StoredDueIndex:
         db, prefix, reverse = self.db, self.prefix, self.reverse
         for ticket_id, us in self.pending.items():
             key = ticket_id.encode()
-            raw = db.get(reverse + key)  # type: ignore[attr-defined]
-            if raw is not None:
-                old = bytes(raw)
+            old = read(db, reverse + key, self.what)
+            if old is not None:
                 if us is not None and _us(old) == us:
                     continue
                 out.append((prefix + old + key, None))
             if us is None:
-                if raw is not None:
+                if old is not None:
                     out.append((reverse + key, None))
             else:
                 when = _instant(us)
