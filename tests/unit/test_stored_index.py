@@ -147,3 +147,51 @@ def test_the_fingerprint_follows_the_policy_and_the_retention(presets: Any) -> N
     assert fingerprint(Engine(presets, day)) == fingerprint(Engine(presets, day))
     assert fingerprint(Engine(presets, day)) is not None
     assert fingerprint(Engine(presets, day)) != fingerprint(Engine(presets, 2 * day))
+
+
+def test_the_fingerprint_follows_the_due_rules_and_the_calendar_data(
+    presets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade of the engine's due arithmetic (`DUE_RULES_VERSION`), of the holiday
+    tables or of the time-zone data changes it; time-zone data of no known version
+    makes it None: the stored indexes are then never trusted, always rebuilt."""
+    from worker.kafka import stored_index
+
+    engine = Engine(presets, timedelta(days=1))
+    before = fingerprint(engine)
+    monkeypatch.setattr(stored_index, "DUE_RULES_VERSION", stored_index.DUE_RULES_VERSION + 1)
+    assert fingerprint(engine) not in (before, None)
+    monkeypatch.undo()
+    monkeypatch.setattr(stored_index.holidays, "__version__", "0.0-older")
+    assert fingerprint(engine) not in (before, None)
+    monkeypatch.undo()
+    monkeypatch.setattr(stored_index, "tz_data_version", lambda: "1999a")
+    assert fingerprint(engine) not in (before, None)
+    monkeypatch.setattr(stored_index, "tz_data_version", lambda: None)
+    assert fingerprint(engine) is None
+
+
+def test_the_time_zone_data_version_is_the_one_zoneinfo_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zoneinfo searches TZPATH in order: the first directory with zones gives the
+    version (its tzdata.zi); one with zones and no tzdata.zi gives none (unknown)."""
+    import zoneinfo
+
+    from worker.kafka.stored_index import tz_data_version
+
+    empty, versioned, bare = tmp_path / "empty", tmp_path / "versioned", tmp_path / "bare"
+    for directory in (empty, versioned, bare):
+        directory.mkdir()
+    (versioned / "UTC").write_bytes(b"TZif")
+    (versioned / "tzdata.zi").write_text("# version 2031c\n# ...\n")
+    (bare / "UTC").write_bytes(b"TZif")
+    try:
+        monkeypatch.setattr(zoneinfo, "TZPATH", (str(empty), str(versioned), str(bare)))
+        tz_data_version.cache_clear()
+        assert tz_data_version() == "2031c"
+        monkeypatch.setattr(zoneinfo, "TZPATH", (str(empty), str(bare), str(versioned)))
+        tz_data_version.cache_clear()
+        assert tz_data_version() is None
+    finally:
+        tz_data_version.cache_clear()

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +267,54 @@ def test_a_policy_that_changed_while_the_worker_was_down_rebuilds_the_indexes(
     assert asyncio.run(restorer.load(loaded, store)) is False
     assert store.db.get(FINGERPRINT) == fingerprint(other.engine)
     assert entries(loaded.clock.due) == entries(owner.clock.due)
+
+
+def test_an_upgrade_of_the_holiday_data_rebuilds_the_indexes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored due instants depend on more than the policy: a calendar names a country,
+    and its dates come from the `holidays` package (so, likewise, the time-zone data and
+    the engine's own due rules). After an upgrade whose data dropped a holiday, the
+    indexes are rebuilt, not trusted: the instant they held is a day late."""
+    from worker.core import calendar as calendar_module
+    from worker.policy_file import load_policy
+
+    policy_file = Path(__file__).parent.parent / "data" / "goals-policy.yaml"
+    real = calendar_module.holidays_lib.country_holidays
+
+    def old_data(country: str, subdiv: Any = None) -> Any:  # the previous release's table
+        table = real(country, subdiv=subdiv)
+        table[date(2026, 12, 7)] = "a holiday the new data no longer has"
+        return table
+
+    monkeypatch.setattr(calendar_module.holidays_lib, "country_holidays", old_data)
+    monkeypatch.setattr(calendar_module.holidays_lib, "__version__", "0.1")
+    old = TicketProcessor(Engine(load_policy(policy_file), timedelta(days=30)), None)
+    friday = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)  # 16:00 in Berlin, an hour before close
+    store = Store(tmp_path / "0", "unit", 0)
+    owner = Partition(0, old, TOPICS, timedelta(0))
+    keep_in(owner, store, count=0)
+    value = body(0, "ticket-created", "X", friday, customer_id="acme", group="emea", plan="pro")
+    value = json.dumps({**json.loads(value), "priority": 3}).encode()
+    batch = owner.step([Message("tickets", 0, 0, b"X", value)], friday, None)
+    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
+    store.write(records, 3, 0, index_ops(owner))
+    settled(owner, records)
+    restorer = Restorer(None, "changelog", Metrics(old.engine.policy))  # type: ignore[arg-type]
+    asyncio.run(restorer.rebuild(owner))  # exact instants, and the fingerprint, stored
+    assert owner.clock.due.get("X") == datetime(2026, 12, 8, 10, 0, tzinfo=UTC)  # Tuesday
+    store.close()
+
+    monkeypatch.setattr(calendar_module.holidays_lib, "country_holidays", real)  # upgraded
+    monkeypatch.setattr(calendar_module.holidays_lib, "__version__", "0.2")
+    new = TicketProcessor(Engine(load_policy(policy_file), timedelta(days=30)), None)
+    store = Store(tmp_path / "0", "unit", 0)
+    restarted = Partition(0, new, TOPICS, timedelta(0))
+    try:
+        assert asyncio.run(restorer.load(restarted, store)) is False  # rebuilt
+        assert restarted.clock.due.get("X") == datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    finally:
+        store.close()
 
 
 def test_a_rebuild_cut_short_leaves_indexes_the_next_start_does_not_trust(

@@ -28,15 +28,21 @@ store alike.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import heapq
+import importlib
 import struct
+import zoneinfo
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from enum import Enum
+from pathlib import Path
 
+import holidays
 from pydantic import BaseModel
 
+from worker.core.engine import DUE_RULES_VERSION
 from worker.core.state_codec import from_us, to_us
 from worker.tasks.partition import StateUnavailable
 
@@ -252,8 +258,9 @@ class StoredDueIndex:
 
 
 FINGERPRINT = b"f"
-"""Key of the fingerprint of the engine (policy, retention) the stored indexes were
-computed with: indexes computed under another one are discarded and rebuilt."""
+"""Key of the fingerprint of what the stored indexes were computed with (policy,
+retention, due rules, holiday and time-zone data): indexes computed under another one
+are discarded and rebuilt."""
 INDEX_PREFIXES = (DUE, DUE.lower(), HOLDS, HOLDS.lower(), RETIREMENTS, RETIREMENTS.lower())
 
 
@@ -265,14 +272,49 @@ def clear(db: object) -> None:
 
 
 def fingerprint(engine: object) -> bytes | None:
-    """What the timer indexes depend on beyond the states: the policy (every version,
-    calendars with their full specification) and the retention, as a digest; None when
-    some part cannot be written out faithfully (the indexes are then always rebuilt)."""
+    """What the timer indexes depend on beyond the states, as a digest: the policy
+    (every version, calendars with their full specification), the retention, and what
+    turns them into instants: the engine's due rules (`DUE_RULES_VERSION`), the
+    `holidays` package's tables (its version: a calendar names a country, not its
+    dates) and the IANA time-zone data (its version). An upgrade that changes any of
+    them rebuilds the indexes at the next start. None when some part cannot be written
+    out faithfully, or the time-zone data's version is not known (the indexes are then
+    always rebuilt)."""
+    tz = tz_data_version()
+    if tz is None:
+        return None
+    rules = (DUE_RULES_VERSION, str(getattr(holidays, "__version__", "")), tz)
     try:
-        text = repr(_canonical((engine.policy, engine.retention)))  # type: ignore[attr-defined]
+        text = repr(_canonical((engine.policy, engine.retention, rules)))  # type: ignore[attr-defined]
     except TypeError:  # a part not written out: the indexes are always rebuilt (safe)
         return None
     return hashlib.sha256(text.encode()).hexdigest().encode()
+
+
+@functools.cache
+def tz_data_version() -> str | None:
+    """The version of the time-zone data `zoneinfo` reads, searched as it searches: the
+    first `zoneinfo.TZPATH` directory with zone files (its `tzdata.zi` says `# version
+    2025b`; the OS package's), else the `tzdata` package's; None when not known (a
+    directory of zones without `tzdata.zi`). Once per process: zoneinfo caches the
+    zones it read, so newer files would not be used before a restart anyway."""
+    for root in zoneinfo.TZPATH:
+        directory = Path(root)
+        try:
+            with (directory / "tzdata.zi").open("rb") as file:
+                first = file.readline()
+        except OSError:
+            if (directory / "UTC").is_file():
+                return None  # zones, no version
+            continue
+        if not first.startswith(b"# version"):
+            return None
+        return first.removeprefix(b"# version").strip().decode() or None
+    try:
+        package = importlib.import_module("tzdata")
+    except ImportError:
+        return None
+    return str(getattr(package, "IANA_VERSION", "")) or None
 
 
 def _canonical(value: object) -> object:
