@@ -264,6 +264,32 @@ def test_a_store_another_process_holds_is_left_alone(tmp_path: Path) -> None:
     held.close()
 
 
+def test_a_store_this_process_still_reads_is_kept_not_discarded(tmp_path: Path) -> None:
+    """A RocksDB iterator keeps its store open, and its LOCK held, after `close()`:
+    opening the store again meanwhile fails with "lock hold by current process". That
+    is a lock, not damage: the snapshot is kept (never deleted under a reader), and
+    opens again, whole, once the reader is gone."""
+    snapshots = Snapshots(tmp_path, "unit", DAY_MS)
+    store = snapshots.open(0)
+    assert store is not None
+    store.write([(b"A", b"a"), (b"B", b"b")], 2, int(time.time() * 1000))
+    reader = iter(StoredStates(store))
+    assert next(reader) == "A"
+    store.close()  # the partition went to another member, a reader still lives
+
+    assert snapshots.open(0) is None  # in use: this time without a snapshot
+
+    del reader
+    again = snapshots.open(0)
+    assert again is not None
+    try:
+        checkpoint = again.checkpoint()
+        assert checkpoint is not None and checkpoint.offset == 2
+        assert list(StoredStates(again)) == ["A", "B"]
+    finally:
+        again.close()
+
+
 def test_a_store_that_cannot_be_opened_is_replaced_by_an_empty_one(tmp_path: Path) -> None:
     path = tmp_path / "unit" / "0"
     path.mkdir(parents=True)

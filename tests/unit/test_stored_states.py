@@ -317,6 +317,43 @@ def test_an_upgrade_of_the_holiday_data_rebuilds_the_indexes(
         store.close()
 
 
+def test_counting_the_timers_holds_no_store_open_between_its_chunks(
+    presets: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timer gauges of a partition loaded from its snapshot are filled in beside
+    the loop, a chunk per turn. Between two chunks the partition may be revoked and its
+    store closed, then opened again (it came back): no iterator of the counting is
+    left to keep the closed store open (reopening it would fail)."""
+    from worker.kafka import restorer as restorer_module
+
+    monkeypatch.setattr(restorer_module, "GAUGE_CHUNK", 1)
+    path = tmp_path / "0"
+    store = Store(path, "unit", 0)
+    processor = TicketProcessor(Engine(presets, timedelta(days=30)), None)
+    owner = Partition(0, processor, TOPICS, timedelta(0))
+    keep_in(owner, store, count=0)
+    at = NOW - timedelta(hours=1)
+    messages = [
+        Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
+    ]
+    batch = owner.step(messages, NOW, None)
+    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
+    store.write(records, len(records), 0, index_ops(owner))
+    settled(owner, records)
+    restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
+    held = [True]
+
+    async def revoked_while_counting() -> int:
+        counting = asyncio.create_task(restorer.count_timers(owner, lambda: held[0]))
+        await asyncio.sleep(0)  # a chunk counted; the counting waits for the next turn
+        held[0] = False
+        store.close()  # revoked
+        Store(path, "unit", 0).close()  # it came back: opened again
+        return await counting
+
+    assert asyncio.run(revoked_while_counting()) == 1
+
+
 def test_a_rebuild_cut_short_leaves_indexes_the_next_start_does_not_trust(
     presets: Policy, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 
 from aiokafka.structs import TopicPartition
 
@@ -189,39 +189,26 @@ class Restorer:
         soon as `held()` turns false (the worker no longer holds this state). Returns the
         tickets counted."""
         unreadable = set(partition.unreadable)
-        # A store's iterator reads one snapshot of it, whatever steps write meanwhile;
-        # a dict is copied (its ids), as it may change size under the loop.
-        tickets = partition.tickets
-        ids = iter(tickets) if isinstance(tickets, StoredStates) else iter(list(tickets))
+        tickets, rows = partition.tickets, 0
         try:
-            return await self._count(partition, ids, unreadable, held)
+            for chunk in _id_chunks(tickets):
+                for ticket_id in chunk:
+                    if not held():
+                        return rows
+                    value = tickets.get(ticket_id)
+                    if value is not None and ticket_id not in unreadable:
+                        try:
+                            stored = json.loads(value)
+                            stored = stored if isinstance(stored, dict) else None
+                            self.metrics.state(ticket_id, stored)
+                        except (ValueError, KeyError, TypeError, StateFormatError):
+                            # Unreadable by this version (`Partition.follow` listed it,
+                            # and the promotion logged it): no timer, as `rebuild` skips.
+                            continue
+                    rows += 1
+                await asyncio.sleep(0)  # the running partitions step meanwhile
         except StateUnavailable as exc:  # the next step fails too, and restores it
             log.warning("partition %d: timer gauges not filled in: %s", partition.number, exc)
-            return 0
-
-    async def _count(
-        self,
-        partition: Partition,
-        ids: Iterator[str],
-        unreadable: set[str],
-        held: Callable[[], bool],
-    ) -> int:
-        rows, tickets = 0, partition.tickets
-        for ticket_id in ids:
-            if not held():
-                break
-            value = tickets.get(ticket_id)
-            if value is not None and ticket_id not in unreadable:
-                try:
-                    stored = json.loads(value)
-                    self.metrics.state(ticket_id, stored if isinstance(stored, dict) else None)
-                except (ValueError, KeyError, TypeError, StateFormatError):
-                    # Unreadable by this version (`Partition.follow` listed it, and the
-                    # promotion logged it): no timer to count, as `rebuild` skips it.
-                    continue
-            rows += 1
-            if rows % GAUGE_CHUNK == 0:
-                await asyncio.sleep(0)  # the running partitions step meanwhile
         return rows
 
     async def rebuild(self, partition: Partition, warn: bool = True) -> int:
@@ -264,3 +251,20 @@ def warn_unreadable(partition: Partition) -> None:
             len(partition.unreadable),
             partition.unreadable[:5],
         )
+
+
+def _id_chunks(tickets: MutableMapping[str, bytes]) -> Iterator[list[str]]:
+    """The ticket ids, `GAUGE_CHUNK` at a time, for a caller that awaits between chunks:
+    a store's read afresh after the last id each time (a RocksDB iterator held across
+    an await would keep the store open after its owner closed it: reopening it would
+    fail, and its LOCK stay held); a dict's copied first (it may change size meanwhile).
+    Tickets written meanwhile may be seen or not: each is read when counted."""
+    if isinstance(tickets, StoredStates):
+        after = None
+        while chunk := tickets.ids_after(after, GAUGE_CHUNK):
+            yield chunk
+            after = chunk[-1]
+        return
+    ids = list(tickets)
+    for start in range(0, len(ids), GAUGE_CHUNK):
+        yield ids[start : start + GAUGE_CHUNK]

@@ -228,6 +228,25 @@ class StoredStates(MutableMapping[str, bytes]):
             if pending is not None:
                 yield ticket_id
 
+    def ids_after(self, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` of the store's ticket ids after `after` (None: from the first),
+        in key order, read with an iterator of their own that is gone when this returns.
+        What a caller that awaits between chunks uses (`Restorer.count_timers`): a live
+        RocksDB iterator keeps its store open, and its LOCK held, after `close()`, so
+        one held across an await could outlive the store's owner."""
+        start = RECORD if after is None else RECORD + after.encode() + b"\x00"
+        ids: list[str] = []
+        keys = scan(self.store.db, start, RECORD, "the stored states")
+        try:
+            for key in keys:
+                if key != RECORD:  # (the clock record)
+                    ids.append(key[len(RECORD) :].decode())
+                    if len(ids) >= limit:
+                        break
+        finally:
+            keys.close()  # the iterator with it
+        return ids
+
     def items(self) -> Iterator[tuple[str, bytes]]:  # type: ignore[override]
         """(ticket id, stored) of every ticket, the store's in key order, then the
         overlay's new ones (as of the call: the store's iterator reads one snapshot)."""
@@ -375,14 +394,18 @@ class Snapshots:
         try:
             return Store(path, self.app_id, partition)
         except Exception as exc:  # corrupt, locked by another process, no permission ...
-            # RocksDB says "While lock file: <path>/LOCK: ..." (not just "lock": a
-            # corrupt store's "block checksum mismatch" must be discarded, not kept).
-            if "lock file" in str(exc).lower():
-                # Another process has it open (two workers given one --state-dir): its
-                # files are not ours to remove. Run this partition without a snapshot.
+            # RocksDB says "While lock file: <path>/LOCK: ..." when another process holds
+            # it, "lock hold by current process" when this one still does (a store
+            # closed while an iterator of it lived on); not just "lock": a corrupt
+            # store's "block checksum mismatch" must be discarded, not kept.
+            text = str(exc).lower()
+            if "lock file" in text or "lock hold by current process" in text:
+                # Someone has it open (two workers given one --state-dir, or a reader
+                # of this process): its files are never removed under it. Run this
+                # partition without a snapshot this time.
                 log.warning(
-                    "partition %d: the local snapshot in %s is in use by another process "
-                    "(%s); running without one: give each worker its own --state-dir",
+                    "partition %d: the local snapshot in %s is in use (%s); running "
+                    "without one: give each worker its own --state-dir",
                     partition,
                     path,
                     exc,

@@ -34,7 +34,7 @@ import heapq
 import importlib
 import struct
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
@@ -77,7 +77,7 @@ def read(db: object, key: bytes, what: str) -> bytes | None:
     return None if raw is None else bytes(raw)
 
 
-def scan(db: object, start: bytes, prefix: bytes, what: str) -> Iterator[bytes]:
+def scan(db: object, start: bytes, prefix: bytes, what: str) -> Generator[bytes, None, None]:
     """The keys from `start` on that begin with `prefix`, in order; a failure (of the
     seek, of a step, or one the iterator met and stopped at: its `status`) raised as
     `StateUnavailable`, so a damaged block never reads as the index's end."""
