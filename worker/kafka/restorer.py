@@ -78,7 +78,10 @@ class Restorer:
         are used as they are, and only the at-risk index's breached tickets are read:
         nothing is decoded, whatever the number of tickets. Otherwise they are rebuilt
         from the stored states, in chunks. Returns whether they were used as they are
-        (the timer gauges are then filled in after the partition runs, `count_timers`).
+        (the timer gauges are then filled in after the partition runs, `count_timers`,
+        which also finds and logs the states this version cannot read: until then
+        `partition.unreadable` is empty, and such a ticket's next event is
+        dead-lettered as unreadable-state all the same).
         Raises whatever the store raises (a damaged file: the caller discards it)."""
         keep_in(partition, store, stored_count(store))
         clock = store.db.get(RECORD + CLOCK_KEY)
@@ -181,14 +184,21 @@ class Restorer:
             self.changelogs.assign([])
 
     async def count_timers(
-        self, partition: Partition, held: Callable[[], bool] = lambda: True
+        self, partition: Partition, held: Callable[[], bool] = lambda: True, check: bool = False
     ) -> int:
         """A promoted standby's, or a partition loaded from its snapshot's, tickets into
         the timer gauges, in chunks, while the partition may already run: each ticket's
         state is read when it is counted (a step may have changed it since). Stops as
         soon as `held()` turns false (the worker no longer holds this state). Returns the
-        tickets counted."""
+        tickets counted.
+
+        `check`: the partition's unreadable states are not known (loaded with its stored
+        indexes: nothing was decoded): each state is read as `rebuild` reads it, and
+        those this version cannot read are listed in `partition.unreadable` and logged
+        at the end, as a restore that rebuilds logs them (a promoted standby's were
+        listed as it followed, and logged at its promotion)."""
         unreadable = set(partition.unreadable)
+        found: list[str] = []
         tickets, rows = partition.tickets, 0
         try:
             for chunk in _id_chunks(tickets):
@@ -199,16 +209,23 @@ class Restorer:
                     if value is not None and ticket_id not in unreadable:
                         try:
                             stored = json.loads(value)
+                            if check:
+                                partition.processor.restore(stored)
                             stored = stored if isinstance(stored, dict) else None
                             self.metrics.state(ticket_id, stored)
                         except (ValueError, KeyError, TypeError, StateFormatError):
-                            # Unreadable by this version (`Partition.follow` listed it,
-                            # and the promotion logged it): no timer, as `rebuild` skips.
+                            # Unreadable by this version: no timer, as `rebuild` skips it.
+                            if check:
+                                found.append(ticket_id)
                             continue
                     rows += 1
                 await asyncio.sleep(0)  # the running partitions step meanwhile
         except StateUnavailable as exc:  # the next step fails too, and restores it
             log.warning("partition %d: timer gauges not filled in: %s", partition.number, exc)
+            return rows
+        if found:
+            partition.unreadable += [t for t in found if t not in unreadable]
+            warn_unreadable(partition)
         return rows
 
     async def rebuild(self, partition: Partition, warn: bool = True) -> int:

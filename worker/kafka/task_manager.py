@@ -464,11 +464,13 @@ class TaskManager:
         elif number in tails:
             self._count_timers(number)
 
-    def _count_timers(self, number: int) -> None:
-        """Fill in the timer gauges of a promoted standby's tickets, in a task of its own
-        beside the loop (not in the restore job: a restore due meanwhile does not wait
-        for it). It stops when the partition's state leaves the task (revoked for good,
-        or lost and restored again, which counts its tickets anew)."""
+    def _count_timers(self, number: int, check: bool = False) -> None:
+        """Fill in the timer gauges of a promoted standby's tickets, or of a partition's
+        loaded with its stored indexes (`check`: its unreadable states are found and
+        logged on the way), in a task of its own beside the loop (not in the restore
+        job: a restore due meanwhile does not wait for it). It stops when the
+        partition's state leaves the task (revoked for good, or lost and restored again,
+        which counts its tickets anew)."""
         task = self.tasks.get(number)
         if task is None or task.partition is None:
             return
@@ -480,7 +482,7 @@ class TaskManager:
 
         async def count() -> int:
             async with self._counting_lock:  # one partition at a time: one chunk per turn
-                return await self.restorer.count_timers(partition, held)
+                return await self.restorer.count_timers(partition, held, check)
 
         counting = asyncio.create_task(count())
         self._counting.add(counting)
@@ -641,7 +643,7 @@ class TaskManager:
                 # Decoding every ticket beside the loop starts only now: until the task
                 # ran, every await of its start (seeks, offsets) waited for its chunks.
                 self._to_count.discard(task.number)
-                self._count_timers(task.number)
+                self._count_timers(task.number, check=True)  # nothing decoded yet
         if ready:
             seconds = time.monotonic() - min(t.since for t in ready)
             tickets = sum(len(p.tickets) for p in self.running().values())
