@@ -269,6 +269,52 @@ def test_a_policy_that_changed_while_the_worker_was_down_rebuilds_the_indexes(
     assert entries(loaded.clock.due) == entries(owner.clock.due)
 
 
+def test_a_restart_from_the_stored_indexes_files_the_exact_instants_of_past_bounds(
+    tmp_path: Path,
+) -> None:
+    """The event path files a running goal timer at a lower bound (business time runs
+    no faster than wall time), which the stored due index keeps. A restart after the
+    weekend finds it past: it files the ticket's exact due instant before the partition
+    runs, as a restore from the changelog does, rather than let the first step take
+    every past bound at once. Bounds not yet due stay as they are."""
+    from worker.policy_file import load_policy
+
+    policy = load_policy(Path(__file__).parent.parent / "data" / "goals-policy.yaml")
+    processor = TicketProcessor(Engine(policy, timedelta(days=30)), None)
+    friday = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)  # 16:00 in Berlin, an hour before close
+    store = Store(tmp_path / "0", "unit", 0)
+    owner = Partition(0, processor, TOPICS, timedelta(0))
+    keep_in(owner, store, count=0)
+    value = body(0, "ticket-created", "X", friday, customer_id="acme", group="emea", plan="pro")
+    value = json.dumps({**json.loads(value), "priority": 3}).encode()
+    batch = owner.step([Message("tickets", 0, 0, b"X", value)], friday, None)
+    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
+    store.write(records, 1, 0, index_ops(owner))
+    settled(owner, records)
+    store.db.put(FINGERPRINT, fingerprint(processor.engine))
+    bound = owner.clock.due.get("X")
+    assert bound is not None and bound < datetime(2026, 12, 5, tzinfo=UTC)  # Friday evening
+    restorer = Restorer(None, "changelog", Metrics(policy))  # type: ignore[arg-type]
+    in_ram = Partition(0, processor, TOPICS, timedelta(0))  # a restore from the changelog
+    for key, val in store.records():
+        in_ram.load(key, val)
+    list(in_ram.rebuild())
+    exact = in_ram.clock.due.get("X")
+    assert exact is not None and exact > bound
+
+    on_friday = Partition(0, processor, TOPICS, timedelta(0))
+    assert asyncio.run(restorer.load(on_friday, store, now=friday)) is True
+    assert on_friday.clock.due.get("X") == bound  # not due yet: as stored
+
+    on_monday = Partition(0, processor, TOPICS, timedelta(0))
+    monday = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+    try:
+        assert asyncio.run(restorer.load(on_monday, store, now=monday)) is True
+        assert on_monday.clock.due.get("X") == exact
+    finally:
+        store.close()
+
+
 def test_an_upgrade_of_the_holiday_data_rebuilds_the_indexes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

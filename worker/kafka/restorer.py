@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, MutableMapping
+from datetime import UTC, datetime
 
 from aiokafka.structs import TopicPartition
 
@@ -34,6 +35,7 @@ from worker.kafka.snapshot import (
     store_of,
     stored_count,
 )
+from worker.kafka.stored_index import StoredDueIndex
 from worker.metrics import Metrics
 from worker.tasks.partition import CLOCK_KEY, Partition, StateUnavailable
 
@@ -71,12 +73,14 @@ class Restorer:
         starts = await self.changelogs.beginning_offsets(tps)
         return {tp.partition: starts[tp] for tp in tps}
 
-    async def load(self, partition: Partition, store: Store) -> bool:
+    async def load(self, partition: Partition, store: Store, now: datetime | None = None) -> bool:
         """Make a usable local snapshot `partition`'s state: its tickets and its timer
         indexes stay in the store (`keep_in`), its clock record is read. Indexes the
-        store computed under this engine (policy, retention: `stored_index.fingerprint`)
-        are used as they are, and only the at-risk index's breached tickets are read:
-        nothing is decoded, whatever the number of tickets. Otherwise they are rebuilt
+        store computed under this engine (policy, retention, due rules, calendar data:
+        `stored_index.fingerprint`) are used as they are, and only the at-risk index's
+        breached tickets are read: nothing is decoded but the tickets whose stored due
+        instant is past by `now` (default: the wall clock), whose exact instants are
+        filed (`refine`: after a short downtime, few). Otherwise they are rebuilt
         from the stored states, in chunks. Returns whether they were used as they are
         (the timer gauges are then filled in after the partition runs, `count_timers`,
         which also finds and logs the states this version cannot read: until then
@@ -91,11 +95,42 @@ class Restorer:
         if expected is not None and store.db.get(stored_index.FINGERPRINT) == expected:
             partition.at_risk.restore_breached(breached(store))
             len(partition.tickets)  # (counted here if the store did not say)
+            await self.refine(partition, now or datetime.now(UTC))  # past bounds: exact
             return True
         stored_index.clear(store.db)
         keep_in(partition, store, None)  # the indexes afresh: empty
         await self.rebuild(partition, warn=False)
         return False
+
+    async def refine(self, partition: Partition, now: datetime) -> int:
+        """File the exact due instant of every entry of the stored due index that is
+        due by `now`, in chunks, as a rebuild would. The stored index holds what the
+        event path filed: the lower bounds of running goal timers (docs/semantics.md,
+        "Timers and due instants"); after a downtime many are past, and the first step
+        would take them all at once, every partition stalled meanwhile. Here they are
+        worked out beside the loop, before the partition runs: the first step takes
+        only what is due indeed. Returns the entries moved."""
+        due, store = partition.clock.due, store_of(partition)
+        if not isinstance(due, StoredDueIndex) or store is None:
+            return 0
+        moved, after = 0, None
+        while chunk := due.stored_until(after, now, REBUILD_CHUNK):
+            for ticket_id, at in chunk:
+                value = partition.tickets.get(ticket_id)
+                try:
+                    stored = None if value is None else json.loads(value)
+                    ticket = None if stored is None else partition.processor.restore(stored)[1]
+                except (ValueError, KeyError, TypeError, StateFormatError):
+                    continue  # unreadable: left as it is (the count finds and logs it)
+                exact = None if ticket is None else ticket.due
+                if exact != at:  # (an exact instant still due is seen again: unchanged)
+                    due.schedule(ticket_id, exact)
+                    moved += 1
+            after = chunk[-1]
+            store.write([], None, 0, index_ops(partition))  # derived from the stored states
+            settled(partition, [])
+            await asyncio.sleep(0)  # the running partitions step meanwhile
+        return moved
 
     async def read(
         self,

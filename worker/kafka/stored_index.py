@@ -199,6 +199,28 @@ class StoredDueIndex:
         for us, ticket_id, _ in self._stored(limit):
             yield ticket_id, from_us(us)
 
+    def stored_until(
+        self, after: tuple[str, datetime] | None, horizon: datetime, limit: int
+    ) -> list[tuple[str, datetime]]:
+        """Up to `limit` (ticket, instant) of the store's entries due by `horizon`, in
+        time order, after the entry `after` (None: from the first); overlay ignored. Read
+        with an iterator of its own that is gone when this returns: for a caller that
+        awaits between chunks (a live iterator keeps a closed store open)."""
+        start = self.prefix
+        if after is not None:
+            start += _instant(to_us(after[1])) + after[0].encode() + b"\x00"
+        limit_us, out = to_us(horizon), list[tuple[str, datetime]]()
+        keys = scan(self.db, start, self.prefix, self.what)
+        try:
+            for key in keys:
+                us = _us(key[1:9])
+                if us > limit_us or len(out) >= limit:
+                    break
+                out.append((key[9:].decode(), from_us(us)))
+        finally:
+            keys.close()
+        return out
+
     def items(self) -> Iterator[tuple[str, datetime]]:
         """Every (ticket, instant), in no set order (tests, diagnostics)."""
         for ticket_id, us in list(self.pending.items()):
