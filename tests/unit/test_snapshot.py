@@ -242,7 +242,12 @@ async def test_a_snapshot_that_could_be_wrong_is_discarded_for_a_full_restore(
         changed = {
             "other-app": {"app_id": "other"},
             "beyond-end": {"offset": checkpoint.offset + 10},
-            "too-old": {"stamp_ms": int(time.time() * 1000) - DAY_MS - 1},
+            # Behind the changelog's end (a record after it) and as old as the
+            # tombstones' retention: one after it may be gone.
+            "too-old": {
+                "stamp_ms": int(time.time() * 1000) - DAY_MS - 1,
+                "offset": checkpoint.offset - 1,
+            },
             "format": {"format": 0},
             "format-1": {"format": 1},
         }[damage]
@@ -256,6 +261,33 @@ async def test_a_snapshot_that_could_be_wrong_is_discarded_for_a_full_restore(
     assert deployment.changelogs.read_from == {0: 0}  # the whole changelog
     assert set(again.partitions[0].tickets) == {"HD-0"}  # no ghost
     assert {key for key, _ in deployment.store_of(again).records()} == {b"", b"HD-0"}
+
+
+async def test_an_old_snapshot_at_the_changelog_end_is_used(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A snapshot older than the tombstones' retention may miss a deletion written
+    after it, but only if something was written after it: one at the changelog's very
+    end (a quiet partition, or nobody wrote while the worker was down) is used, and
+    nothing is read."""
+    caplog.set_level(logging.INFO, "sla_worker")
+    worker = await deployment.start()
+    await worker.turn({INPUT: [created(0, "HD-0")]})
+    deployment.stop(worker)
+    store = deployment.store()
+    checkpoint = store.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.offset == len(deployment.changelogs.records[0])  # at the end
+    data = json.loads(checkpoint.dump()) | {"stamp_ms": int(time.time() * 1000) - 3 * DAY_MS}
+    store.db.put(OFFSET, Checkpoint(**data).dump())
+    store.close()
+    caplog.clear()
+
+    again = await deployment.start()
+
+    assert deployment.changelogs.read_from == {}  # nothing read
+    assert set(again.partitions[0].tickets) == {"HD-0"}
+    assert "discarding" not in caplog.text
 
 
 async def test_a_worker_without_a_state_dir_keeps_nothing_on_disk(

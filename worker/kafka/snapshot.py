@@ -27,10 +27,12 @@ written afresh) when it:
 - belongs to another app id or partition, or to another format version;
 - reflects an offset the changelog does not have (beyond its end, or before its start:
   the topic was recreated or truncated);
-- is older than the changelog's `delete.retention.ms`: compaction may have removed a
-  tombstone written after the snapshot, whose deletion the tail would then miss, and a
-  deleted ticket would come back (Kafka Streams' KIP-1259). The stamp is taken before the
-  step's transaction begins, so every record after the snapshot's offset is younger.
+- is older than the changelog's `delete.retention.ms` and behind its end: compaction
+  may have removed a tombstone written after the snapshot, whose deletion the tail would
+  then miss, and a deleted ticket would come back (Kafka Streams' KIP-1259). The stamp
+  is taken before the step's transaction begins, so every record after the snapshot's
+  offset is younger. A snapshot at the changelog's end has nothing after it to miss: it
+  is used whatever its age.
 
 A worker without `--state-dir` keeps no snapshot: every restore reads the changelog.
 """
@@ -449,7 +451,9 @@ class Snapshots:
                 f"reflects offset {checkpoint.offset}, outside the changelog's {start}..{end}"
             )
         age_ms = int(time.time() * 1000) - checkpoint.stamp_ms
-        if age_ms >= self.tombstone_retention_ms:
+        # At the changelog's end, nothing was written after the snapshot: no tombstone
+        # it could miss, however old it is (a quiet partition's, a long downtime's).
+        if age_ms >= self.tombstone_retention_ms and checkpoint.offset != end:
             return None, (
                 f"is {age_ms / 3_600_000:.1f} h old, not younger than the changelog's "
                 f"delete.retention.ms ({self.tombstone_retention_ms / 3_600_000:.1f} h)"
