@@ -23,7 +23,7 @@ from worker.core.policy import Policy
 from worker.kafka.clients import Clients
 from worker.kafka.service import LiveWorker
 from worker.kafka.snapshot import OFFSET, Checkpoint, Snapshots, Store, StoredStates
-from worker.kafka.stored_index import StoredDueIndex
+from worker.kafka.stored_index import DUE, StoredDueIndex
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
 
@@ -142,6 +142,36 @@ async def test_a_restart_from_the_stored_indexes_finds_unreadable_states_as_it_c
     assert again.partitions[0].unreadable == ["HD-1"]
     assert "1 tickets' state cannot be read by this version" in caplog.text
     assert len(again.metrics.timers) == 2
+
+
+async def test_index_changes_with_nothing_to_commit_reach_the_store_once_many(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A goal timer's bound that comes due and is filed at its exact instant, nothing
+    published, changes only the due index: no changelog record carries it. Once the
+    overlays hold more than `INDEX_OVERLAY_LIMIT` such changes, a step with nothing to
+    commit writes them to the store (its offset unmoved): a quiet partition's RAM stays
+    bounded, and a restart does not take the old bounds again."""
+    from worker.kafka import task_manager
+
+    monkeypatch.setattr(task_manager, "INDEX_OVERLAY_LIMIT", 1)
+    worker = await deployment.start()
+    await worker.turn({INPUT: [created(0, "HD-0"), created(1, "HD-1")]})
+    store = deployment.store_of(worker)
+    offset = store.checkpoint()
+    due = worker.partitions[0].clock.due
+    assert isinstance(due, StoredDueIndex) and not due.pending
+    later = {t: at + timedelta(hours=1) for t, at in due.items()}
+
+    due.schedule("HD-0", later["HD-0"])  # as a bound that came due would be
+    await worker.turn({})
+    assert due.pending  # one change: kept in RAM
+
+    due.schedule("HD-1", later["HD-1"])
+    await worker.turn({})
+    assert not due.pending  # more than the limit: in the store
+    assert dict(StoredDueIndex(store.db, DUE).items()) == later
+    assert store.checkpoint() == offset
 
 
 async def test_a_store_that_cannot_be_written_after_a_commit_restores_the_partition_into_ram(

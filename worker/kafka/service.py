@@ -342,6 +342,8 @@ class LiveWorker:
                 continue
             if batch:
                 batches.append((batch, started))
+            else:  # nothing to commit: index-only changes reach the store once many
+                self.tasks.settle_indexes(number)
         if batches:
             await asyncio.gather(*(self._commit(batch, started) for batch, started in batches))
 

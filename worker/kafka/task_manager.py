@@ -57,6 +57,7 @@ from worker.kafka.snapshot import (
     store_of,
 )
 from worker.kafka.standby import Standby, Standbys
+from worker.kafka.stored_index import StoredDueIndex
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
 from worker.tasks.partition import Partition
@@ -64,6 +65,11 @@ from worker.tasks.partition import Partition
 log = logging.getLogger("sla_worker")
 # Failures that come in thousands while the broker is away: rate-limited (worker/logs.py).
 broker_log = logging.getLogger(BROKER_LOGGER)
+
+
+INDEX_OVERLAY_LIMIT = 1000
+"""Most timer index changes a store-backed partition keeps in RAM between two commits
+that write changelog records (`TaskManager.settle_indexes`)."""
 
 
 class TaskState(enum.Enum):
@@ -577,6 +583,30 @@ class TaskManager:
                 store.close()
             return
         settled(partition, records)
+
+    def settle_indexes(self, number: int) -> None:
+        """After a step of `number` that had nothing to commit: if its timer indexes'
+        overlays hold more than `INDEX_OVERLAY_LIMIT` changes (bounds that came due and
+        were filed at their exact instants, nothing published: no changelog record to
+        carry them), write them to its store now. They derive from committed states
+        only (every earlier step committed, or the partition was thrown away), so the
+        store does not get ahead of Kafka; its offset is not moved. Otherwise a quiet
+        partition's overlays grow without end, and a restart pops the old bounds again."""
+        store = self.stores.get(number)
+        task = self.tasks.get(number)
+        partition = None if task is None else task.partition
+        if store is None or partition is None or store_of(partition) is not store:
+            return
+        indexes = (partition.clock.due, partition.clock.holds, partition.retirements)
+        pending = sum(len(i.pending) for i in indexes if isinstance(i, StoredDueIndex))
+        if pending <= INDEX_OVERLAY_LIMIT:
+            return
+        try:
+            store.write([], None, 0, index_ops(partition))
+        except Exception as exc:  # as a failed write after a commit
+            self.state_failed(number, f"its timer indexes could not be written: {exc}")
+            return
+        settled(partition, [])
 
     def close_stores(self) -> None:
         for counting in list(self._counting):  # the worker stops: the gauges go anyway
