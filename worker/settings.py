@@ -288,7 +288,8 @@ class WorkerSettings(StreamSettings):
         description="Where each partition keeps its state (RocksDB, "
         "<dir>/<app-id>/<partition>): ticket states and timer indexes live there, not in "
         "RAM, written only after each step committed, so that a restart reads only the "
-        "changelog's tail and decodes nothing. Unset: all state in RAM, every restore "
+        "changelog's tail and, before the partition runs, decodes only the tickets whose "
+        "stored due instant has passed. Unset: all state in RAM, every restore "
         "reads the whole changelog.",
         json_schema_extra=_cli("DIR"),
     )

@@ -23,7 +23,7 @@ from worker.core.policy import Policy
 from worker.kafka.clients import Clients
 from worker.kafka.service import LiveWorker
 from worker.kafka.snapshot import OFFSET, Checkpoint, Snapshots, Store, StoredStates
-from worker.kafka.stored_index import StoredDueIndex
+from worker.kafka.stored_index import DUE, StoredDueIndex
 from worker.metrics import Metrics
 from worker.settings import WorkerSettings
 
@@ -118,6 +118,60 @@ async def test_a_restart_reads_only_the_changelog_after_the_snapshot(
     # The timer gauges are filled in beside the loop once the restore job ended.
     await again.tasks.counted()
     assert len(again.metrics.timers) == 3
+
+
+async def test_a_restart_from_the_stored_indexes_finds_unreadable_states_as_it_counts(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart from the stored indexes decodes nothing before the partition runs: a
+    state this version cannot read is found as the timer gauges are filled in beside
+    the loop (each state read as a rebuild reads it), then listed and logged as a
+    restore that rebuilds does. Until then its next event is dead-lettered all the same."""
+    worker = await deployment.start()
+    for n in range(3):
+        await worker.turn({INPUT: [created(n, f"HD-{n}")]})
+    deployment.stop(worker)
+    store = deployment.store()
+    store.write([(b"HD-1", b'{"v": 99}')], None, 0)  # written by a version unknown here
+    store.close()
+
+    again = await deployment.start()
+    assert again.partitions[0].unreadable == []  # nothing decoded yet
+    await again.tasks.counted()
+
+    assert again.partitions[0].unreadable == ["HD-1"]
+    assert "1 tickets' state cannot be read by this version" in caplog.text
+    assert len(again.metrics.timers) == 2
+
+
+async def test_index_changes_with_nothing_to_commit_reach_the_store_once_many(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A goal timer's bound that comes due and is filed at its exact instant, nothing
+    published, changes only the due index: no changelog record carries it. Once the
+    overlays hold more than `INDEX_OVERLAY_LIMIT` such changes, a step with nothing to
+    commit writes them to the store (its offset unmoved): a quiet partition's RAM stays
+    bounded, and a restart does not take the old bounds again."""
+    from worker.kafka import task_manager
+
+    monkeypatch.setattr(task_manager, "INDEX_OVERLAY_LIMIT", 1)
+    worker = await deployment.start()
+    await worker.turn({INPUT: [created(0, "HD-0"), created(1, "HD-1")]})
+    store = deployment.store_of(worker)
+    offset = store.checkpoint()
+    due = worker.partitions[0].clock.due
+    assert isinstance(due, StoredDueIndex) and not due.pending
+    later = {t: at + timedelta(hours=1) for t, at in due.items()}
+
+    due.schedule("HD-0", later["HD-0"])  # as a bound that came due would be
+    await worker.turn({})
+    assert due.pending  # one change: kept in RAM
+
+    due.schedule("HD-1", later["HD-1"])
+    await worker.turn({})
+    assert not due.pending  # more than the limit: in the store
+    assert dict(StoredDueIndex(store.db, DUE).items()) == later
+    assert store.checkpoint() == offset
 
 
 async def test_a_store_that_cannot_be_written_after_a_commit_restores_the_partition_into_ram(
@@ -218,7 +272,12 @@ async def test_a_snapshot_that_could_be_wrong_is_discarded_for_a_full_restore(
         changed = {
             "other-app": {"app_id": "other"},
             "beyond-end": {"offset": checkpoint.offset + 10},
-            "too-old": {"stamp_ms": int(time.time() * 1000) - DAY_MS - 1},
+            # Behind the changelog's end (a record after it) and as old as the
+            # tombstones' retention: one after it may be gone.
+            "too-old": {
+                "stamp_ms": int(time.time() * 1000) - DAY_MS - 1,
+                "offset": checkpoint.offset - 1,
+            },
             "format": {"format": 0},
             "format-1": {"format": 1},
         }[damage]
@@ -232,6 +291,33 @@ async def test_a_snapshot_that_could_be_wrong_is_discarded_for_a_full_restore(
     assert deployment.changelogs.read_from == {0: 0}  # the whole changelog
     assert set(again.partitions[0].tickets) == {"HD-0"}  # no ghost
     assert {key for key, _ in deployment.store_of(again).records()} == {b"", b"HD-0"}
+
+
+async def test_an_old_snapshot_at_the_changelog_end_is_used(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A snapshot older than the tombstones' retention may miss a deletion written
+    after it, but only if something was written after it: one at the changelog's very
+    end (a quiet partition, or nobody wrote while the worker was down) is used, and
+    nothing is read."""
+    caplog.set_level(logging.INFO, "sla_worker")
+    worker = await deployment.start()
+    await worker.turn({INPUT: [created(0, "HD-0")]})
+    deployment.stop(worker)
+    store = deployment.store()
+    checkpoint = store.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.offset == len(deployment.changelogs.records[0])  # at the end
+    data = json.loads(checkpoint.dump()) | {"stamp_ms": int(time.time() * 1000) - 3 * DAY_MS}
+    store.db.put(OFFSET, Checkpoint(**data).dump())
+    store.close()
+    caplog.clear()
+
+    again = await deployment.start()
+
+    assert deployment.changelogs.read_from == {}  # nothing read
+    assert set(again.partitions[0].tickets) == {"HD-0"}
+    assert "discarding" not in caplog.text
 
 
 async def test_a_worker_without_a_state_dir_keeps_nothing_on_disk(
@@ -262,6 +348,32 @@ def test_a_store_another_process_holds_is_left_alone(tmp_path: Path) -> None:
     assert snapshots.open(0) is None
     assert [key for key, _ in held.records()] == [b"HD-1"]
     held.close()
+
+
+def test_a_store_this_process_still_reads_is_kept_not_discarded(tmp_path: Path) -> None:
+    """A RocksDB iterator keeps its store open, and its LOCK held, after `close()`:
+    opening the store again meanwhile fails with "lock hold by current process". That
+    is a lock, not damage: the snapshot is kept (never deleted under a reader), and
+    opens again, whole, once the reader is gone."""
+    snapshots = Snapshots(tmp_path, "unit", DAY_MS)
+    store = snapshots.open(0)
+    assert store is not None
+    store.write([(b"A", b"a"), (b"B", b"b")], 2, int(time.time() * 1000))
+    reader = iter(StoredStates(store))
+    assert next(reader) == "A"
+    store.close()  # the partition went to another member, a reader still lives
+
+    assert snapshots.open(0) is None  # in use: this time without a snapshot
+
+    del reader
+    again = snapshots.open(0)
+    assert again is not None
+    try:
+        checkpoint = again.checkpoint()
+        assert checkpoint is not None and checkpoint.offset == 2
+        assert list(StoredStates(again)) == ["A", "B"]
+    finally:
+        again.close()
 
 
 def test_a_store_that_cannot_be_opened_is_replaced_by_an_empty_one(tmp_path: Path) -> None:
@@ -300,6 +412,47 @@ async def test_a_damaged_snapshot_file_means_a_full_restore(
     assert len(again.partitions[0].tickets) == 50
     said = "cannot be read" if where == "data-block" else "cannot be opened"
     assert said in caplog.text
+
+
+async def test_a_store_whose_index_read_fails_is_given_up_and_the_partition_restored(
+    deployment: Deployment,
+) -> None:
+    """A step that only fires timers reads the due index: a store that fails that read
+    is given up, and the partition restored from the changelog into RAM, as when a
+    ticket's state cannot be read; the worker goes on."""
+    worker = await deployment.start()
+    for n in range(3):
+        await worker.turn({INPUT: [created(n, f"HD-{n}")]})
+    deployment.store_of(worker).db.close()  # every read fails from now on
+
+    await worker.turn({})  # a timer-only step: it fails, and the partition restores
+    await worker.turn({})
+    await worker.tasks.restored()
+    await worker.turn({})
+
+    assert worker.ready and 0 not in worker.tasks.stores
+    assert not isinstance(worker.partitions[0].tickets, StoredStates)
+    assert len(worker.partitions[0].tickets) == 3
+
+
+async def test_a_policy_reload_whose_rebuild_fails_restores_that_partition(
+    deployment: Deployment, presets: Policy
+) -> None:
+    """SIGHUP rebuilds every running partition's indexes from its state: one whose
+    store fails meanwhile is given up and restored from the changelog (under the new
+    policy), not left half rebuilt, and the reload ends."""
+    worker = await deployment.start()
+    for n in range(3):
+        await worker.turn({INPUT: [created(n, f"HD-{n}")]})
+    deployment.store_of(worker).db.close()
+
+    await worker.reload_policy(presets)
+    await worker.turn({})
+    await worker.tasks.restored()
+    await worker.turn({})
+
+    assert worker.ready and 0 not in worker.tasks.stores
+    assert len(worker.partitions[0].tickets) == 3
 
 
 async def test_a_store_that_cannot_be_written_during_a_restore_is_dropped(

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +267,137 @@ def test_a_policy_that_changed_while_the_worker_was_down_rebuilds_the_indexes(
     assert asyncio.run(restorer.load(loaded, store)) is False
     assert store.db.get(FINGERPRINT) == fingerprint(other.engine)
     assert entries(loaded.clock.due) == entries(owner.clock.due)
+
+
+def test_a_restart_from_the_stored_indexes_files_the_exact_instants_of_past_bounds(
+    tmp_path: Path,
+) -> None:
+    """The event path files a running goal timer at a lower bound (business time runs
+    no faster than wall time), which the stored due index keeps. A restart after the
+    weekend finds it past: it files the ticket's exact due instant before the partition
+    runs, as a restore from the changelog does, rather than let the first step take
+    every past bound at once. Bounds not yet due stay as they are."""
+    from worker.policy_file import load_policy
+
+    policy = load_policy(Path(__file__).parent.parent / "data" / "goals-policy.yaml")
+    processor = TicketProcessor(Engine(policy, timedelta(days=30)), None)
+    friday = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)  # 16:00 in Berlin, an hour before close
+    store = Store(tmp_path / "0", "unit", 0)
+    owner = Partition(0, processor, TOPICS, timedelta(0))
+    keep_in(owner, store, count=0)
+    value = body(0, "ticket-created", "X", friday, customer_id="acme", group="emea", plan="pro")
+    value = json.dumps({**json.loads(value), "priority": 3}).encode()
+    batch = owner.step([Message("tickets", 0, 0, b"X", value)], friday, None)
+    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
+    store.write(records, 1, 0, index_ops(owner))
+    settled(owner, records)
+    store.db.put(FINGERPRINT, fingerprint(processor.engine))
+    bound = owner.clock.due.get("X")
+    assert bound is not None and bound < datetime(2026, 12, 5, tzinfo=UTC)  # Friday evening
+    restorer = Restorer(None, "changelog", Metrics(policy))  # type: ignore[arg-type]
+    in_ram = Partition(0, processor, TOPICS, timedelta(0))  # a restore from the changelog
+    for key, val in store.records():
+        in_ram.load(key, val)
+    list(in_ram.rebuild())
+    exact = in_ram.clock.due.get("X")
+    assert exact is not None and exact > bound
+
+    on_friday = Partition(0, processor, TOPICS, timedelta(0))
+    assert asyncio.run(restorer.load(on_friday, store, now=friday)) is True
+    assert on_friday.clock.due.get("X") == bound  # not due yet: as stored
+
+    on_monday = Partition(0, processor, TOPICS, timedelta(0))
+    monday = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+    try:
+        assert asyncio.run(restorer.load(on_monday, store, now=monday)) is True
+        assert on_monday.clock.due.get("X") == exact
+    finally:
+        store.close()
+
+
+def test_an_upgrade_of_the_holiday_data_rebuilds_the_indexes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored due instants depend on more than the policy: a calendar names a country,
+    and its dates come from the `holidays` package (so, likewise, the time-zone data and
+    the engine's own due rules). After an upgrade whose data dropped a holiday, the
+    indexes are rebuilt, not trusted: the instant they held is a day late."""
+    from worker.core import calendar as calendar_module
+    from worker.policy_file import load_policy
+
+    policy_file = Path(__file__).parent.parent / "data" / "goals-policy.yaml"
+    real = calendar_module.holidays_lib.country_holidays
+
+    def old_data(country: str, subdiv: Any = None) -> Any:  # the previous release's table
+        table = real(country, subdiv=subdiv)
+        table[date(2026, 12, 7)] = "a holiday the new data no longer has"
+        return table
+
+    monkeypatch.setattr(calendar_module.holidays_lib, "country_holidays", old_data)
+    monkeypatch.setattr(calendar_module.holidays_lib, "__version__", "0.1")
+    old = TicketProcessor(Engine(load_policy(policy_file), timedelta(days=30)), None)
+    friday = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)  # 16:00 in Berlin, an hour before close
+    store = Store(tmp_path / "0", "unit", 0)
+    owner = Partition(0, old, TOPICS, timedelta(0))
+    keep_in(owner, store, count=0)
+    value = body(0, "ticket-created", "X", friday, customer_id="acme", group="emea", plan="pro")
+    value = json.dumps({**json.loads(value), "priority": 3}).encode()
+    batch = owner.step([Message("tickets", 0, 0, b"X", value)], friday, None)
+    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
+    store.write(records, 3, 0, index_ops(owner))
+    settled(owner, records)
+    restorer = Restorer(None, "changelog", Metrics(old.engine.policy))  # type: ignore[arg-type]
+    asyncio.run(restorer.rebuild(owner))  # exact instants, and the fingerprint, stored
+    assert owner.clock.due.get("X") == datetime(2026, 12, 8, 10, 0, tzinfo=UTC)  # Tuesday
+    store.close()
+
+    monkeypatch.setattr(calendar_module.holidays_lib, "country_holidays", real)  # upgraded
+    monkeypatch.setattr(calendar_module.holidays_lib, "__version__", "0.2")
+    new = TicketProcessor(Engine(load_policy(policy_file), timedelta(days=30)), None)
+    store = Store(tmp_path / "0", "unit", 0)
+    restarted = Partition(0, new, TOPICS, timedelta(0))
+    try:
+        assert asyncio.run(restorer.load(restarted, store)) is False  # rebuilt
+        assert restarted.clock.due.get("X") == datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    finally:
+        store.close()
+
+
+def test_counting_the_timers_holds_no_store_open_between_its_chunks(
+    presets: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timer gauges of a partition loaded from its snapshot are filled in beside
+    the loop, a chunk per turn. Between two chunks the partition may be revoked and its
+    store closed, then opened again (it came back): no iterator of the counting is
+    left to keep the closed store open (reopening it would fail)."""
+    from worker.kafka import restorer as restorer_module
+
+    monkeypatch.setattr(restorer_module, "GAUGE_CHUNK", 1)
+    path = tmp_path / "0"
+    store = Store(path, "unit", 0)
+    processor = TicketProcessor(Engine(presets, timedelta(days=30)), None)
+    owner = Partition(0, processor, TOPICS, timedelta(0))
+    keep_in(owner, store, count=0)
+    at = NOW - timedelta(hours=1)
+    messages = [
+        Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
+    ]
+    batch = owner.step(messages, NOW, None)
+    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
+    store.write(records, len(records), 0, index_ops(owner))
+    settled(owner, records)
+    restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
+    held = [True]
+
+    async def revoked_while_counting() -> int:
+        counting = asyncio.create_task(restorer.count_timers(owner, lambda: held[0]))
+        await asyncio.sleep(0)  # a chunk counted; the counting waits for the next turn
+        held[0] = False
+        store.close()  # revoked
+        Store(path, "unit", 0).close()  # it came back: opened again
+        return await counting
+
+    assert asyncio.run(revoked_while_counting()) == 1
 
 
 def test_a_rebuild_cut_short_leaves_indexes_the_next_start_does_not_trust(

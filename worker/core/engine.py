@@ -37,6 +37,15 @@ from worker.core.policy import Plan, Policy
 from worker.core.reasons import Reason
 from worker.core.ticket import SEEN_LIMIT, Clock, Pause, Ticket, due_before, remember
 
+DUE_RULES_VERSION = 1
+"""The version of the engine's deadline arithmetic (`next_due`, the calendars' business
+time, the goal paths' bounds): bump it with any change that can move a due instant of
+an unchanged state under an unchanged policy (a DST or business-hours fix, a new bound).
+Timer indexes kept in a local store (`worker.kafka.stored_index.fingerprint`) were
+computed with one version: under another they are rebuilt at the next start, never
+trusted (a due instant the new rules put earlier would fire late).
+"""
+
 __all__ = [
     "SEEN_LIMIT",
     "Applied",

@@ -16,7 +16,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
+from datetime import UTC, datetime
 
 from aiokafka.structs import TopicPartition
 
@@ -34,8 +35,9 @@ from worker.kafka.snapshot import (
     store_of,
     stored_count,
 )
+from worker.kafka.stored_index import StoredDueIndex
 from worker.metrics import Metrics
-from worker.tasks.partition import CLOCK_KEY, Partition
+from worker.tasks.partition import CLOCK_KEY, Partition, StateUnavailable
 
 log = logging.getLogger("sla_worker")
 
@@ -71,14 +73,19 @@ class Restorer:
         starts = await self.changelogs.beginning_offsets(tps)
         return {tp.partition: starts[tp] for tp in tps}
 
-    async def load(self, partition: Partition, store: Store) -> bool:
+    async def load(self, partition: Partition, store: Store, now: datetime | None = None) -> bool:
         """Make a usable local snapshot `partition`'s state: its tickets and its timer
         indexes stay in the store (`keep_in`), its clock record is read. Indexes the
-        store computed under this engine (policy, retention: `stored_index.fingerprint`)
-        are used as they are, and only the at-risk index's breached tickets are read:
-        nothing is decoded, whatever the number of tickets. Otherwise they are rebuilt
+        store computed under this engine (policy, retention, due rules, calendar data:
+        `stored_index.fingerprint`) are used as they are, and only the at-risk index's
+        breached tickets are read: nothing is decoded but the tickets whose stored due
+        instant is past by `now` (default: the wall clock), whose exact instants are
+        filed (`refine`: after a short downtime, few). Otherwise they are rebuilt
         from the stored states, in chunks. Returns whether they were used as they are
-        (the timer gauges are then filled in after the partition runs, `count_timers`).
+        (the timer gauges are then filled in after the partition runs, `count_timers`,
+        which also finds and logs the states this version cannot read: until then
+        `partition.unreadable` is empty, and such a ticket's next event is
+        dead-lettered as unreadable-state all the same).
         Raises whatever the store raises (a damaged file: the caller discards it)."""
         keep_in(partition, store, stored_count(store))
         clock = store.db.get(RECORD + CLOCK_KEY)
@@ -88,11 +95,42 @@ class Restorer:
         if expected is not None and store.db.get(stored_index.FINGERPRINT) == expected:
             partition.at_risk.restore_breached(breached(store))
             len(partition.tickets)  # (counted here if the store did not say)
+            await self.refine(partition, now or datetime.now(UTC))  # past bounds: exact
             return True
         stored_index.clear(store.db)
         keep_in(partition, store, None)  # the indexes afresh: empty
         await self.rebuild(partition, warn=False)
         return False
+
+    async def refine(self, partition: Partition, now: datetime) -> int:
+        """File the exact due instant of every entry of the stored due index that is
+        due by `now`, in chunks, as a rebuild would. The stored index holds what the
+        event path filed: the lower bounds of running goal timers (docs/semantics.md,
+        "Timers and due instants"); after a downtime many are past, and the first step
+        would take them all at once, every partition stalled meanwhile. Here they are
+        worked out beside the loop, before the partition runs: the first step takes
+        only what is due indeed. Returns the entries moved."""
+        due, store = partition.clock.due, store_of(partition)
+        if not isinstance(due, StoredDueIndex) or store is None:
+            return 0
+        moved, after = 0, None
+        while chunk := due.stored_until(after, now, REBUILD_CHUNK):
+            for ticket_id, at in chunk:
+                value = partition.tickets.get(ticket_id)
+                try:
+                    stored = None if value is None else json.loads(value)
+                    ticket = None if stored is None else partition.processor.restore(stored)[1]
+                except (ValueError, KeyError, TypeError, StateFormatError):
+                    continue  # unreadable: left as it is (the count finds and logs it)
+                exact = None if ticket is None else ticket.due
+                if exact != at:  # (an exact instant still due is seen again: unchanged)
+                    due.schedule(ticket_id, exact)
+                    moved += 1
+            after = chunk[-1]
+            store.write([], None, 0, index_ops(partition))  # derived from the stored states
+            settled(partition, [])
+            await asyncio.sleep(0)  # the running partitions step meanwhile
+        return moved
 
     async def read(
         self,
@@ -181,34 +219,48 @@ class Restorer:
             self.changelogs.assign([])
 
     async def count_timers(
-        self, partition: Partition, held: Callable[[], bool] = lambda: True
+        self, partition: Partition, held: Callable[[], bool] = lambda: True, check: bool = False
     ) -> int:
         """A promoted standby's, or a partition loaded from its snapshot's, tickets into
         the timer gauges, in chunks, while the partition may already run: each ticket's
         state is read when it is counted (a step may have changed it since). Stops as
         soon as `held()` turns false (the worker no longer holds this state). Returns the
-        tickets counted."""
-        rows = 0
+        tickets counted.
+
+        `check`: the partition's unreadable states are not known (loaded with its stored
+        indexes: nothing was decoded): each state is read as `rebuild` reads it, and
+        those this version cannot read are listed in `partition.unreadable` and logged
+        at the end, as a restore that rebuilds logs them (a promoted standby's were
+        listed as it followed, and logged at its promotion)."""
         unreadable = set(partition.unreadable)
-        # A store's iterator reads one snapshot of it, whatever steps write meanwhile;
-        # a dict is copied (its ids), as it may change size under the loop.
-        tickets = partition.tickets
-        ids = iter(tickets) if isinstance(tickets, StoredStates) else iter(list(tickets))
-        for ticket_id in ids:
-            if not held():
-                break
-            value = tickets.get(ticket_id)
-            if value is not None and ticket_id not in unreadable:
-                try:
-                    stored = json.loads(value)
-                    self.metrics.state(ticket_id, stored if isinstance(stored, dict) else None)
-                except (ValueError, KeyError, TypeError, StateFormatError):
-                    # Unreadable by this version (`Partition.follow` listed it, and the
-                    # promotion logged it): no timer to count, as `rebuild` skips it.
-                    continue
-            rows += 1
-            if rows % GAUGE_CHUNK == 0:
+        found: list[str] = []
+        tickets, rows = partition.tickets, 0
+        try:
+            for chunk in _id_chunks(tickets):
+                for ticket_id in chunk:
+                    if not held():
+                        return rows
+                    value = tickets.get(ticket_id)
+                    if value is not None and ticket_id not in unreadable:
+                        try:
+                            stored = json.loads(value)
+                            if check:
+                                partition.processor.restore(stored)
+                            stored = stored if isinstance(stored, dict) else None
+                            self.metrics.state(ticket_id, stored)
+                        except (ValueError, KeyError, TypeError, StateFormatError):
+                            # Unreadable by this version: no timer, as `rebuild` skips it.
+                            if check:
+                                found.append(ticket_id)
+                            continue
+                    rows += 1
                 await asyncio.sleep(0)  # the running partitions step meanwhile
+        except StateUnavailable as exc:  # the next step fails too, and restores it
+            log.warning("partition %d: timer gauges not filled in: %s", partition.number, exc)
+            return rows
+        if found:
+            partition.unreadable += [t for t in found if t not in unreadable]
+            warn_unreadable(partition)
         return rows
 
     async def rebuild(self, partition: Partition, warn: bool = True) -> int:
@@ -251,3 +303,20 @@ def warn_unreadable(partition: Partition) -> None:
             len(partition.unreadable),
             partition.unreadable[:5],
         )
+
+
+def _id_chunks(tickets: MutableMapping[str, bytes]) -> Iterator[list[str]]:
+    """The ticket ids, `GAUGE_CHUNK` at a time, for a caller that awaits between chunks:
+    a store's read afresh after the last id each time (a RocksDB iterator held across
+    an await would keep the store open after its owner closed it: reopening it would
+    fail, and its LOCK stay held); a dict's copied first (it may change size meanwhile).
+    Tickets written meanwhile may be seen or not: each is read when counted."""
+    if isinstance(tickets, StoredStates):
+        after = None
+        while chunk := tickets.ids_after(after, GAUGE_CHUNK):
+            yield chunk
+            after = chunk[-1]
+        return
+    ids = list(tickets)
+    for start in range(0, len(ids), GAUGE_CHUNK):
+        yield ids[start : start + GAUGE_CHUNK]

@@ -342,6 +342,8 @@ class LiveWorker:
                 continue
             if batch:
                 batches.append((batch, started))
+            else:  # nothing to commit: index-only changes reach the store once many
+                self.tasks.settle_indexes(number)
         if batches:
             await asyncio.gather(*(self._commit(batch, started) for batch, started in batches))
 
@@ -396,7 +398,9 @@ class LiveWorker:
         deadlines. Each ticket keeps the version it was created under (state records it),
         so a new version only judges tickets created from its `effective_from` on.
         Suspended partitions are dropped, and a restore under way starts again (read
-        again from the changelog).
+        again from the changelog). A partition whose rebuild fails (its local store
+        cannot be read or written) is handled as a step that failed so: restored from
+        the changelog, without its store, under the new policy; the others go on.
         """
         async with self.tasks.lock:
             old = self.processor.engine
@@ -404,8 +408,11 @@ class LiveWorker:
             self.processor.engine = Engine(policy, old.retention, old.measure)
             self.metrics.use_policy(policy)
             rows = 0
-            for partition in self.tasks.running().values():
-                rows += await self.tasks.restorer.rebuild(partition)
+            for number, partition in self.tasks.running().items():
+                try:
+                    rows += await self.tasks.restorer.rebuild(partition)
+                except Exception as exc:  # half rebuilt: never run on it
+                    self.tasks.state_failed(number, f"{type(exc).__name__}: {exc}")
             return rows
 
 

@@ -27,10 +27,12 @@ written afresh) when it:
 - belongs to another app id or partition, or to another format version;
 - reflects an offset the changelog does not have (beyond its end, or before its start:
   the topic was recreated or truncated);
-- is older than the changelog's `delete.retention.ms`: compaction may have removed a
-  tombstone written after the snapshot, whose deletion the tail would then miss, and a
-  deleted ticket would come back (Kafka Streams' KIP-1259). The stamp is taken before the
-  step's transaction begins, so every record after the snapshot's offset is younger.
+- is older than the changelog's `delete.retention.ms` and behind its end: compaction
+  may have removed a tombstone written after the snapshot, whose deletion the tail would
+  then miss, and a deleted ticket would come back (Kafka Streams' KIP-1259). The stamp
+  is taken before the step's transaction begins, so every record after the snapshot's
+  offset is younger. A snapshot at the changelog's end has nothing after it to miss: it
+  is used whatever its age.
 
 A worker without `--state-dir` keeps no snapshot: every restore reads the changelog.
 """
@@ -49,7 +51,7 @@ from pathlib import Path
 import rocksdict
 
 from worker.kafka import stored_index
-from worker.kafka.stored_index import StoredDueIndex
+from worker.kafka.stored_index import StoredDueIndex, read, scan, unavailable
 from worker.tasks.partition import Partition, StateUnavailable
 
 log = logging.getLogger("sla_worker")
@@ -105,11 +107,22 @@ class Store:
         return None if value is None else Checkpoint.load(bytes(value))
 
     def records(self) -> Iterator[tuple[bytes, bytes]]:
-        """The changelog records the store holds (key, value), in key order."""
-        for key, value in self.db.items(from_key=RECORD):
-            if not isinstance(key, bytes) or not key.startswith(RECORD):
-                break
-            yield key[len(RECORD) :], bytes(value)
+        """The changelog records the store holds (key, value), in key order. A failed
+        read: `StateUnavailable` (never the records' end)."""
+        try:
+            it = self.db.iter()
+            it.seek(RECORD)
+            while it.valid():
+                key = bytes(it.key())
+                if not key.startswith(RECORD):
+                    return
+                yield key[len(RECORD) :], bytes(it.value())
+                it.next()
+            it.status()
+        except StateUnavailable:
+            raise
+        except Exception as exc:
+            raise unavailable("the stored states", exc) from exc
 
     def write(
         self,
@@ -177,11 +190,8 @@ class StoredStates(MutableMapping[str, bytes]):
     # --- reads ------------------------------------------------------------------------------
 
     def _read(self, ticket_id: str) -> bytes | None:
-        try:
-            value = self.store.db.get(RECORD + ticket_id.encode())
-        except Exception as exc:  # a damaged or vanished file: the step fails
-            raise StateUnavailable(f"ticket {ticket_id!r}: {type(exc).__name__}: {exc}") from exc
-        return None if value is None else bytes(value)
+        # A damaged or vanished file: the step fails (StateUnavailable).
+        return read(self.store.db, RECORD + ticket_id.encode(), f"ticket {ticket_id!r}")
 
     def get(self, ticket_id: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
         value = self.overlay.get(ticket_id, _ABSENT)
@@ -207,9 +217,7 @@ class StoredStates(MutableMapping[str, bytes]):
         """Every ticket id (keys only: no value is read), the store's then the
         overlay's new ones, as of the call."""
         overlay = dict(self.overlay)
-        for key in self.store.db.keys(from_key=RECORD):
-            if not isinstance(key, bytes) or not key.startswith(RECORD):
-                break
+        for key in scan(self.store.db, RECORD, RECORD, "the stored states"):
             if key == RECORD:  # the clock record
                 continue
             ticket_id = key[len(RECORD) :].decode()
@@ -221,6 +229,25 @@ class StoredStates(MutableMapping[str, bytes]):
         for ticket_id, pending in overlay.items():
             if pending is not None:
                 yield ticket_id
+
+    def ids_after(self, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` of the store's ticket ids after `after` (None: from the first),
+        in key order, read with an iterator of their own that is gone when this returns.
+        What a caller that awaits between chunks uses (`Restorer.count_timers`): a live
+        RocksDB iterator keeps its store open, and its LOCK held, after `close()`, so
+        one held across an await could outlive the store's owner."""
+        start = RECORD if after is None else RECORD + after.encode() + b"\x00"
+        ids: list[str] = []
+        keys = scan(self.store.db, start, RECORD, "the stored states")
+        try:
+            for key in keys:
+                if key != RECORD:  # (the clock record)
+                    ids.append(key[len(RECORD) :].decode())
+                    if len(ids) >= limit:
+                        break
+        finally:
+            keys.close()  # the iterator with it
+        return ids
 
     def items(self) -> Iterator[tuple[str, bytes]]:  # type: ignore[override]
         """(ticket id, stored) of every ticket, the store's in key order, then the
@@ -321,16 +348,14 @@ def settled(partition: Partition, written: Iterable[tuple[bytes, bytes | None]])
 
 
 def stored_count(store: Store) -> int | None:
-    raw = store.db.get(stored_index.COUNT + RECORD)
-    return None if raw is None else int(_COUNT.unpack(bytes(raw))[0])
+    raw = read(store.db, stored_index.COUNT + RECORD, "the ticket count")
+    return None if raw is None else int(_COUNT.unpack(raw)[0])
 
 
 def breached(store: Store) -> Iterator[str]:
     """The at-risk index's breached tickets, as the store keeps them."""
     prefix = stored_index.BREACHED
-    for key in store.db.keys(from_key=prefix):
-        if not isinstance(key, bytes) or not key.startswith(prefix):
-            break
+    for key in scan(store.db, prefix, prefix, "the breached tickets"):
         yield key[len(prefix) :].decode()
 
 
@@ -371,14 +396,18 @@ class Snapshots:
         try:
             return Store(path, self.app_id, partition)
         except Exception as exc:  # corrupt, locked by another process, no permission ...
-            # RocksDB says "While lock file: <path>/LOCK: ..." (not just "lock": a
-            # corrupt store's "block checksum mismatch" must be discarded, not kept).
-            if "lock file" in str(exc).lower():
-                # Another process has it open (two workers given one --state-dir): its
-                # files are not ours to remove. Run this partition without a snapshot.
+            # RocksDB says "While lock file: <path>/LOCK: ..." when another process holds
+            # it, "lock hold by current process" when this one still does (a store
+            # closed while an iterator of it lived on); not just "lock": a corrupt
+            # store's "block checksum mismatch" must be discarded, not kept.
+            text = str(exc).lower()
+            if "lock file" in text or "lock hold by current process" in text:
+                # Someone has it open (two workers given one --state-dir, or a reader
+                # of this process): its files are never removed under it. Run this
+                # partition without a snapshot this time.
                 log.warning(
-                    "partition %d: the local snapshot in %s is in use by another process "
-                    "(%s); running without one: give each worker its own --state-dir",
+                    "partition %d: the local snapshot in %s is in use (%s); running "
+                    "without one: give each worker its own --state-dir",
                     partition,
                     path,
                     exc,
@@ -422,7 +451,9 @@ class Snapshots:
                 f"reflects offset {checkpoint.offset}, outside the changelog's {start}..{end}"
             )
         age_ms = int(time.time() * 1000) - checkpoint.stamp_ms
-        if age_ms >= self.tombstone_retention_ms:
+        # At the changelog's end, nothing was written after the snapshot: no tombstone
+        # it could miss, however old it is (a quiet partition's, a long downtime's).
+        if age_ms >= self.tombstone_retention_ms and checkpoint.offset != end:
             return None, (
                 f"is {age_ms / 3_600_000:.1f} h old, not younger than the changelog's "
                 f"delete.retention.ms ({self.tombstone_retention_ms / 3_600_000:.1f} h)"

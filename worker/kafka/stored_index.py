@@ -28,16 +28,23 @@ store alike.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import heapq
+import importlib
 import struct
-from collections.abc import Iterator
+import zoneinfo
+from collections.abc import Generator, Iterator
 from datetime import datetime, timedelta
 from enum import Enum
+from pathlib import Path
 
+import holidays
 from pydantic import BaseModel
 
+from worker.core.engine import DUE_RULES_VERSION
 from worker.core.state_codec import from_us, to_us
+from worker.tasks.partition import StateUnavailable
 
 _BIAS = 1 << 63
 """Added to an instant (µs, signed) so that unsigned big-endian bytes sort in time order."""
@@ -50,6 +57,44 @@ BREACHED = b"B"
 """Prefix of the at-risk index's breached tickets (`prefix + ticket id` -> b"")."""
 COUNT = b"n"
 """`COUNT + index prefix` -> be64 number of tickets the index holds."""
+
+
+def unavailable(what: str, exc: Exception) -> StateUnavailable:
+    """A store read that failed (a damaged block, a vanished file, a closed store), as
+    the step's callers handle it: the store is given up and the partition restored from
+    the changelog. Never a raw RocksDB error: one would leave the loop and stop the
+    worker, and, as a restart from the snapshot reads no index key, stop it again at the
+    first step after every restart."""
+    return StateUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def read(db: object, key: bytes, what: str) -> bytes | None:
+    """`db.get(key)`, a failure raised as `StateUnavailable`."""
+    try:
+        raw = db.get(key)  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise unavailable(what, exc) from exc
+    return None if raw is None else bytes(raw)
+
+
+def scan(db: object, start: bytes, prefix: bytes, what: str) -> Generator[bytes, None, None]:
+    """The keys from `start` on that begin with `prefix`, in order; a failure (of the
+    seek, of a step, or one the iterator met and stopped at: its `status`) raised as
+    `StateUnavailable`, so a damaged block never reads as the index's end."""
+    try:
+        it = db.iter()  # type: ignore[attr-defined]
+        it.seek(start)
+        while it.valid():
+            key = bytes(it.key())
+            if not key.startswith(prefix):
+                return
+            yield key
+            it.next()
+        it.status()
+    except StateUnavailable:
+        raise
+    except Exception as exc:
+        raise unavailable(what, exc) from exc
 
 
 def _instant(us: int) -> bytes:
@@ -69,8 +114,9 @@ class StoredDueIndex:
         self.reverse = prefix.lower()
         self.pending: dict[str, int | None] = {}
         self._heap: list[tuple[int, str]] = []  # instants of `pending`, maybe stale
-        raw = db.get(COUNT + prefix)  # type: ignore[attr-defined]
-        self._count = 0 if raw is None else _PACK.unpack(bytes(raw))[0]
+        self.what = f"timer index {prefix.decode()!r}"
+        raw = read(db, COUNT + prefix, self.what)
+        self._count = 0 if raw is None else _PACK.unpack(raw)[0]
         # No entry before this instant (µs) in the store that the overlay does not
         # override: where a look for the earliest starts (the store keeps deleted keys a
         # while, and the earliest entries are the ones deleted most).
@@ -85,8 +131,8 @@ class StoredDueIndex:
         value = self.pending.get(ticket_id, _ABSENT)
         if value is not _ABSENT:
             return value  # type: ignore[return-value]
-        raw = self.db.get(self.reverse + ticket_id.encode())  # type: ignore[attr-defined]
-        return None if raw is None else _us(bytes(raw))
+        raw = read(self.db, self.reverse + ticket_id.encode(), self.what)
+        return None if raw is None else _us(raw)
 
     def get(self, ticket_id: str) -> datetime | None:
         us = self._get_us(ticket_id)
@@ -94,22 +140,16 @@ class StoredDueIndex:
 
     def _stored(self, upto: int | None = None) -> Iterator[tuple[int, str, bytes]]:
         """(instant, ticket, key) of the store's entries not overridden by the overlay,
-        in time order (up to `upto` µs, inclusive)."""
+        in time order (up to `upto` µs, inclusive). A failed read: `StateUnavailable`."""
         prefix, pending = self.prefix, self.pending
         start = prefix if self._low is None else prefix + _instant(self._low)
-        it = self.db.iter()  # type: ignore[attr-defined]
-        it.seek(start)
-        while it.valid():
-            key = bytes(it.key())
-            if not key.startswith(prefix):
-                return
+        for key in scan(self.db, start, prefix, self.what):
             us = _us(key[1:9])
             if upto is not None and us > upto:
                 return
             ticket_id = key[9:].decode()
             if ticket_id not in pending:
                 yield us, ticket_id, key
-            it.next()
 
     def _pending_head(self) -> tuple[int, str] | None:
         heap, pending = self._heap, self.pending
@@ -159,6 +199,28 @@ class StoredDueIndex:
         for us, ticket_id, _ in self._stored(limit):
             yield ticket_id, from_us(us)
 
+    def stored_until(
+        self, after: tuple[str, datetime] | None, horizon: datetime, limit: int
+    ) -> list[tuple[str, datetime]]:
+        """Up to `limit` (ticket, instant) of the store's entries due by `horizon`, in
+        time order, after the entry `after` (None: from the first); overlay ignored. Read
+        with an iterator of its own that is gone when this returns: for a caller that
+        awaits between chunks (a live iterator keeps a closed store open)."""
+        start = self.prefix
+        if after is not None:
+            start += _instant(to_us(after[1])) + after[0].encode() + b"\x00"
+        limit_us, out = to_us(horizon), list[tuple[str, datetime]]()
+        keys = scan(self.db, start, self.prefix, self.what)
+        try:
+            for key in keys:
+                us = _us(key[1:9])
+                if us > limit_us or len(out) >= limit:
+                    break
+                out.append((key[9:].decode(), from_us(us)))
+        finally:
+            keys.close()
+        return out
+
     def items(self) -> Iterator[tuple[str, datetime]]:
         """Every (ticket, instant), in no set order (tests, diagnostics)."""
         for ticket_id, us in list(self.pending.items()):
@@ -191,14 +253,13 @@ class StoredDueIndex:
         db, prefix, reverse = self.db, self.prefix, self.reverse
         for ticket_id, us in self.pending.items():
             key = ticket_id.encode()
-            raw = db.get(reverse + key)  # type: ignore[attr-defined]
-            if raw is not None:
-                old = bytes(raw)
+            old = read(db, reverse + key, self.what)
+            if old is not None:
                 if us is not None and _us(old) == us:
                     continue
                 out.append((prefix + old + key, None))
             if us is None:
-                if raw is not None:
+                if old is not None:
                     out.append((reverse + key, None))
             else:
                 when = _instant(us)
@@ -219,8 +280,9 @@ class StoredDueIndex:
 
 
 FINGERPRINT = b"f"
-"""Key of the fingerprint of the engine (policy, retention) the stored indexes were
-computed with: indexes computed under another one are discarded and rebuilt."""
+"""Key of the fingerprint of what the stored indexes were computed with (policy,
+retention, due rules, holiday and time-zone data): indexes computed under another one
+are discarded and rebuilt."""
 INDEX_PREFIXES = (DUE, DUE.lower(), HOLDS, HOLDS.lower(), RETIREMENTS, RETIREMENTS.lower())
 
 
@@ -232,14 +294,49 @@ def clear(db: object) -> None:
 
 
 def fingerprint(engine: object) -> bytes | None:
-    """What the timer indexes depend on beyond the states: the policy (every version,
-    calendars with their full specification) and the retention, as a digest; None when
-    some part cannot be written out faithfully (the indexes are then always rebuilt)."""
+    """What the timer indexes depend on beyond the states, as a digest: the policy
+    (every version, calendars with their full specification), the retention, and what
+    turns them into instants: the engine's due rules (`DUE_RULES_VERSION`), the
+    `holidays` package's tables (its version: a calendar names a country, not its
+    dates) and the IANA time-zone data (its version). An upgrade that changes any of
+    them rebuilds the indexes at the next start. None when some part cannot be written
+    out faithfully, or the time-zone data's version is not known (the indexes are then
+    always rebuilt)."""
+    tz = tz_data_version()
+    if tz is None:
+        return None
+    rules = (DUE_RULES_VERSION, str(getattr(holidays, "__version__", "")), tz)
     try:
-        text = repr(_canonical((engine.policy, engine.retention)))  # type: ignore[attr-defined]
+        text = repr(_canonical((engine.policy, engine.retention, rules)))  # type: ignore[attr-defined]
     except TypeError:  # a part not written out: the indexes are always rebuilt (safe)
         return None
     return hashlib.sha256(text.encode()).hexdigest().encode()
+
+
+@functools.cache
+def tz_data_version() -> str | None:
+    """The version of the time-zone data `zoneinfo` reads, searched as it searches: the
+    first `zoneinfo.TZPATH` directory with zone files (its `tzdata.zi` says `# version
+    2025b`; the OS package's), else the `tzdata` package's; None when not known (a
+    directory of zones without `tzdata.zi`). Once per process: zoneinfo caches the
+    zones it read, so newer files would not be used before a restart anyway."""
+    for root in zoneinfo.TZPATH:
+        directory = Path(root)
+        try:
+            with (directory / "tzdata.zi").open("rb") as file:
+                first = file.readline()
+        except OSError:
+            if (directory / "UTC").is_file():
+                return None  # zones, no version
+            continue
+        if not first.startswith(b"# version"):
+            return None
+        return first.removeprefix(b"# version").strip().decode() or None
+    try:
+        package = importlib.import_module("tzdata")
+    except ImportError:
+        return None
+    return str(getattr(package, "IANA_VERSION", "")) or None
 
 
 def _canonical(value: object) -> object:

@@ -57,6 +57,7 @@ from worker.kafka.snapshot import (
     store_of,
 )
 from worker.kafka.standby import Standby, Standbys
+from worker.kafka.stored_index import StoredDueIndex
 from worker.logs import BROKER_LOGGER
 from worker.metrics import Metrics
 from worker.tasks.partition import Partition
@@ -64,6 +65,11 @@ from worker.tasks.partition import Partition
 log = logging.getLogger("sla_worker")
 # Failures that come in thousands while the broker is away: rate-limited (worker/logs.py).
 broker_log = logging.getLogger(BROKER_LOGGER)
+
+
+INDEX_OVERLAY_LIMIT = 1000
+"""Most timer index changes a store-backed partition keeps in RAM between two commits
+that write changelog records (`TaskManager.settle_indexes`)."""
 
 
 class TaskState(enum.Enum):
@@ -464,11 +470,13 @@ class TaskManager:
         elif number in tails:
             self._count_timers(number)
 
-    def _count_timers(self, number: int) -> None:
-        """Fill in the timer gauges of a promoted standby's tickets, in a task of its own
-        beside the loop (not in the restore job: a restore due meanwhile does not wait
-        for it). It stops when the partition's state leaves the task (revoked for good,
-        or lost and restored again, which counts its tickets anew)."""
+    def _count_timers(self, number: int, check: bool = False) -> None:
+        """Fill in the timer gauges of a promoted standby's tickets, or of a partition's
+        loaded with its stored indexes (`check`: its unreadable states are found and
+        logged on the way), in a task of its own beside the loop (not in the restore
+        job: a restore due meanwhile does not wait for it). It stops when the
+        partition's state leaves the task (revoked for good, or lost and restored again,
+        which counts its tickets anew)."""
         task = self.tasks.get(number)
         if task is None or task.partition is None:
             return
@@ -480,7 +488,7 @@ class TaskManager:
 
         async def count() -> int:
             async with self._counting_lock:  # one partition at a time: one chunk per turn
-                return await self.restorer.count_timers(partition, held)
+                return await self.restorer.count_timers(partition, held, check)
 
         counting = asyncio.create_task(count())
         self._counting.add(counting)
@@ -576,6 +584,30 @@ class TaskManager:
             return
         settled(partition, records)
 
+    def settle_indexes(self, number: int) -> None:
+        """After a step of `number` that had nothing to commit: if its timer indexes'
+        overlays hold more than `INDEX_OVERLAY_LIMIT` changes (bounds that came due and
+        were filed at their exact instants, nothing published: no changelog record to
+        carry them), write them to its store now. They derive from committed states
+        only (every earlier step committed, or the partition was thrown away), so the
+        store does not get ahead of Kafka; its offset is not moved. Otherwise a quiet
+        partition's overlays grow without end, and a restart pops the old bounds again."""
+        store = self.stores.get(number)
+        task = self.tasks.get(number)
+        partition = None if task is None else task.partition
+        if store is None or partition is None or store_of(partition) is not store:
+            return
+        indexes = (partition.clock.due, partition.clock.holds, partition.retirements)
+        pending = sum(len(i.pending) for i in indexes if isinstance(i, StoredDueIndex))
+        if pending <= INDEX_OVERLAY_LIMIT:
+            return
+        try:
+            store.write([], None, 0, index_ops(partition))
+        except Exception as exc:  # as a failed write after a commit
+            self.state_failed(number, f"its timer indexes could not be written: {exc}")
+            return
+        settled(partition, [])
+
     def close_stores(self) -> None:
         for counting in list(self._counting):  # the worker stops: the gauges go anyway
             counting.cancel()
@@ -641,7 +673,7 @@ class TaskManager:
                 # Decoding every ticket beside the loop starts only now: until the task
                 # ran, every await of its start (seeks, offsets) waited for its chunks.
                 self._to_count.discard(task.number)
-                self._count_timers(task.number)
+                self._count_timers(task.number, check=True)  # nothing decoded yet
         if ready:
             seconds = time.monotonic() - min(t.since for t in ready)
             tickets = sum(len(p.tickets) for p in self.running().values())

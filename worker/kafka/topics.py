@@ -8,6 +8,7 @@ worker with a message that says what to change, instead of failing later in a re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -102,6 +103,10 @@ async def ensure_topics(settings: WorkerSettings) -> list[str]:
         await admin.close()
 
 
+UNKNOWN_TOPIC_OR_PARTITION = 3
+UNKNOWN_TOPIC_TRIES = 8
+"""About 6 s of asking again for a changelog just created (its metadata on its way)."""
+
 DEFAULT_DELETE_RETENTION_MS = 86_400_000
 """Kafka's default `delete.retention.ms` (24 h): how long compaction keeps a tombstone."""
 
@@ -116,9 +121,15 @@ async def tombstone_retention_ms(settings: WorkerSettings) -> int:
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        [response] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, changelog_topic_name(settings))]
-        )
+        resource = ConfigResource(ConfigResourceType.TOPIC, changelog_topic_name(settings))
+        for attempt in range(UNKNOWN_TOPIC_TRIES):
+            [response] = await admin.describe_configs([resource])
+            codes = [r[0] for r in response.resources]
+            # A changelog `ensure_topics` just created may not be known to the broker
+            # that answers yet (UNKNOWN_TOPIC_OR_PARTITION): ask again, shortly.
+            if UNKNOWN_TOPIC_OR_PARTITION not in codes or attempt == UNKNOWN_TOPIC_TRIES - 1:
+                break
+            await asyncio.sleep(0.2 * (attempt + 1))
     finally:
         await admin.close()
     for error_code, error_message, _type, _name, entries in response.resources:

@@ -13,7 +13,8 @@ from typing import Any
 from worker.kafka.inputs import InputWatch
 from worker.kafka.standby import Standbys
 from worker.kafka.task_manager import TaskManager
-from worker.tasks.partition import Partition
+from worker.tasks.clocks import TimerIndex
+from worker.tasks.partition import Partition, StateUnavailable
 from worker.tasks.processor import iso
 
 
@@ -51,7 +52,7 @@ class WorkerView:
     def liveness(self) -> list[tuple[int, bool, datetime | None]]:
         """(partition, caught up, earliest unfired due instant) per running partition."""
         return [
-            (number, partition.clock.caught_up, partition.clock.due.peek())
+            (number, partition.clock.caught_up, _peek(partition.clock.due))
             for number, partition in self.tasks.running().items()
         ]
 
@@ -64,7 +65,7 @@ class WorkerView:
         created yet."""
         rows = []
         for number, partition in self.tasks.running().items():
-            due, held = partition.clock.due.peek(), partition.clock.holds.peek()
+            due, held = _peek(partition.clock.due), _peek(partition.clock.holds)
             for tp in self.inputs.of(number):
                 seen = self.inputs.view(tp)
                 rows.append(
@@ -80,3 +81,12 @@ class WorkerView:
                     }
                 )
         return rows
+
+
+def _peek(index: TimerIndex) -> datetime | None:
+    """The index's earliest instant; None when its local store fails a read (the
+    partition's next step fails the same way, and restores it)."""
+    try:
+        return index.peek()
+    except StateUnavailable:
+        return None
