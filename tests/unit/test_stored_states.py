@@ -67,6 +67,22 @@ def indexes(partition: Partition) -> tuple[Any, ...]:
     )
 
 
+def commit_step(
+    owner: Partition,
+    store: Store,
+    messages: list[Message],
+    now: datetime,
+    offset: int | None = None,
+) -> None:
+    """Step `owner` and settle the step in its store as a committed transaction would:
+    the changelog records, the offset (default: as many as the records) and the indexes
+    in one write."""
+    batch = owner.step(messages, now, None)
+    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
+    store.write(records, len(records) if offset is None else offset, 0, index_ops(owner))
+    settled(owner, records)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     opened = Store(tmp_path / "0", "unit", 0)
@@ -226,10 +242,7 @@ def test_a_loaded_snapshot_is_the_clock_and_the_tickets_of_the_store(
     messages = [
         Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
     ]
-    batch = owner.step(messages, NOW, None)
-    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
-    store.write(records, len(records), 0, index_ops(owner))
-    settled(owner, records)
+    commit_step(owner, store, messages, NOW)
 
     loaded = Partition(0, processor, TOPICS, timedelta(0))
     restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
@@ -254,10 +267,7 @@ def test_a_policy_that_changed_while_the_worker_was_down_rebuilds_the_indexes(
     owner = Partition(0, TicketProcessor(Engine(presets, day), None), TOPICS, timedelta(0))
     keep_in(owner, store, count=0)
     message = Message("tickets", 0, 0, b"X", created(0, "X", NOW))
-    batch = owner.step([message], NOW, None)
-    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
-    store.write(records, 1, 0, index_ops(owner))
-    settled(owner, records)
+    commit_step(owner, store, [message], NOW, offset=1)
     store.db.put(FINGERPRINT, fingerprint(owner.processor.engine))
 
     other = TicketProcessor(Engine(presets, 2 * day), None)
@@ -287,10 +297,7 @@ def test_a_restart_from_the_stored_indexes_files_the_exact_instants_of_past_boun
     keep_in(owner, store, count=0)
     value = body(0, "ticket-created", "X", friday, customer_id="acme", group="emea", plan="pro")
     value = json.dumps({**json.loads(value), "priority": 3}).encode()
-    batch = owner.step([Message("tickets", 0, 0, b"X", value)], friday, None)
-    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
-    store.write(records, 1, 0, index_ops(owner))
-    settled(owner, records)
+    commit_step(owner, store, [Message("tickets", 0, 0, b"X", value)], friday, offset=1)
     store.db.put(FINGERPRINT, fingerprint(processor.engine))
     bound = owner.clock.due.get("X")
     assert bound is not None and bound < datetime(2026, 12, 5, tzinfo=UTC)  # Friday evening
@@ -342,10 +349,7 @@ def test_an_upgrade_of_the_holiday_data_rebuilds_the_indexes(
     keep_in(owner, store, count=0)
     value = body(0, "ticket-created", "X", friday, customer_id="acme", group="emea", plan="pro")
     value = json.dumps({**json.loads(value), "priority": 3}).encode()
-    batch = owner.step([Message("tickets", 0, 0, b"X", value)], friday, None)
-    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
-    store.write(records, 3, 0, index_ops(owner))
-    settled(owner, records)
+    commit_step(owner, store, [Message("tickets", 0, 0, b"X", value)], friday, offset=3)
     restorer = Restorer(None, "changelog", Metrics(old.engine.policy))  # type: ignore[arg-type]
     asyncio.run(restorer.rebuild(owner))  # exact instants, and the fingerprint, stored
     assert owner.clock.due.get("X") == datetime(2026, 12, 8, 10, 0, tzinfo=UTC)  # Tuesday
@@ -382,10 +386,7 @@ def test_counting_the_timers_holds_no_store_open_between_its_chunks(
     messages = [
         Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
     ]
-    batch = owner.step(messages, NOW, None)
-    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
-    store.write(records, len(records), 0, index_ops(owner))
-    settled(owner, records)
+    commit_step(owner, store, messages, NOW)
     restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
     held = [True]
 
@@ -416,10 +417,7 @@ def test_a_rebuild_cut_short_leaves_indexes_the_next_start_does_not_trust(
     messages = [
         Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
     ]
-    batch = owner.step(messages, NOW, None)
-    records = [(w.key or b"", w.value) for w in batch.writes if w.topic == "changelog"]
-    store.write(records, len(records), 0, index_ops(owner))
-    settled(owner, records)
+    commit_step(owner, store, messages, NOW)
     restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
     asyncio.run(restorer.rebuild(owner))
     assert store.db.get(FINGERPRINT) == fingerprint(processor.engine)
