@@ -1,4 +1,5 @@
-"""One partition fed event by event, without Kafka: for the at-risk tests (#24)."""
+"""One partition fed event by event, without Kafka, and input events as producers write
+them: for the at-risk, standby and stored-state tests."""
 
 from __future__ import annotations
 
@@ -18,6 +19,23 @@ PRESETS = load_presets()
 
 def new_partition(policy: Policy = PRESETS) -> Partition:
     return Partition(0, TicketProcessor(Engine(policy), None), TOPICS, timedelta(0))
+
+
+def body(n: int, kind: str, ticket: str, at: datetime, **fields: Any) -> bytes:
+    """Event `n` of `ticket` as its producer writes it (event id `e<n>-<ticket>`)."""
+    event = {
+        "event_id": f"e{n}-{ticket}",
+        "type": kind,
+        "ticket_id": ticket,
+        "occurred_at": at.isoformat(),
+        **fields,
+    }
+    return json.dumps(event).encode()
+
+
+def created(n: int, ticket: str, at: datetime) -> bytes:
+    """A vip, priority 1 ticket's creation."""
+    return body(n, "ticket-created", ticket, at, plan="vip", priority=1)
 
 
 class Feed:

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 
 from tests.kafka_fakes import MARKER, FakeChangelogs, FakeConsumer, Record, RecordingProducer
+from tests.partitions import body, created
 from worker.core.engine import Engine
 from worker.core.policy import Policy
 from worker.kafka import standby as standby_module
@@ -36,21 +37,6 @@ from worker.tasks.processor import TicketProcessor
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 INPUT = TopicPartition("tickets", 0)
 TOPICS = Topics("warnings", "breaches", "dead", "changelog")
-
-
-def body(n: int, kind: str, ticket: str, at: datetime, **fields: Any) -> bytes:
-    event = {
-        "event_id": f"e{n}-{ticket}",
-        "type": kind,
-        "ticket_id": ticket,
-        "occurred_at": at.isoformat(),
-        **fields,
-    }
-    return json.dumps(event).encode()
-
-
-def created(n: int, ticket: str, at: datetime) -> bytes:
-    return body(n, "ticket-created", ticket, at, plan="vip", priority=1)
 
 
 # --- Partition.follow equals load + rebuild -------------------------------------------------

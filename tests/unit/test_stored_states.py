@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.partitions import body, created
 from worker.core.engine import Engine
 from worker.core.policy import Policy
 from worker.kafka.restorer import Restorer
@@ -32,21 +33,6 @@ from worker.tasks.processor import TicketProcessor
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 TOPICS = Topics("warnings", "breaches", "dead", "changelog")
-
-
-def body(n: int, kind: str, ticket: str, at: datetime, **fields: Any) -> bytes:
-    event = {
-        "event_id": f"e{n}-{ticket}",
-        "type": kind,
-        "ticket_id": ticket,
-        "occurred_at": at.isoformat(),
-        **fields,
-    }
-    return json.dumps(event).encode()
-
-
-def created(n: int, ticket: str, at: datetime) -> bytes:
-    return body(n, "ticket-created", ticket, at, plan="vip", priority=1)
 
 
 def entries(index: Any) -> dict[str, datetime]:
