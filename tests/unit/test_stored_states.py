@@ -53,6 +53,11 @@ def indexes(partition: Partition) -> tuple[Any, ...]:
     )
 
 
+def three_created(at: datetime) -> list[Message]:
+    """Tickets X, Y and Z created at `at`, at offsets 0-2."""
+    return [Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")]
+
+
 def commit_step(
     owner: Partition,
     store: Store,
@@ -225,10 +230,7 @@ def test_a_loaded_snapshot_is_the_clock_and_the_tickets_of_the_store(
     owner = Partition(0, processor, TOPICS, timedelta(0))
     keep_in(owner, store, count=0)
     at = NOW - timedelta(hours=1)
-    messages = [
-        Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
-    ]
-    commit_step(owner, store, messages, NOW)
+    commit_step(owner, store, three_created(at), NOW)
 
     loaded = Partition(0, processor, TOPICS, timedelta(0))
     restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
@@ -369,10 +371,7 @@ def test_counting_the_timers_holds_no_store_open_between_its_chunks(
     owner = Partition(0, processor, TOPICS, timedelta(0))
     keep_in(owner, store, count=0)
     at = NOW - timedelta(hours=1)
-    messages = [
-        Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
-    ]
-    commit_step(owner, store, messages, NOW)
+    commit_step(owner, store, three_created(at), NOW)
     restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
     held = [True]
 
@@ -400,10 +399,7 @@ def test_a_rebuild_cut_short_leaves_indexes_the_next_start_does_not_trust(
     owner = Partition(0, processor, TOPICS, timedelta(0))
     keep_in(owner, store, count=0)
     at = NOW - timedelta(hours=1)
-    messages = [
-        Message("tickets", 0, n, t.encode(), created(n, t, at)) for n, t in enumerate("XYZ")
-    ]
-    commit_step(owner, store, messages, NOW)
+    commit_step(owner, store, three_created(at), NOW)
     restorer = Restorer(None, "changelog", Metrics(presets))  # type: ignore[arg-type]
     asyncio.run(restorer.rebuild(owner))
     assert store.db.get(FINGERPRINT) == fingerprint(processor.engine)
